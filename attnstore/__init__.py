@@ -1,0 +1,37 @@
+"""attnstore: attention interpretability of small in-context learners, as data you can query.
+
+Names are re-exported lazily, so ``import attnstore`` loads neither torch nor pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "AttnStoreError": "attnstore.errors",
+    "InContextModel": "attnstore.model",
+    "ModelConfig": "attnstore.model",
+    "Store": "attnstore.store",
+    "connect": "attnstore.store",
+    "extract": "attnstore.extract",
+    "TrainConfig": "attnstore.train",
+    "evaluate": "attnstore.train",
+    "load_checkpoint": "attnstore.checkpoint",
+    "sample_task": "attnstore.tasks",
+    "train": "attnstore.train",
+}
+
+__all__ = sorted(["__version__", *_EXPORTS])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'attnstore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

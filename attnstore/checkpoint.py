@@ -1,0 +1,239 @@
+"""Saving and loading models: attnstore's own checkpoints and those of the incontext-bool code.
+
+A checkpoint is addressed by one string, the ``--checkpoint`` of every command:
+
+- ``default``: the bundled model, shipped inside the package (``attnstore/models/default``);
+- a folder holding ``model.safetensors`` (and usually ``card.json``), as ``attnstore train``
+  writes it, or that ``.safetensors`` file itself;
+- a ``state.pt`` (a dict with ``model_state_dict``) or ``model_N.pt`` (a plain state dict) of
+  the public incontext-bool code, together with that run's ``config.yaml``.
+
+Nothing is ever unpickled: safetensors files hold only tensors, and ``.pt`` files are read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attnstore.errors import CheckpointError, ConfigError
+from attnstore.model import InContextModel, ModelConfig
+
+DEFAULT = "default"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "card.json"
+FORMAT = "attnstore-model-v1"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run, with what identifies it."""
+
+    model: InContextModel
+    sha256: str  # of the weights file's bytes: the identity of the checkpoint
+    path: Path
+    source: str  # "attnstore" or "incontext-bool"
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.cfg
+
+
+def default_checkpoint_dir() -> Path:
+    """The folder of the bundled model inside the installed package."""
+    return Path(str(resources.files("attnstore") / "models" / DEFAULT))
+
+
+def save_checkpoint(model: InContextModel, card: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``model.safetensors`` and ``card.json`` into ``out_dir``; returns the weights path."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "config": json.dumps(model.cfg.to_dict(), sort_keys=True)}
+    weights = out / WEIGHTS_FILE
+    save_file(tensors, str(weights), metadata=meta)
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    return weights
+
+
+def load_checkpoint(
+    spec: str | Path, model_config: str | Path | None = None, device: str = "cpu"
+) -> LoadedModel:
+    """Load a model from a checkpoint string (see the module docstring), in eval mode."""
+    path = default_checkpoint_dir() if str(spec) == DEFAULT else Path(spec)
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint '{spec}' does not exist; give 'default', a folder written by "
+            "'attnstore train', a .safetensors file, or an incontext-bool .pt file"
+        )
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+        if not path.exists():
+            raise CheckpointError(f"folder '{spec}' holds no {WEIGHTS_FILE}")
+    if path.suffix == ".safetensors":
+        if model_config is not None:
+            raise CheckpointError(
+                f"--model-config is only for incontext-bool .pt checkpoints; '{spec}' carries "
+                "its own config"
+            )
+        loaded = _load_safetensors(path)
+    else:
+        loaded = _load_incontext_bool(path, model_config)
+    loaded.model.to(device).eval()
+    return loaded
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_safetensors(path: Path) -> LoadedModel:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no mapping
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"'{path}' is not a readable safetensors checkpoint: {e}") from e
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"'{path}' is a safetensors file but not an attnstore model "
+            f"(format {meta.get('format')!r}, expected {FORMAT!r})"
+        )
+    cfg = ModelConfig(**json.loads(meta["config"]))
+    model = _build(cfg, tensors, path)
+    card_path = path.with_name(CARD_FILE)
+    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    return LoadedModel(model, _sha256(path), path, "attnstore", card)
+
+
+def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], path: Path) -> InContextModel:
+    model = InContextModel(cfg)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"'{path}' does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for name, tensor in state.items():
+        if tuple(tensor.shape) != tuple(expected[name].shape):
+            raise CheckpointError(
+                f"'{path}': tensor {name} has shape {tuple(tensor.shape)}, but the config "
+                f"{cfg.to_dict()} needs {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model
+
+
+# --- incontext-bool (Hugging Face GPT2Model names) ---------------------------------------------
+
+_HF_BLOCK = {
+    "ln_1": "ln_1",
+    "attn.c_attn": "attn.qkv",
+    "attn.c_proj": "attn.out",
+    "ln_2": "ln_2",
+    "mlp.c_fc": "mlp.fc",
+    "mlp.c_proj": "mlp.proj",
+}
+_HF_CONV1D = {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}  # weights stored (in, out)
+_HF_IGNORED = re.compile(r"^_backbone\.(wte\.weight|h\.\d+\.attn\.(bias|masked_bias))$")
+
+
+def read_model_config(path: str | Path) -> ModelConfig:
+    """Read an incontext-bool ``config.yaml``: flat keys, or the same keys under ``model:``."""
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"model config '{path}' does not exist")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"model config '{path}' is not valid YAML: {e}") from e
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        raw = raw["model"]
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"model config '{path}' is not a mapping of keys to values")
+    family = raw.get("family", "san")
+    if family != "san":
+        raise CheckpointError(
+            f"model config '{path}' has family '{family}'; attnstore loads only family 'san'"
+        )
+    need = ["n_dims", "n_positions", "n_embd", "n_layer", "n_head"]
+    absent = [k for k in need if k not in raw]
+    if absent:
+        raise CheckpointError(f"model config '{path}' lacks {', '.join(absent)}")
+    try:
+        return ModelConfig(
+            n_dims=raw["n_dims"],
+            n_ctx=2 * raw["n_positions"],
+            n_layers=raw["n_layer"],
+            n_heads=raw["n_head"],
+            d_model=raw["n_embd"],
+        )
+    except (ConfigError, TypeError) as e:
+        raise CheckpointError(f"model config '{path}': {e}") from e
+
+
+def convert_incontext_bool(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an incontext-bool state dict to attnstore's names (Conv1D weights transposed)."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if _HF_IGNORED.match(key):
+            continue
+        if key.startswith("_read_in."):
+            out["read_in." + key.removeprefix("_read_in.")] = value
+        elif key.startswith("_read_out."):
+            out["read_out." + key.removeprefix("_read_out.")] = value
+        elif key == "_backbone.wpe.weight":
+            out["wpe.weight"] = value
+        elif key.startswith("_backbone.ln_f."):
+            out["ln_f." + key.removeprefix("_backbone.ln_f.")] = value
+        elif m := re.match(r"^_backbone\.h\.(\d+)\.(.+)\.(weight|bias)$", key):
+            layer, module, param = m.groups()
+            if module not in _HF_BLOCK:
+                raise CheckpointError(f"unexpected incontext-bool tensor '{key}'")
+            if module in _HF_CONV1D and param == "weight":
+                value = value.t()
+            out[f"blocks.{layer}.{_HF_BLOCK[module]}.{param}"] = value
+        else:
+            raise CheckpointError(f"unexpected incontext-bool tensor '{key}'")
+    return out
+
+
+def _load_incontext_bool(path: Path, model_config: str | Path | None) -> LoadedModel:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a file that is no checkpoint
+        raise CheckpointError(
+            f"'{path}' is not a checkpoint (neither safetensors nor a torch state dict): {e}"
+        ) from e
+    if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
+        obj = obj["model_state_dict"]
+    if not isinstance(obj, dict) or not any(str(k).startswith("_read_in.") for k in obj):
+        raise CheckpointError(
+            f"'{path}' is not an incontext-bool checkpoint (no '_read_in.*' tensors); "
+            "expected state.pt or model_N.pt of that code"
+        )
+    if model_config is None:
+        raise CheckpointError(
+            f"'{path}' is an incontext-bool checkpoint: give its run's config.yaml "
+            "with --model-config"
+        )
+    cfg = read_model_config(model_config)
+    model = _build(cfg, convert_incontext_bool(obj), path)
+    card = {"source": "incontext-bool", "model_config": str(model_config), **cfg.to_dict()}
+    return LoadedModel(model, _sha256(path), path, "incontext-bool", card)

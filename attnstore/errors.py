@@ -1,0 +1,44 @@
+"""The exceptions attnstore raises for problems a user can fix.
+
+The tree::
+
+    AttnStoreError                 base: the CLI prints its message on one line, exits 2
+    ├── ConfigError                a value outside what is accepted (task, n_dims, k range, ...)
+    ├── CheckpointError            a checkpoint or model config that cannot be loaded
+    ├── StoreError                 a store that cannot be read or written as asked
+    │   └── SchemaVersionError     a store written by a newer schema version
+    └── NotFoundError              a run, analysis, query, head or sample that is not there
+
+Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class AttnStoreError(Exception):
+    """Base class of every error a user can act on."""
+
+
+class ConfigError(AttnStoreError, ValueError):
+    """A parameter value outside what is accepted."""
+
+
+class CheckpointError(AttnStoreError):
+    """A checkpoint or model config that cannot be loaded."""
+
+
+class StoreError(AttnStoreError):
+    """A store that cannot be read or written as asked."""
+
+
+class SchemaVersionError(StoreError):
+    """A store whose schema version is newer than this attnstore understands."""
+
+
+class NotFoundError(AttnStoreError, LookupError):
+    """A run, analysis, query, head or sample that is not in the store."""
+
+
+def known(values) -> str:
+    """Format accepted values for an error message: ``'a, b, c'``."""
+    return ", ".join(str(v) for v in values) if values else "(none)"

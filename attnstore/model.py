@@ -1,0 +1,165 @@
+"""The in-context learner: a GPT-2 backbone reading interleaved ``x1, y1, x2, y2, ...`` tokens.
+
+This is the ``san`` family of Bhattamishra et al. (ICLR 2024, code: satwik77/incontext-bool),
+written out so that every layer's attention is one return value away:
+
+- one shared ``Linear(n_dims, d_model)`` read-in for both token kinds; a label token is the
+  vector ``[y, 0, ..., 0]``;
+- GPT-2 blocks: learned positions, pre-LayerNorm, causal multi-head attention, an MLP of
+  ``4 * d_model`` with GPT-2's tanh GELU, a final LayerNorm; no dropout;
+- a ``Linear(d_model, 1)`` read-out at the x positions: the prediction for y_i is read from the
+  x_i token, which sees ``x1, y1, ..., x_{i-1}, y_{i-1}, x_i``.
+
+Classes appear in the order they are built: config, attention, MLP, block, model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnstore.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a model. ``n_ctx`` is the number of token positions (two per point)."""
+
+    n_dims: int
+    n_ctx: int
+    n_layers: int
+    n_heads: int
+    d_model: int
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"model {name}={value!r} must be a positive integer")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.n_ctx % 2:
+            raise ConfigError(f"n_ctx={self.n_ctx} must be even (an x and a y token per point)")
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def max_points(self) -> int:
+        """The most in-context examples the learned positions cover."""
+        return self.n_ctx // 2
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.d_head = cfg.d_head
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        mask = torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool).tril()
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(
+        self, h: torch.Tensor, return_attn: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, D = h.shape
+        q, k, v = self.qkv(h).split(D, dim=2)
+        q = q.view(B, T, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, d_head)
+        k = k.view(B, T, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, d_head)
+        v = v.view(B, T, self.n_heads, self.d_head).transpose(1, 2)  # (B, H, T, d_head)
+        if not return_attn:  # the fused kernel: same function, about 25% faster to train
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, d_head)
+            return self.out(z.transpose(1, 2).reshape(B, T, D)), None
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, T, T)
+        scores = scores.masked_fill(~self.mask[:T, :T], torch.finfo(scores.dtype).min)
+        attn = F.softmax(scores, dim=-1)  # (B, H, query_pos, key_pos)
+        z = (attn @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, d_model)
+        return self.out(z), attn
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model)
+        self.proj = nn.Linear(4 * cfg.d_model, cfg.d_model)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(h), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def forward(
+        self, h: torch.Tensor, return_attn: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        a, attn = self.attn(self.ln_1(h), return_attn)
+        h = h + a
+        h = h + self.mlp(self.ln_2(h))
+        return h, attn
+
+
+class InContextModel(nn.Module):
+    """Predicts each y_i from ``x1, y1, ..., x_i``; optionally returns every layer's attention."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.read_in = nn.Linear(cfg.n_dims, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.n_ctx, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.read_out = nn.Linear(cfg.d_model, 1)
+        self.apply(_init_weights)
+
+    @staticmethod
+    def interleave(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Tokens ``x1, [y1, 0...], x2, ...`` of shape (batch, 2 * n_points, n_dims)."""
+        B, N, D = x.shape
+        y_tok = F.pad(y.unsqueeze(-1), (0, D - 1))  # (B, N, D): [y, 0, ..., 0]
+        return torch.stack((x, y_tok), dim=2).reshape(B, 2 * N, D)  # (B, 2N, D)
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, return_attn: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits of shape (batch, n_points) for x of shape (batch, n_points, n_dims) and y of
+        shape (batch, n_points); with ``return_attn`` also a list, one per layer, of attention
+        of shape (batch, head, query_pos, key_pos)."""
+        B, N, D = x.shape
+        if self.cfg.n_dims != D:
+            raise ConfigError(f"inputs have n_dims={D}; this model reads n_dims={self.cfg.n_dims}")
+        if self.cfg.max_points < N:
+            raise ConfigError(
+                f"n_points={N} exceeds the model's {self.cfg.max_points} points "
+                f"(n_ctx={self.cfg.n_ctx} positions)"
+            )
+        tokens = self.interleave(x, y)  # (B, T, n_dims)
+        pos = torch.arange(2 * N, device=x.device)
+        h = self.read_in(tokens) + self.wpe(pos)  # (B, T, d_model)
+        attns = []
+        for block in self.blocks:
+            h, attn = block(h, return_attn)
+            attns.append(attn)
+        logits = self.read_out(self.ln_f(h))[:, ::2, 0]  # (B, N): read at x positions
+        return (logits, attns) if return_attn else logits
+
+
+def _init_weights(module: nn.Module) -> None:
+    """GPT-2's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorms."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)

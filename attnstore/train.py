@@ -1,0 +1,246 @@
+"""Training and evaluating in-context learners, with the baselines they are judged against.
+
+Training follows the incontext-bool recipe without its curriculum: every step draws a fresh
+batch of prompts from the task, the loss is sigmoid + binary cross-entropy of every position's
+prediction against ``(y + 1) / 2``, and the optimiser is Adam. Accuracy is ``sign(pred) == y``
+per position, measured on prompts drawn with a seed the training batches never use.
+
+Baselines, computed on the very same evaluation prompts:
+
+- ``elimination`` (conjunction-like tasks): start with all ``2 * n_dims`` literals, delete every
+  literal a positive example falsifies, predict +1 iff every kept literal holds;
+- ``majority``: predict the label seen most often among the earlier examples of the prompt
+  (-1 on a tie or with none seen).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from attnstore import tasks
+from attnstore.checkpoint import LoadedModel, save_checkpoint
+from attnstore.errors import ConfigError
+from attnstore.model import InContextModel, ModelConfig
+
+# Tasks whose hidden function is a single conjunction, where the elimination algorithm applies.
+ELIMINATION_TASKS = ("conjunction", "teach_conjunction")
+EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never share a seed with a training batch
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run; recorded whole in the card."""
+
+    task: str = "conjunction"
+    n_dims: int = 10
+    n_points: int = 40
+    n_layers: int = 3
+    n_heads: int = 4
+    d_model: int = 64
+    steps: int = 5000
+    lr: float = 1e-3
+    batch_size: int = 64
+    seed: int = 0
+    eval_samples: int = 1000
+    task_params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        for name in ("n_dims", "n_points", "n_layers", "n_heads", "d_model", "steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.batch_size < 1 or self.eval_samples < 1:
+            raise ConfigError(
+                f"batch_size={self.batch_size} and eval_samples={self.eval_samples} "
+                "must be at least 1"
+            )
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr} must be positive")
+        # Fails early, with the task's own message, on an unknown task or parameter.
+        self.task_params = tasks.task_params(self.task, **self.task_params)
+
+
+def _batch_seed(seed: int, step: int) -> int:
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+def _to_torch(batch: tasks.TaskBatch, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(batch.x).to(device), torch.from_numpy(batch.y).to(device)
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    command: str | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Train a model as ``cfg`` says, evaluate it, write checkpoint and card; returns the card."""
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    torch.manual_seed(cfg.seed)
+    model_cfg = ModelConfig(cfg.n_dims, 2 * cfg.n_points, cfg.n_layers, cfg.n_heads, cfg.d_model)
+    model = InContextModel(model_cfg).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    losses: list[float] = []
+    start = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="train", disable=not progress, file=sys.stderr)
+    for step in bar:
+        batch = tasks.sample_task(
+            cfg.task,
+            cfg.batch_size,
+            cfg.n_points,
+            cfg.n_dims,
+            _batch_seed(cfg.seed, step),
+            **cfg.task_params,
+        )
+        x, y = _to_torch(batch, device)
+        logits = model(x, y)
+        loss = F.binary_cross_entropy_with_logits(logits, (y + 1) / 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    wall = time.perf_counter() - start
+    model.eval()
+    report = evaluate(
+        model,
+        cfg.task,
+        cfg.eval_samples,
+        cfg.seed + EVAL_SEED_OFFSET,
+        cfg.n_points,
+        device=device,
+        **cfg.task_params,
+    )
+    card = {
+        "format": "attnstore-card-v1",
+        "model": model_cfg.to_dict(),
+        "task": cfg.task,
+        "task_params": cfg.task_params,
+        "train": asdict(cfg) | {"optimizer": "adam", "loss": "bce_with_logits", "device": device},
+        "seed": cfg.seed,
+        "steps": cfg.steps,
+        "wall_time_s": round(wall, 2),
+        "steps_per_s": round(cfg.steps / wall, 2),
+        "final_loss": float(np.mean(losses[-100:])),
+        "loss_every_100_steps": [
+            round(float(np.mean(losses[i : i + 100])), 5) for i in range(0, len(losses), 100)
+        ],
+        "eval": report,
+        "versions": versions(),
+        "command": command or "attnstore.train.train(...)",
+    }
+    save_checkpoint(model, card, out_dir)
+    return card
+
+
+@torch.no_grad()
+def evaluate(
+    model: InContextModel | LoadedModel,
+    task: str,
+    n_samples: int,
+    seed: int,
+    n_points: int | None = None,
+    batch_size: int = 500,
+    device: str = "cpu",
+    **task_params: Any,
+) -> dict[str, Any]:
+    """Accuracy per position of the model and the baselines on fresh prompts of ``task``."""
+    if isinstance(model, LoadedModel):
+        model = model.model
+    cfg = model.cfg
+    n_points = cfg.max_points if n_points is None else n_points
+    if n_samples < 1:
+        raise ConfigError(f"samples={n_samples} must be at least 1")
+    if n_points > cfg.max_points:
+        raise ConfigError(
+            f"n_points={n_points} exceeds what the checkpoint's positions allow "
+            f"({cfg.max_points} points)"
+        )
+    batch = tasks.sample_task(task, n_samples, n_points, cfg.n_dims, seed, **task_params)
+    correct = np.zeros(n_points)
+    for lo in range(0, n_samples, batch_size):
+        x = torch.from_numpy(batch.x[lo : lo + batch_size]).to(device)
+        y = torch.from_numpy(batch.y[lo : lo + batch_size]).to(device)
+        pred = torch.where(model(x, y) > 0, 1.0, -1.0)
+        correct += (pred == y).double().sum(0).cpu().numpy()
+    acc = {"model": correct / n_samples}
+    acc["majority"] = (majority_baseline(batch.y) == batch.y).mean(0)
+    if task in ELIMINATION_TASKS:
+        acc["elimination"] = (elimination_baseline(batch.x, batch.y) == batch.y).mean(0)
+    tail = min(10, n_points)
+    return {
+        "task": task,
+        "task_params": batch.params,
+        "n_samples": n_samples,
+        "n_points": n_points,
+        "seed": seed,
+        "accuracy_per_position": {k: [round(float(v), 5) for v in a] for k, a in acc.items()},
+        f"accuracy_last_{tail}": {k: round(float(a[-tail:].mean()), 5) for k, a in acc.items()},
+    }
+
+
+def elimination_baseline(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Predictions of the elimination algorithm, shape (n_samples, n_points), for x of shape
+    (n_samples, n_points, n_dims) and y of shape (n_samples, n_points), both in ±1."""
+    n_samples, n_points, n_dims = x.shape
+    # kept[s, j] / kept_neg[s, j]: literal x_j / not-x_j still in the hypothesis.
+    kept = np.ones((n_samples, n_dims), dtype=bool)
+    kept_neg = np.ones((n_samples, n_dims), dtype=bool)
+    pred = np.empty((n_samples, n_points), dtype=np.float32)
+    for i in range(n_points):
+        pos, neg = x[:, i] > 0, x[:, i] < 0
+        holds = ~(kept & neg).any(1) & ~(kept_neg & pos).any(1)
+        pred[:, i] = np.where(holds, 1.0, -1.0)
+        positive = (y[:, i] > 0)[:, None]
+        kept &= ~(positive & neg)  # a positive example with x_j = -1 falsifies x_j
+        kept_neg &= ~(positive & pos)
+    return pred
+
+
+def majority_baseline(y: np.ndarray) -> np.ndarray:
+    """Predict the most frequent earlier label (-1 on ties or none), shape (n_samples, n_points)."""
+    seen = np.cumsum(y, axis=1) - y  # sum of labels strictly before each position
+    return np.where(seen > 0, 1.0, -1.0).astype(np.float32)
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a result, for provenance."""
+    import sklearn
+
+    from attnstore import __version__
+
+    return {
+        "attnstore": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def command_line() -> str:
+    """The command that is running, as a user could paste it."""
+    argv = (
+        ["attnstore", *sys.argv[1:]]
+        if Path(sys.argv[0]).name in {"attnstore", "__main__.py"}
+        else sys.argv
+    )
+    return shlex.join(argv)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
