@@ -1,0 +1,324 @@
+"""The store and the extractor: what is written, and that it survives kills and races."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from attnstore.errors import ConfigError, SchemaVersionError, StoreError
+from attnstore.extract import extract
+from attnstore.schema import TABLES
+from attnstore.store import Store, connect
+from tests.conftest import TINY, TINY_SAMPLES
+
+ROWS_PER_SAMPLE = TINY["n_layers"] * TINY["n_heads"] * 2 * TINY["n_points"]
+
+
+def _snapshot(path):
+    """Every file under the store with its bytes, staging and locks excepted."""
+    out = {}
+    for p in sorted(path.rglob("*")):
+        rel = p.relative_to(path)
+        if p.is_file() and rel.parts[0] not in {".staging", ".locks"}:
+            out[str(rel)] = p.read_bytes()
+    return out
+
+
+def test_attention_rows_are_the_models(tiny_store):
+    path, run_id = tiny_store
+    con = connect(path)
+    n = con.execute("select count(*) from attention").fetchall()[0][0]
+    assert n == ROWS_PER_SAMPLE * TINY_SAMPLES
+    df = con.sql(
+        "select query_pos, query_kind, point, weights, mass_x, mass_y, max_weight, "
+        "argmax_key, entropy from attention"
+    ).df()
+    w = np.stack(df.weights.to_numpy())
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-5)
+    keys = np.arange(w.shape[1])
+    assert np.all(w[keys[None, :] > df.query_pos.to_numpy()[:, None]] == 0)
+    np.testing.assert_allclose(df.mass_x + df.mass_y, 1.0, atol=1e-5)
+    np.testing.assert_allclose(df.max_weight, w.max(1))
+    assert (df.argmax_key == w.argmax(1)).all()
+    assert (df.query_kind == np.where(df.query_pos % 2 == 0, "x", "y")).all()
+    assert (df.point == df.query_pos // 2).all()
+    p = np.where(w > 0, w, 1)
+    np.testing.assert_allclose(df.entropy, -(w * np.log(p)).sum(1), atol=1e-4)
+
+
+def test_attention_matches_a_fresh_forward_pass(tiny_store, tiny_checkpoint):
+    import torch
+
+    from attnstore.checkpoint import load_checkpoint
+
+    path, run_id = tiny_store
+    s = Store(path)
+    inputs = s.read("inputs", run_id=run_id).to_pandas().sort_values(["sample", "point"])
+    x = np.stack(inputs.x.to_numpy()).reshape(TINY_SAMPLES, TINY["n_points"], -1)
+    y = inputs.y.to_numpy().reshape(TINY_SAMPLES, TINY["n_points"])
+    model = load_checkpoint(str(tiny_checkpoint)).model
+    with torch.no_grad():
+        _, attn = model(torch.tensor(x).float(), torch.tensor(y).float(), return_attn=True)
+    rows = s.read("attention", layer=1, head=0, sample=4).to_pandas().sort_values("query_pos")
+    np.testing.assert_array_equal(np.stack(rows.weights.to_numpy()), attn[1][4, 0].numpy())
+    mass_y_pos = (attn[1][4, 0].numpy()[:, 1::2] * (y[4] > 0)).sum(1)
+    np.testing.assert_allclose(rows.mass_y_pos, mass_y_pos, atol=1e-6)
+
+
+def test_inputs_functions_predictions(tiny_store):
+    path, run_id = tiny_store
+    con = connect(path)
+    assert (
+        con.execute("select count(*) from inputs").fetchall()[0][0]
+        == TINY_SAMPLES * TINY["n_points"]
+    )
+    assert (
+        con.execute("select count(*) from predictions").fetchall()[0][0]
+        == TINY_SAMPLES * TINY["n_points"]
+    )
+    assert (
+        con.execute("select count(*) from functions").fetchall()[0][0]
+        == TINY_SAMPLES * TINY["n_dims"]
+    )
+    # y in predictions agrees with inputs; labels follow the stored conjunction.
+    bad = con.execute("""
+        with lits as (select sample, literal, sign from functions where weight != 0),
+        ok as (
+            select i.sample, i.point, i.y,
+                   coalesce(bool_and(i.x[l.literal + 1] = l.sign), true) as holds
+            from inputs i left join lits l using (sample)
+            group by all)
+        select count(*) from ok where (y = 1) != holds
+    """).fetchall()[0][0]
+    assert bad == 0
+    run = con.sql("select * from runs").df().iloc[0]
+    assert run.run_id == run_id and run.n_samples == TINY_SAMPLES
+    assert run.n_layers == TINY["n_layers"] and run.schema_version == 1
+    assert json.loads(run.card_json)["task"] == "conjunction"
+
+
+def test_readers_other_than_attnstore(tiny_store):
+    path, run_id = tiny_store
+    for name, t in TABLES.items():
+        if t.level != "run":
+            continue  # analysis tables: tests/test_analysis.py
+        con = duckdb.connect()
+        rel = con.sql(
+            f"select * from read_parquet('{path}/{name}/**/*.parquet', hive_partitioning = true)"
+        )
+        assert set(rel.columns) == set(t.columns), name
+        data = ds.dataset(path / name, format="parquet", partitioning="hive").to_table()
+        assert set(data.column_names) == set(t.columns), name
+    kv = duckdb.execute(
+        f"select key::varchar, value::varchar from parquet_kv_metadata("
+        f"'{path}/attention/**/*.parquet')"
+    ).fetchall()
+    assert ("attnstore.schema_version", "1") in kv and ("attnstore.run_id", run_id) in kv
+
+
+def test_one_head_is_read_without_the_rest(tiny_store):
+    """Each head is its own row group, so a head filter skips the other heads' row groups."""
+    import pyarrow.parquet as pq
+
+    path, _ = tiny_store
+    f = next((path / "attention").glob("*/layer=0/*.parquet"))
+    meta = pq.ParquetFile(f).metadata
+    heads = {meta.row_group(i).column(0).statistics.min for i in range(meta.num_row_groups)}
+    assert heads == set(range(TINY["n_heads"]))
+    for i in range(meta.num_row_groups):
+        st = meta.row_group(i).column(0).statistics
+        assert st.min == st.max
+
+
+def test_same_extraction_again_writes_nothing(tiny_checkpoint, tmp_path):
+    first = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0)
+    before = _snapshot(tmp_path)
+    again = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0)
+    assert again.existed and again.run_id == first.run_id
+    assert _snapshot(tmp_path) == before
+
+
+def test_overwrite_replaces_the_run(tiny_checkpoint, tmp_path):
+    first = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0)
+    other = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=1)
+    before = _snapshot(tmp_path)
+    again = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0, overwrite=True)
+    assert not again.existed and again.run_id == first.run_id
+    after = _snapshot(tmp_path)
+    assert after.keys() == before.keys()
+    runs_file = next(k for k in after if k.startswith(f"runs/run_id={first.run_id}"))
+    assert after[runs_file] != before[runs_file]  # rewritten (new created_at)
+    assert all(after[k] == before[k] for k in after if other.run_id in k)  # others untouched
+    con = connect(tmp_path)
+    assert con.execute("select count(*) from attention").fetchall()[0][0] == 2 * 3 * ROWS_PER_SAMPLE
+
+
+def test_runs_differ_by_seed_task_and_samples(tiny_checkpoint, tmp_path):
+    ids = {
+        extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=0).run_id,
+        extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=1).run_id,
+        extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0).run_id,
+        extract(
+            tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=0, task="disjunction"
+        ).run_id,
+    }
+    assert len(ids) == 4
+    assert sorted(Store(tmp_path).keys("run")) == sorted(ids)
+
+
+# --- crashes and races ------------------------------------------------------------------------
+
+_EXTRACT = [sys.executable, "-m", "attnstore", "extract", "--samples", "40", "--batch-size", "2"]
+
+
+def _count_rows(path):
+    con = connect(path)
+    return {
+        n: con.execute(f"select count(*) from {n}").fetchall()[0][0]
+        for n, t in TABLES.items()
+        if t.level == "run"
+    }
+
+
+@pytest.mark.parametrize("delay", [0.5, 1.5, 3.0])
+def test_sigkill_leaves_no_partial_run_and_rerun_completes(tiny_checkpoint, tmp_path, delay):
+    cmd = [*_EXTRACT, "--store", str(tmp_path), "--checkpoint", str(tiny_checkpoint)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if (tmp_path / "attnstore.json").exists():
+        counts = _count_rows(tmp_path)
+        complete = counts["runs"] == 1
+        expected = 40 * ROWS_PER_SAMPLE if complete else 0
+        assert counts["attention"] == expected, counts
+        assert counts["inputs"] == (40 * TINY["n_points"] if complete else 0), counts
+        # After recovery the raw files agree with the views: no orphan partition anywhere.
+        raw = (
+            duckdb.execute(
+                f"select count(*) from read_parquet('{tmp_path}/attention/**/*.parquet',"
+                " hive_partitioning = true)"
+            ).fetchall()[0][0]
+            if list((tmp_path / "attention").glob("**/*.parquet"))
+            else 0
+        )
+        assert raw == expected
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    assert _count_rows(tmp_path)["attention"] == 40 * ROWS_PER_SAMPLE
+    assert out.stdout.strip().splitlines()[-1] in Store(tmp_path).keys("run")
+
+
+@pytest.mark.parametrize("after_moves", [0, 1, 3])
+def test_crash_in_the_middle_of_commit_rolls_forward(tiny_checkpoint, tmp_path, after_moves):
+    """A process that dies between the renames of a commit: the next opener finishes it."""
+    cmd = [
+        *_EXTRACT,
+        "--store",
+        str(tmp_path),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--samples",
+        "4",
+    ]
+    env = {**os.environ, "ATTNSTORE_CRASH_AFTER_MOVES": str(after_moves)}
+    proc = subprocess.run(cmd, env=env, capture_output=True)
+    assert proc.returncode == 137
+    assert (tmp_path / ".staging").exists() and any((tmp_path / ".staging").iterdir())
+    counts = _count_rows(tmp_path)  # connect() opens the store: recovery rolls forward
+    assert counts["runs"] == 1 and counts["attention"] == 4 * ROWS_PER_SAMPLE
+    assert not any((tmp_path / ".staging").iterdir())
+
+
+def test_two_writers_at_once(tiny_checkpoint, tmp_path):
+    cmds = [
+        [
+            *_EXTRACT,
+            "--store",
+            str(tmp_path),
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--seed",
+            str(seed),
+            "--samples",
+            "10",
+        ]
+        for seed in (0, 1)
+    ]
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds
+    ]
+    outs = [p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    ids = {o[0].strip().splitlines()[-1] for o in outs}
+    assert ids == set(Store(tmp_path).keys("run")) and len(ids) == 2
+    assert _count_rows(tmp_path)["attention"] == 20 * ROWS_PER_SAMPLE
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def test_unwritable_store_path(tiny_checkpoint, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="not writable"):
+        extract(blocker / "store", checkpoint=str(tiny_checkpoint), samples=2)
+
+
+def test_newer_schema_version(tiny_checkpoint, tmp_path):
+    extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2)
+    (tmp_path / "attnstore.json").write_text(json.dumps({"schema_version": 99}))
+    before = _snapshot(tmp_path)
+    with pytest.raises(SchemaVersionError, match="99"):
+        extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=5)
+    with pytest.raises(SchemaVersionError):
+        connect(tmp_path)
+    assert _snapshot(tmp_path) == before
+
+
+def test_corrupted_parquet_file_is_named(tiny_checkpoint, tmp_path):
+    extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2)
+    victim = next((tmp_path / "predictions").glob("**/*.parquet"))
+    victim.write_bytes(victim.read_bytes()[:-20])
+    before = _snapshot(tmp_path)
+    with pytest.raises(StoreError, match=str(victim.name)) as err:
+        extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=9)
+    assert str(victim) in str(err.value)
+    with pytest.raises(StoreError, match="corrupted"):
+        connect(tmp_path)
+    assert _snapshot(tmp_path) == before
+
+
+def test_zero_samples(tiny_checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="samples=0"):
+        extract(tmp_path / "s", checkpoint=str(tiny_checkpoint), samples=0)
+    assert not (tmp_path / "s").exists()
+
+
+def test_n_dims_contradicting_the_checkpoint(tiny_checkpoint, tmp_path):
+    extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2)
+    before = _snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="n_dims=7"):
+        extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, n_dims=7)
+    with pytest.raises(ConfigError, match="k=9"):
+        extract(
+            tmp_path,
+            checkpoint=str(tiny_checkpoint),
+            samples=2,
+            task="sparse_disjunction",
+            task_params={"k": 9},
+        )
+    assert _snapshot(tmp_path) == before
+
+
+def test_not_a_store(tmp_path):
+    with pytest.raises(StoreError, match="not an attnstore store"):
+        Store(tmp_path / "missing")
