@@ -18,6 +18,7 @@ _EXPORTS = {
     "connect": "attnstore.store",
     "extract": "attnstore.extract",
     "TrainConfig": "attnstore.train",
+    "analyze": "attnstore.analysis.analyze",
     "evaluate": "attnstore.train",
     "load_checkpoint": "attnstore.checkpoint",
     "sample_task": "attnstore.tasks",

@@ -13,6 +13,12 @@ import click
 
 from attnstore.errors import AttnStoreError, ConfigError
 
+# Names only: the modules behind them load when a command runs.
+BACKENDS = ("sklearn", "torch")
+VIEWS = ("per_example", "raw", "shared_keys")
+DEFAULT_BACKEND = "sklearn"
+DEFAULT_VIEW = "raw"
+
 
 class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
@@ -177,11 +183,34 @@ def eval_(
 @click.option("--batch-size", default=128, show_default=True, help="Prompts per forward pass.")
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
 @click.option("--overwrite", is_flag=True, help="Replace the run if it is already stored.")
-def extract(task_params: tuple[str, ...], **kwargs: Any) -> None:
-    """Run a model on task prompts; store every attention row, input, function, prediction.
+@click.option(
+    "--no-analysis",
+    is_flag=True,
+    help="Only extract; skip the default analysis ('attnstore analyze' runs one later).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=DEFAULT_BACKEND,
+    show_default=True,
+    help="Backend of the default analysis.",
+)
+@click.option(
+    "--view",
+    type=click.Choice(VIEWS),
+    default=DEFAULT_VIEW,
+    show_default=True,
+    help="Row view of the default analysis.",
+)
+def extract(
+    task_params: tuple[str, ...], no_analysis: bool, backend: str, view: str, **kwargs: Any
+) -> None:
+    """Run a model on task prompts; store every attention row, input, function and
+    prediction, then analyse every head (unless --no-analysis).
 
     Progress goes to stderr; the last line on stdout is the run id.
     """
+    from attnstore.analysis.analyze import analyze as run_analyze
     from attnstore.extract import extract as run_extract
     from attnstore.train import command_line
 
@@ -197,7 +226,70 @@ def extract(task_params: tuple[str, ...], **kwargs: Any) -> None:
             "(--overwrite replaces it)",
             err=True,
         )
+    if not no_analysis:
+        a = run_analyze(
+            kwargs["store"],
+            result.run_id,
+            backend=backend,
+            view=view,
+            device=kwargs["device"],
+            progress=_show_progress(),
+            command=command_line(),
+        )
+        click.echo(f"analysis {a.analysis_id} (backend {backend}, view {view})", err=True)
     click.echo(result.run_id)
+
+
+@cli.command()
+@click.option("--store", required=True, type=click.Path(file_okay=False), help="Store folder.")
+@click.option("--run", "run_id", default=None, help="Run id [default: the latest run].")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=DEFAULT_BACKEND,
+    show_default=True,
+    help="sklearn: the seed's calls, one problem at a time; torch: batched.",
+)
+@click.option(
+    "--view",
+    default=DEFAULT_VIEW,
+    show_default=True,
+    help=f"Row view: {', '.join(VIEWS)} (see docs/analysis.md).",
+)
+@click.option(
+    "--m",
+    default=None,
+    type=int,
+    help="First point kept by shared_keys / per_example [default: n_points // 2].",
+)
+@click.option("--k-min", default=2, show_default=True, help="Smallest k tried.")
+@click.option("--k-max", default=9, show_default=True, help="Largest k tried.")
+@click.option(
+    "--dominance",
+    default=0.5,
+    show_default=True,
+    help="A literal is dominant if its SVM score reaches this share of its cluster's top.",
+)
+@click.option("--top-paths", default=3, show_default=True, help="Pathways kept per cluster.")
+@click.option("--device", default="cpu", show_default=True, help="torch device (torch backend).")
+@click.option("--overwrite", is_flag=True, help="Replace the analysis if it is already stored.")
+def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
+    """Cluster every head's attention rows, fit SVMs, find dominant literals and pathways.
+
+    Reads attention rows from the store only (no model). The last line on stdout is the
+    analysis id.
+    """
+    from attnstore.analysis.analyze import analyze as run_analyze
+    from attnstore.train import command_line
+
+    result = run_analyze(store, run_id, **kwargs, progress=_show_progress(), command=command_line())
+    if result.existed:
+        click.echo(
+            f"analysis {result.analysis_id} is already in the store; nothing written "
+            "(--overwrite replaces it)",
+            err=True,
+        )
+    click.echo(result.analysis_id)
 
 
 def main() -> None:

@@ -328,6 +328,8 @@ def connect(store: str | Path | Store, verify: bool = True):
     """
     import duckdb
 
+    from attnstore.queries import get_query
+
     s = store if isinstance(store, Store) else Store(store)
     if verify:
         s.verify()
@@ -351,6 +353,7 @@ def connect(store: str | Path | Store, verify: bool = True):
                 f"create view {name} as select {cols} from {source} "
                 f"where {key} in (select {key} from {primary})"
             )
+    con.execute(f"create view head_summary as {get_query('head_summary').sql}")
     return con
 
 

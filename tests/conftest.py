@@ -28,3 +28,19 @@ def tiny_store(tmp_path_factory, tiny_checkpoint):
         path, checkpoint=str(tiny_checkpoint), samples=TINY_SAMPLES, seed=3, batch_size=5
     )
     return path, result.run_id
+
+
+@pytest.fixture(scope="session")
+def tiny_analysed_store(tmp_path_factory, tiny_store):
+    """A copy of the tiny store with two analyses (views raw and shared_keys, sklearn).
+    Read-only for tests: copy it before writing."""
+    import shutil
+
+    from attnstore.analysis.analyze import analyze
+
+    src, run_id = tiny_store
+    path = tmp_path_factory.mktemp("tiny_analysed") / "store"
+    shutil.copytree(src, path)
+    raw = analyze(path, run_id, view="raw").analysis_id
+    shared = analyze(path, run_id, view="shared_keys").analysis_id
+    return path, run_id, {"raw": raw, "shared_keys": shared}

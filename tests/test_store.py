@@ -177,7 +177,17 @@ def test_runs_differ_by_seed_task_and_samples(tiny_checkpoint, tmp_path):
 
 # --- crashes and races ------------------------------------------------------------------------
 
-_EXTRACT = [sys.executable, "-m", "attnstore", "extract", "--samples", "40", "--batch-size", "2"]
+_EXTRACT = [
+    sys.executable,
+    "-m",
+    "attnstore",
+    "extract",
+    "--no-analysis",
+    "--samples",
+    "40",
+    "--batch-size",
+    "2",
+]
 
 
 def _count_rows(path):

@@ -1,0 +1,1 @@
+"""Clustering, SVMs, dominant literals and pathways over stored attention rows."""

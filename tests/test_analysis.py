@@ -1,0 +1,395 @@
+"""The analysis: planted structure is found, stored rows equal direct scikit-learn calls, and
+degenerate problems are recorded rather than crashing."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from sklearn.svm import LinearSVC
+
+from attnstore.analysis.analyze import analyze
+from attnstore.analysis.literals import dominant_literals
+from attnstore.analysis.pathways import cluster_paths, suffixes
+from attnstore.analysis.result import (
+    NOTE_CONSTANT_ROWS,
+    NOTE_K_ABOVE_DISTINCT,
+    NOTE_ONE_CLASS,
+    clip_k_values,
+)
+from attnstore.analysis.sklearn_backend import fit_sklearn
+from attnstore.analysis.views import make_view
+from attnstore.errors import ConfigError, NotFoundError
+from attnstore.store import Store, connect
+from tests.conftest import TINY, TINY_SAMPLES
+
+
+def planted_rows(rng, n_rows=30, n_keys=12, groups=3, noise=0.02):
+    """Rows in ``groups`` clean groups, each concentrated on its own keys; returns rows, group."""
+    group = np.arange(n_rows) % groups
+    rows = np.full((n_rows, n_keys), noise)
+    for g in range(groups):
+        rows[group == g, g * 3 : g * 3 + 3] = 1.0
+    rows += rng.uniform(0, noise, rows.shape)
+    return (rows / rows.sum(1, keepdims=True)).astype(np.float32), group
+
+
+def same_partition(a, b):
+    return len(set(zip(a, b, strict=True))) == len(set(a)) == len(set(b))
+
+
+def test_planted_groups_are_found():
+    rng = np.random.default_rng(0)
+    rows, group = planted_rows(rng)
+    x = rng.choice([-1.0, 1.0], size=(30, 6)).astype(np.float32)
+    r = fit_sklearn(rows[None], x[None], clip_k_values(2, 9, 30))
+    assert r.best_k_[0] == 3
+    assert same_partition(r.labels_[0], group)
+    assert r.notes_[0] == ""
+
+
+def test_results_equal_direct_sklearn_calls():
+    rng = np.random.default_rng(1)
+    rows = rng.dirichlet(np.ones(10), size=(4, 20)).astype(np.float32)
+    x = rng.choice([-1.0, 1.0], size=(4, 20, 5)).astype(np.float32)
+    ks = clip_k_values(2, 9, 20)
+    r = fit_sklearn(rows, x, ks)
+    for p in range(4):
+        scores = []
+        for j, k in enumerate(ks):
+            km = KMeans(n_clusters=int(k), random_state=0, n_init="auto").fit(rows[p])
+            scores.append(silhouette_score(rows[p], km.labels_))
+            assert r.silhouette_[p, j] == pytest.approx(scores[-1], abs=1e-12)
+            assert r.inertia_[p, j] == pytest.approx(km.inertia_, rel=1e-9)
+        k_best = ks[int(np.argmax(scores))]
+        assert r.best_k_[p] == k_best
+        km = KMeans(n_clusters=int(k_best), random_state=0, n_init="auto").fit(rows[p])
+        np.testing.assert_array_equal(r.labels_[p], km.labels_)
+        svm = LinearSVC(multi_class="ovr", random_state=0).fit(x[p], km.labels_)
+        n = svm.coef_.shape[0]
+        assert r.n_coef_rows_[p] == n == (1 if k_best == 2 else k_best)
+        np.testing.assert_allclose(r.coef_[p, :n], svm.coef_)
+        np.testing.assert_allclose(r.intercept_[p, :n], svm.intercept_)
+        assert r.svm_accuracy_[p] == pytest.approx(svm.score(x[p], km.labels_))
+
+
+def test_k2_sign_convention():
+    """For k = 2 scikit-learn returns one row, "1 vs 0": cluster 1 takes it, cluster 0 its
+    negation; a literal that defines cluster 1 ranks first there and last in cluster 0."""
+    rng = np.random.default_rng(2)
+    x = rng.choice([-1.0, 1.0], size=(40, 6))
+    labels = (x[:, 2] > 0).astype(int)  # cluster 1 <=> x_2
+    svm = LinearSVC(multi_class="ovr", random_state=0).fit(x, labels)
+    d = dominant_literals(labels, x, svm.coef_, 1, dominance=0.5)
+    top = {
+        c: (
+            d["literal"][(d["cluster"] == c) & (d["rank"] == 1)][0],
+            d["sign"][(d["cluster"] == c) & (d["rank"] == 1)][0],
+        )
+        for c in (0, 1)
+    }
+    assert top[1] == (2, 1) and top[0] == (2, -1)
+    c1 = (d["cluster"] == 1) & (d["literal"] == 2) & (d["sign"] == 1)
+    assert d["svm_score"][c1][0] == pytest.approx(svm.coef_[0, 2])
+    assert d["data_score"][c1][0] == pytest.approx(1.0)  # all members have x_2 = +1, no others
+    dominant = set(
+        zip(
+            d["cluster"][d["is_dominant"]],
+            d["literal"][d["is_dominant"]],
+            d["sign"][d["is_dominant"]],
+            strict=True,
+        )
+    )
+    assert dominant == {(1, 2, 1), (0, 2, -1)}
+
+
+def test_multiclass_literals_follow_their_rows():
+    rng = np.random.default_rng(3)
+    x = rng.choice([-1.0, 1.0], size=(60, 6))
+    labels = np.where(x[:, 0] > 0, 0, np.where(x[:, 1] > 0, 1, 2))
+    svm = LinearSVC(multi_class="ovr", random_state=0).fit(x, labels)
+    d = dominant_literals(labels, x, svm.coef_, 3, dominance=0.5)
+    for c in range(3):
+        sel = d["cluster"] == c
+        np.testing.assert_allclose(d["svm_score"][sel][:6], svm.coef_[c])
+        np.testing.assert_allclose(d["svm_score"][sel][6:], -svm.coef_[c])
+    top0 = (d["cluster"] == 0) & (d["rank"] == 1)
+    assert (d["literal"][top0][0], d["sign"][top0][0]) == (0, 1)
+
+
+# --- degenerate problems ------------------------------------------------------------------
+
+
+def test_constant_rows():
+    rows = np.full((1, 10, 8), 1 / 8, dtype=np.float32)
+    x = np.ones((1, 10, 4), dtype=np.float32)
+    r = fit_sklearn(rows, x, clip_k_values(2, 9, 10))
+    assert r.best_k_[0] == 1 and NOTE_CONSTANT_ROWS in r.notes_[0]
+    assert np.isnan(r.silhouette_).all() and r.n_coef_rows_[0] == 0
+
+
+def test_k_above_distinct_rows_is_skipped_and_noted():
+    base = np.eye(3, 8, dtype=np.float32)
+    rows = base[np.arange(12) % 3][None]  # 3 distinct rows
+    x = np.random.default_rng(0).choice([-1.0, 1.0], size=(1, 12, 4)).astype(np.float32)
+    ks = clip_k_values(2, 9, 12)
+    r = fit_sklearn(rows, x, ks)
+    assert NOTE_K_ABOVE_DISTINCT in r.notes_[0]
+    assert np.isnan(r.silhouette_[0, ks > 3]).all()
+    assert not np.isnan(r.silhouette_[0, ks <= 3]).any()
+    assert r.best_k_[0] == 3
+
+
+def test_one_class_for_the_svm():
+    """Two row groups but identical inputs: the SVM still gets two classes; a labelling with one
+    class (all rows equal but one k-means cluster empty) is noted, not raised."""
+    r = fit_sklearn(
+        np.full((1, 4, 3), 1 / 3, dtype=np.float32),
+        np.ones((1, 4, 2), np.float32),
+        clip_k_values(2, 9, 4),
+    )
+    assert r.best_k_[0] == 1
+    assert NOTE_CONSTANT_ROWS in r.notes_[0] or NOTE_ONE_CLASS in r.notes_[0]
+
+
+def test_k_range_is_clipped_to_the_rows():
+    np.testing.assert_array_equal(clip_k_values(2, 9, 4), [2, 3])
+    assert len(clip_k_values(2, 9, 2)) == 0
+
+
+# --- pathways -----------------------------------------------------------------------------
+
+
+def test_pathways_are_the_exact_top_paths():
+    rng = np.random.default_rng(4)
+    L, H, T, m = 3, 2, 6, 4
+    attn = np.tril(rng.uniform(size=(L, H, T, T)))
+    attn /= attn.sum(-1, keepdims=True)
+    mean = attn.mean(1)
+    suf = suffixes(mean, m)
+    layer, head = 2, 1
+    qpos = np.array([3, 5])
+    labels = np.array([0, 0])
+    d = cluster_paths(attn[layer, head], layer, head, qpos, labels, suf, m)
+    brute = []
+    for q in qpos:
+        for k1, k2, k3 in itertools.product(range(T), repeat=3):
+            w = attn[layer, head, q, k1] * mean[1, k1, k2] * mean[0, k2, k3]
+            if w > 0:
+                brute.append((w, (q, k1, k2, k3)))
+    brute.sort(key=lambda t: -t[0])
+    got = d["path_weight"][d["hop"] == 0]
+    np.testing.assert_allclose(got, [w for w, _ in brute[:m]], rtol=1e-6)
+    for rank in range(1, m + 1):
+        hops = np.flatnonzero(d["path_rank"] == rank)
+        path = (d["src_pos"][hops[0]], *d["dst_pos"][hops])
+        assert path == brute[rank - 1][1]
+        prod = np.prod(d["hop_weight"][hops])
+        assert prod == pytest.approx(d["path_weight"][hops[0]], rel=1e-6)
+    assert list(d["hop_layer"][d["path_rank"] == 1]) == [2, 1, 0]
+    assert list(d["hop_head"][d["path_rank"] == 1]) == [1, -1, -1]
+
+
+# --- views --------------------------------------------------------------------------------
+
+
+def test_shared_keys_view_rows_share_their_support():
+    T = 16
+    attn = np.tril(np.random.default_rng(5).uniform(size=(T, T)))
+    attn /= attn.sum(1, keepdims=True)
+    v = make_view("shared_keys", n_points=8)
+    rows = v.apply(attn, "x")
+    assert rows.shape == (4, 8)  # points 4..7, keys of points 0..3
+    np.testing.assert_allclose(rows.sum(1), 1, atol=1e-6)
+    np.testing.assert_array_equal(v.points(8), [4, 5, 6, 7])
+    np.testing.assert_allclose(rows[0], attn[8, :8] / attn[8, :8].sum(), rtol=1e-6)
+    per_example = make_view("per_example", n_points=8).apply(attn, "y")
+    assert per_example.shape == (4, 4)
+
+
+@pytest.mark.parametrize(
+    "name,m,match", [("rows", None, "'rows'"), ("shared_keys", 7, "m=7"), ("raw", 2, "m=2")]
+)
+def test_bad_views(name, m, match):
+    with pytest.raises(ConfigError, match=match):
+        make_view(name, m, n_points=8)
+
+
+# --- the stored analysis --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def analysed(tiny_store, tmp_path_factory):
+    """A copy of the tiny store with a raw-view analysis (the session store stays as it is)."""
+    import shutil
+
+    src, run_id = tiny_store
+    path = tmp_path_factory.mktemp("analysed") / "store"
+    shutil.copytree(src, path)
+    result = analyze(path, run_id, view="raw")
+    return path, run_id, result.analysis_id
+
+
+def test_stored_tables_have_the_promised_rows(analysed):
+    path, run_id, aid = analysed
+    con = connect(path)
+    n_problems = TINY["n_layers"] * TINY["n_heads"] * TINY_SAMPLES * 2
+    count = lambda t: con.execute(f"select count(*) from {t}").fetchall()[0][0]  # noqa: E731
+    assert count("fits") == n_problems
+    assert count("clusters") == n_problems * TINY["n_points"]
+    assert count("silhouette") == n_problems * (TINY["n_points"] - 2)  # k = 2..7
+    a = con.execute("select run_id, backend, view, k_values from analyses").fetchall()[0]
+    assert a == (run_id, "sklearn", "raw", list(range(2, 8)))
+    # Every cluster has its literals, 2 per input dimension.
+    bad = con.execute(
+        """
+        select count(*) from (select layer, head, sample, query_kind, cluster, count(*) as n
+                              from dominant_literals group by all) where n != $n
+    """,
+        {"n": 2 * TINY["n_dims"]},
+    ).fetchall()[0][0]
+    assert bad == 0
+
+
+def test_stored_rows_equal_the_seed_calls_on_the_same_rows(analysed):
+    """Rebuild one problem from stored attention and inputs, run the seed's calls, compare."""
+    path, run_id, aid = analysed
+    s = Store(path)
+    layer, head, sample = 1, 0, 3
+    att = s.read("attention", run_id=run_id, layer=layer, head=head, sample=sample)
+    att = att.to_pandas().sort_values("query_pos")
+    rows = np.stack(att.weights.to_numpy())[::2].astype(np.float32)  # x queries
+    inputs = s.read("inputs", run_id=run_id, sample=sample).to_pandas().sort_values("point")
+    x = np.stack(inputs.x.to_numpy()).astype(np.float32)
+    sil = (
+        s.read("silhouette", analysis_id=aid, layer=layer, head=head, sample=sample, query_kind="x")
+        .to_pandas()
+        .sort_values("k")
+    )
+    for k, score in zip(sil.k, sil.silhouette, strict=True):
+        if np.isnan(score):
+            continue
+        km = KMeans(n_clusters=int(k), random_state=0, n_init="auto").fit(rows)
+        assert score == pytest.approx(silhouette_score(rows, km.labels_), abs=1e-6)
+    k_best = int(sil.k[sil.silhouette.idxmax()])
+    km = KMeans(n_clusters=k_best, random_state=0, n_init="auto").fit(rows)
+    cl = (
+        s.read("clusters", analysis_id=aid, layer=layer, head=head, sample=sample, query_kind="x")
+        .to_pandas()
+        .sort_values("point")
+    )
+    np.testing.assert_array_equal(cl.label, km.labels_)
+    assert (cl.best_k == k_best).all()
+    svm = LinearSVC(multi_class="ovr", random_state=0).fit(x, km.labels_)
+    coefs = (
+        s.read("svm_coefs", analysis_id=aid, layer=layer, head=head, sample=sample, query_kind="x")
+        .to_pandas()
+        .sort_values(["class_index", "literal"])
+    )
+    np.testing.assert_allclose(
+        coefs.coef.to_numpy().reshape(svm.coef_.shape), svm.coef_, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_in_target_matches_functions(analysed):
+    path, _, _ = analysed
+    con = connect(path)
+    bad = con.execute("""
+        select count(*) from dominant_literals d
+        left join functions f on f.sample = d.sample and f.literal = d.literal
+        where d.in_target != coalesce(f.weight = d.sign, false)
+    """).fetchall()[0][0]
+    assert bad == 0
+
+
+def test_same_analysis_again_is_not_rewritten(analysed):
+    path, run_id, aid = analysed
+    again = analyze(path, run_id, view="raw")
+    assert again.existed and again.analysis_id == aid
+
+
+def test_another_view_lives_beside(analysed):
+    path, run_id, aid = analysed
+    other = analyze(path, run_id, view="per_example", m=3)
+    assert other.analysis_id != aid
+    con = connect(path)
+    views = con.execute("select view from analyses order by view").fetchall()
+    assert views == [("per_example",), ("raw",)]
+    assert (
+        con.execute(
+            "select count(distinct point) from clusters where analysis_id = $a",
+            {"a": other.analysis_id},
+        ).fetchall()[0][0]
+        == TINY["n_points"] - 3
+    )
+
+
+def test_unknown_run_and_view(analysed):
+    path, run_id, _ = analysed
+    with pytest.raises(NotFoundError, match=run_id):
+        analyze(path, "nope")
+    with pytest.raises(ConfigError, match="raw"):
+        analyze(path, run_id, view="rows")
+
+
+def test_analysis_is_atomic_under_sigkill(tiny_store, tmp_path):
+    """Kill an analysis at several moments: its rows are never visible half-written."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, run_id = tiny_store
+    for delay in (0.3, 1.0, 2.0):
+        store = tmp_path / f"s{delay}"
+        shutil.copytree(src, store)
+        cmd = [
+            sys.executable,
+            "-m",
+            "attnstore",
+            "analyze",
+            "--store",
+            str(store),
+            "--run",
+            run_id,
+            "--view",
+            "shared_keys",
+        ]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        con = connect(store)
+        n = con.execute("select count(*) from analyses where view = 'shared_keys'").fetchall()[0][0]
+        fits = con.execute(
+            "select count(*) from fits join analyses using (analysis_id) where view = 'shared_keys'"
+        ).fetchall()[0][0]
+        assert fits == (0 if n == 0 else TINY["n_layers"] * TINY["n_heads"] * TINY_SAMPLES * 2)
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        assert out.stdout.strip().splitlines()[-1] in Store(store).keys("analysis")
+
+
+def test_cli_analyze_prints_the_id_last(tiny_store, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    src, run_id = tiny_store
+    store = tmp_path / "s"
+    shutil.copytree(src, store)
+    res = CliRunner().invoke(cli, ["analyze", "--store", str(store), "--view", "per_example"])
+    assert res.exit_code == 0, res.output
+    aid = res.stdout.strip().splitlines()[-1]
+    assert aid in Store(store).keys("analysis")
+    bad = CliRunner().invoke(cli, ["analyze", "--store", str(store), "--run", "nope"])
+    assert bad.exit_code == 1 and run_id in bad.output and "Traceback" not in bad.output
+    bad = CliRunner().invoke(
+        cli, ["analyze", "--store", str(store), "--k-min", "5", "--k-max", "3"]
+    )
+    assert bad.exit_code == 1 and "5..3" in bad.output
