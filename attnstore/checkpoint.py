@@ -31,6 +31,7 @@ DEFAULT = "default"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 FORMAT = "attnstore-model-v1"
+META_KEY = "attnstore"
 
 
 @dataclass
@@ -60,7 +61,9 @@ def save_checkpoint(model: InContextModel, card: dict[str, Any], out_dir: str | 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "config": json.dumps(model.cfg.to_dict(), sort_keys=True)}
+    # One metadata key: safetensors writes its metadata map in no fixed order, and a
+    # checkpoint's bytes are its identity (run ids hash them).
+    meta = {META_KEY: json.dumps({"format": FORMAT, "config": model.cfg.to_dict()}, sort_keys=True)}
     weights = out / WEIGHTS_FILE
     save_file(tensors, str(weights), metadata=meta)
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
@@ -103,16 +106,16 @@ def _load_safetensors(path: Path) -> LoadedModel:
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no mapping
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, AttributeError) as e:
         raise CheckpointError(f"'{path}' is not a readable safetensors checkpoint: {e}") from e
     if meta.get("format") != FORMAT:
         raise CheckpointError(
             f"'{path}' is a safetensors file but not an attnstore model "
             f"(format {meta.get('format')!r}, expected {FORMAT!r})"
         )
-    cfg = ModelConfig(**json.loads(meta["config"]))
+    cfg = ModelConfig(**meta["config"])
     model = _build(cfg, tensors, path)
     card_path = path.with_name(CARD_FILE)
     card = json.loads(card_path.read_text()) if card_path.exists() else {}
