@@ -20,9 +20,12 @@ from attnstore.store import connect
 
 SUMMARY = """
 with per_view as (
-    select view, layer, head, query_kind, literal_precision, literal_recall,
-        chance_precision, precision_lift, mean_eta2_point, mean_nmi_y, mean_silhouette
-    from head_summary
+    select h.view, h.layer, h.head, h.query_kind, h.literal_precision, h.literal_recall,
+        h.chance_precision, h.precision_lift, h.mean_eta2_point, h.mean_nmi_y,
+        h.mean_silhouette
+    from head_summary as h
+    join analyses as a using (analysis_id)
+    where a.backend = $backend and a.run_id = $run_id
 )
 select
     view,
@@ -53,7 +56,7 @@ def main() -> None:
     run = extract(store, samples=args.samples, seed=args.seed).run_id
     for view in VIEWS:
         analyze(store, run, backend=args.backend, view=view, device=args.device)
-    df = connect(store).sql(SUMMARY).df()
+    df = connect(store).execute(SUMMARY, {"backend": args.backend, "run_id": run}).df()
     print(
         f"bundled model, {args.samples} conjunction prompts (seed {args.seed}), "
         f"backend {args.backend}; store: {store}"

@@ -32,7 +32,7 @@ def tiny_store(tmp_path_factory, tiny_checkpoint):
 
 @pytest.fixture(scope="session")
 def tiny_analysed_store(tmp_path_factory, tiny_store):
-    """A copy of the tiny store with two analyses (views raw and shared_keys, sklearn).
+    """A copy of the tiny store with two analyses (views raw and shared_keys, torch backend).
     Read-only for tests: copy it before writing."""
     import shutil
 

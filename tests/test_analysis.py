@@ -83,7 +83,7 @@ def test_k2_sign_convention():
     x = rng.choice([-1.0, 1.0], size=(40, 6))
     labels = (x[:, 2] > 0).astype(int)  # cluster 1 <=> x_2
     svm = LinearSVC(multi_class="ovr", random_state=0).fit(x, labels)
-    d = dominant_literals(labels, x, svm.coef_, 1, dominance=0.5)
+    d = dominant_literals(labels[None], x[None], svm.coef_[None], np.array([1]), dominance=0.5)
     top = {
         c: (
             d["literal"][(d["cluster"] == c) & (d["rank"] == 1)][0],
@@ -111,13 +111,64 @@ def test_multiclass_literals_follow_their_rows():
     x = rng.choice([-1.0, 1.0], size=(60, 6))
     labels = np.where(x[:, 0] > 0, 0, np.where(x[:, 1] > 0, 1, 2))
     svm = LinearSVC(multi_class="ovr", random_state=0).fit(x, labels)
-    d = dominant_literals(labels, x, svm.coef_, 3, dominance=0.5)
+    d = dominant_literals(labels[None], x[None], svm.coef_[None], np.array([3]), dominance=0.5)
     for c in range(3):
         sel = d["cluster"] == c
         np.testing.assert_allclose(d["svm_score"][sel][:6], svm.coef_[c])
         np.testing.assert_allclose(d["svm_score"][sel][6:], -svm.coef_[c])
     top0 = (d["cluster"] == 0) & (d["rank"] == 1)
     assert (d["literal"][top0][0], d["sign"][top0][0]) == (0, 1)
+
+
+def test_literals_of_many_problems_at_once_equal_one_at_a_time():
+    rng = np.random.default_rng(6)
+    P, N, F = 6, 30, 5
+    x = rng.choice([-1.0, 1.0], size=(P, N, F))
+    labels = rng.integers(0, 4, size=(P, N))
+    labels[0] = labels[0] % 2  # a binary problem
+    labels[1, :] = 3  # one class: no SVM, no rows
+    coef = np.full((P, 4, F), np.nan)
+    n_rows = np.zeros(P, dtype=int)
+    for p in range(P):
+        if len(np.unique(labels[p])) > 1:
+            c = LinearSVC(multi_class="ovr", random_state=0).fit(x[p], labels[p]).coef_
+            coef[p, : len(c)], n_rows[p] = c, len(c)
+    batch = dominant_literals(labels, x, coef, n_rows, 0.5)
+    assert 1 not in batch["problem"]
+    for p in range(P):
+        one = dominant_literals(
+            labels[p : p + 1], x[p : p + 1], coef[p : p + 1], n_rows[p : p + 1], 0.5
+        )
+        sel = batch["problem"] == p
+        for k in one:
+            if k != "problem":
+                np.testing.assert_array_equal(batch[k][sel], one[k])
+    # data_score by hand for one literal of one cluster
+    p, c, j = 2, 1, 3
+    member = labels[p] == c
+    want = (x[p, member, j] > 0).mean() - (x[p, ~member, j] > 0).mean()
+    sel = (batch["problem"] == p) & (batch["cluster"] == c) & (batch["literal"] == j)
+    assert batch["data_score"][sel & (batch["sign"] == 1)][0] == pytest.approx(want, abs=1e-6)
+
+
+def test_nmi_and_eta2_equal_their_definitions():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from attnstore.analysis.analyze import eta2, nmi
+
+    rng = np.random.default_rng(7)
+    labels = rng.integers(0, 4, (30, 20))
+    y = rng.integers(0, 2, (30, 20))
+    labels[1], y[2], labels[3], y[3] = 2, 0, 0, 1  # single-class cases
+    want = [normalized_mutual_info_score(y[i], labels[i]) for i in range(30)]
+    np.testing.assert_allclose(nmi(labels, y), want, atol=1e-12)
+    pts = np.arange(20.0)
+    for i in range(30):
+        means = {c: pts[labels[i] == c].mean() for c in np.unique(labels[i])}
+        fitted = np.array([means[c] for c in labels[i]])
+        assert eta2(labels, pts)[i] == pytest.approx(
+            ((fitted - pts.mean()) ** 2).mean() / pts.var()
+        )
 
 
 # --- degenerate problems ------------------------------------------------------------------
@@ -229,7 +280,7 @@ def analysed(tiny_store, tmp_path_factory):
     src, run_id = tiny_store
     path = tmp_path_factory.mktemp("analysed") / "store"
     shutil.copytree(src, path)
-    result = analyze(path, run_id, view="raw")
+    result = analyze(path, run_id, backend="sklearn", view="raw")
     return path, run_id, result.analysis_id
 
 
@@ -307,13 +358,13 @@ def test_in_target_matches_functions(analysed):
 
 def test_same_analysis_again_is_not_rewritten(analysed):
     path, run_id, aid = analysed
-    again = analyze(path, run_id, view="raw")
+    again = analyze(path, run_id, backend="sklearn", view="raw")
     assert again.existed and again.analysis_id == aid
 
 
 def test_another_view_lives_beside(analysed):
     path, run_id, aid = analysed
-    other = analyze(path, run_id, view="per_example", m=3)
+    other = analyze(path, run_id, backend="sklearn", view="per_example", m=3)
     assert other.analysis_id != aid
     con = connect(path)
     views = con.execute("select view from analyses order by view").fetchall()

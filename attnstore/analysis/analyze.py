@@ -77,8 +77,8 @@ def analysis_id_for(run_id: str, params: dict[str, Any]) -> str:
 def analyze(
     store: str | Path | Store,
     run_id: str | None = None,
-    backend: str = "sklearn",
-    view: str = "raw",
+    backend: str = "torch",
+    view: str = "shared_keys",
     m: int | None = None,
     k_min: int = 2,
     k_max: int = 9,
@@ -92,7 +92,8 @@ def analyze(
 ) -> AnalysisResult:
     """Analyse a run (the latest if ``run_id`` is None); returns the analysis id.
 
-    ``backend``: 'sklearn' (the seed's calls, one problem at a time) or 'torch' (batched);
+    ``backend``: 'torch' (batched, the default) or 'sklearn' (the seed's calls, one problem at
+    a time: the reference the torch backend is tested against);
     ``view``: the row view (see ``attnstore.analysis.views``), ``m`` its first kept point;
     ``k_min..k_max``: the k tried, clipped to what the rows allow; ``dominance``: the share of a
     cluster's top SVM score a literal needs to be dominant; ``top_paths``: pathways per cluster.
@@ -132,7 +133,7 @@ def analyze(
     if analysis_id in s.keys("analysis") and not overwrite:
         return AnalysisResult(analysis_id, existed=True)
 
-    fit = _backend(backend, device)
+    fit = get_backend(backend, device)
     inputs = _inputs(s, run)
     weights = _function_weights(s, run)
     notes: Counter[str] = Counter()
@@ -168,7 +169,8 @@ def analyze(
     return AnalysisResult(analysis_id, existed=False)
 
 
-def _backend(backend: str, device: str):
+def get_backend(backend: str, device: str = "cpu"):
+    """The fit function of a backend: ``fit(rows, x, k_values) -> ClusterResult``."""
     if backend == "sklearn":
         from attnstore.analysis.sklearn_backend import fit_sklearn
 
@@ -274,40 +276,65 @@ def _repeat_ids(ids: dict[str, np.ndarray], counts: np.ndarray) -> dict[str, Any
 
 
 def _fits_table(ids, rows, r: ClusterResult, y_rows, points) -> pa.Table:
-    from sklearn.metrics import normalized_mutual_info_score
-
     P, N, _ = rows.shape
     sil = np.where(np.isnan(r.silhouette_), -np.inf, r.silhouette_)
     order = np.sort(sil, axis=1)
     best = order[:, -1] if sil.shape[1] else np.full(P, -np.inf)
     runner = order[:, -2] if sil.shape[1] > 1 else np.full(P, -np.inf)
-    n_distinct = np.array([len(np.unique(rows[p], axis=0)) for p in range(P)], dtype=np.int16)
-    nmi = np.full(P, np.nan, dtype=np.float32)
-    eta2 = np.full(P, np.nan, dtype=np.float32)
-    var_point = points.var()
-    for p in range(P):
-        if r.best_k_[p] < 2:
-            continue
-        lab = r.labels_[p]
-        nmi[p] = normalized_mutual_info_score(y_rows[p], lab)
-        means = np.bincount(lab, weights=points) / np.maximum(np.bincount(lab), 1)
-        eta2[p] = ((means[lab] - points.mean()) ** 2).mean() / var_point if var_point else np.nan
+    clustered = r.best_k_ >= 2
     return pa.table(
         {
             **ids,
             "n_rows": np.full(P, N, dtype=np.int16),
-            "n_distinct_rows": n_distinct,
+            "n_distinct_rows": r.n_distinct_rows_.astype(np.int16),
             "best_k": r.best_k_.astype(np.int16),
             "best_silhouette": np.where(np.isfinite(best), best, np.nan).astype(np.float32),
             "runner_up_silhouette": np.where(np.isfinite(runner), runner, np.nan).astype(
                 np.float32
             ),
             "svm_accuracy": r.svm_accuracy_.astype(np.float32),
-            "nmi_y": nmi,
-            "eta2_point": eta2,
+            "nmi_y": np.where(clustered, nmi(r.labels_, y_rows > 0), np.nan).astype(np.float32),
+            "eta2_point": np.where(clustered, eta2(r.labels_, points), np.nan).astype(np.float32),
             "notes": pa.array(r.notes_.astype(str)),
         }
     )
+
+
+def _one_hot(labels: np.ndarray) -> np.ndarray:
+    """(P, N) non-negative ints -> (P, N, max + 1) float64 indicators."""
+    return (labels[..., None] == np.arange(labels.max() + 1)).astype(np.float64)
+
+
+def nmi(labels: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """Normalised mutual information (arithmetic mean of the entropies, as scikit-learn's
+    ``normalized_mutual_info_score``) between two labellings of shape (P, N), per problem."""
+    a, b = _one_hot(labels), _one_hot(other.astype(np.int64))
+    joint = np.einsum("pnk,pnc->pkc", a, b) / labels.shape[1]  # (P, Ka, Kb)
+    pa, pb = joint.sum(2), joint.sum(1)
+
+    def xlogx(v):
+        return np.where(v > 0, v * np.log(np.where(v > 0, v, 1)), 0.0)
+
+    outer = pa[:, :, None] * pb[:, None, :]
+    mi = np.where(
+        joint > 0, joint * np.log(np.where(joint > 0, joint, 1) / np.where(outer > 0, outer, 1)), 0
+    ).sum((1, 2))
+    h_a, h_b = -xlogx(pa).sum(1), -xlogx(pb).sum(1)
+    single = ((pa > 0).sum(1) == 1) & ((pb > 0).sum(1) == 1)
+    norm = np.maximum((h_a + h_b) / 2, np.finfo(np.float64).eps)
+    return np.where(single, 1.0, np.where(mi <= 0, 0.0, np.maximum(mi, 0) / norm))
+
+
+def eta2(labels: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Share of the variance of ``points`` (N,) explained by each problem's clusters (P, N)."""
+    var = points.var()
+    if var == 0:
+        return np.full(len(labels), np.nan)
+    onehot = _one_hot(labels)  # (P, N, K)
+    counts = onehot.sum(1)  # (P, K)
+    means = np.einsum("pnk,n->pk", onehot, points) / np.maximum(counts, 1)
+    between = (counts * (means - points.mean()) ** 2).sum(1) / len(points)
+    return between / var
 
 
 def _silhouette_table(ids, r: ClusterResult) -> pa.Table:
@@ -375,38 +402,14 @@ def _svm_table(ids, r: ClusterResult) -> pa.Table:
 
 
 def _literals_table(ids, r: ClusterResult, feats, weights, sample_idx, dominance) -> pa.Table:
-    parts, counts = [], np.zeros(r.n_problems, dtype=np.int64)
-    for p in np.flatnonzero(r.n_coef_rows_):
-        d = dominant_literals(r.labels_[p], feats[p], r.coef_[p], int(r.n_coef_rows_[p]), dominance)
-        if weights is not None:
-            target = target_literals(weights[sample_idx[p]])  # (2, n_dims)
-            d["in_target"] = target[(d["sign"] < 0).astype(int), d["literal"]]
-        parts.append(d)
-        counts[p] = len(d["literal"])
-    cols = [
-        "cluster",
-        "literal",
-        "sign",
-        "svm_score",
-        "data_score",
-        "rank",
-        "is_dominant",
-        "cluster_size",
-    ]
-    types = TABLES["dominant_literals"].schema
-    cat = {
-        c: pa.array(
-            np.concatenate([d[c] for d in parts]) if parts else [], type=types.field(c).type
-        )
-        for c in cols
-    }
-    n = sum(counts)
-    in_target = (
-        pa.array(np.concatenate([d["in_target"] for d in parts]), type=pa.bool_())
-        if weights is not None and parts
-        else pa.nulls(n, pa.bool_())
-    )
-    return pa.table({**_repeat_ids(ids, counts), **cat, "in_target": in_target})
+    d = dominant_literals(r.labels_, feats, r.coef_, r.n_coef_rows_, dominance)
+    problem = d.pop("problem")
+    if weights is None:
+        in_target = pa.nulls(len(problem), pa.bool_())
+    else:
+        target = target_literals(weights)  # (S, 2, n_dims)
+        in_target = target[sample_idx[problem], (d["sign"] < 0).astype(int), d["literal"]]
+    return pa.table({**{k: v[problem] for k, v in ids.items()}, **d, "in_target": in_target})
 
 
 def _pathways_table(ids, r: ClusterResult, attn, suf, sample_idx, points, y, top_paths) -> pa.Table:

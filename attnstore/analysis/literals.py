@@ -21,71 +21,67 @@ from __future__ import annotations
 import numpy as np
 
 
-def cluster_weights(
-    coef: np.ndarray, n_rows_coef: int, classes: np.ndarray
-) -> dict[int, np.ndarray]:
-    """Each present cluster's "c vs rest" weight vector from LinearSVC's ``coef_`` rows."""
-    if n_rows_coef == 0:
-        return {}
-    if n_rows_coef == 1:  # binary: one row for classes[1] vs classes[0]
-        return {int(classes[1]): coef[0], int(classes[0]): -coef[0]}
-    return {int(c): coef[i] for i, c in enumerate(classes)}
-
-
 def dominant_literals(
     labels: np.ndarray,
     x: np.ndarray,
     coef: np.ndarray,
-    n_coef_rows: int,
+    n_coef_rows: np.ndarray,
     dominance: float,
 ) -> dict[str, np.ndarray]:
-    """Scores of every (cluster, literal, sign) of one problem; labels of shape (n_rows,), x of
-    shape (n_rows, n_dims) in ±1, coef of shape (C, n_dims). Columns as arrays of equal length."""
-    classes = np.unique(labels)
-    weights = cluster_weights(coef, n_coef_rows, classes)
-    n_dims = x.shape[1]
-    signs = np.array([1, -1], dtype=np.int8)
-    out: dict[str, list] = {
-        k: []
-        for k in (
-            "cluster",
-            "literal",
-            "sign",
-            "svm_score",
-            "data_score",
-            "rank",
-            "is_dominant",
-            "cluster_size",
-        )
+    """Scores of every (problem, cluster, literal, sign), all problems at once.
+
+    ``labels`` of shape (P, n_rows), ``x`` of shape (P, n_rows, n_dims) in ±1, ``coef`` of shape
+    (P, C, n_dims) as LinearSVC returns it (NaN-padded), ``n_coef_rows`` of shape (P,). Problems
+    without an SVM (``n_coef_rows == 0``) get no rows. Returns columns ``problem, cluster,
+    literal, sign, svm_score, data_score, rank, is_dominant, cluster_size`` as equal-length
+    arrays, ordered by problem, cluster, sign (+1 first), literal."""
+    P, N, F = x.shape
+    K = int(labels.max()) + 1 if labels.size else 1
+    member = labels[..., None] == np.arange(K)  # (P, N, K)
+    size = member.sum(1)  # (P, K)
+    present = size > 0
+    # Row of coef_ for each present class: classes are sorted, so the rank among present ones.
+    row = np.cumsum(present, axis=1) - 1  # (P, K)
+    binary = n_coef_rows == 1
+    take = np.where(binary[:, None], 0, row).clip(0, coef.shape[1] - 1)
+    w = np.take_along_axis(coef, take[..., None], axis=1)  # (P, K, F)
+    lowest = present & (row == 0)
+    w = np.where((binary[:, None] & lowest)[..., None], -w, w)  # binary: class 0 takes -row
+    svm = np.stack([w, -w], axis=2)  # (P, K, 2, F): sign +1, then -1
+    pos = (x > 0).astype(np.float64)
+    m = member.astype(np.float64)
+    in_pos = np.einsum("pnk,pnf->pkf", m, pos)  # members with x_j = +1
+    out_pos = pos.sum(1)[:, None, :] - in_pos
+    n_in, n_out = size[..., None], (N - size)[..., None]
+    p_in = np.stack([in_pos, n_in - in_pos], axis=2) / np.maximum(n_in, 1)[..., None]
+    p_out = np.stack([out_pos, n_out - out_pos], axis=2) / np.maximum(n_out, 1)[..., None]
+    data = p_in - np.where(n_out[..., None] > 0, p_out, 0.0)
+    # Rank: highest svm_score first, ties by literal then sign (+1 first).
+    inter = svm.transpose(0, 1, 3, 2).reshape(P, K, 2 * F)  # literal-major order
+    order = np.argsort(-inter, axis=2, kind="stable")
+    rank_inter = np.empty_like(order)
+    np.put_along_axis(rank_inter, order, np.arange(1, 2 * F + 1)[None, None, :], axis=2)
+    rank = rank_inter.reshape(P, K, F, 2).transpose(0, 1, 3, 2)  # (P, K, 2, F)
+    top = svm.reshape(P, K, -1).max(2)[..., None, None]
+    dominant = (svm > 0) & (svm >= dominance * top)
+    keep = present & (n_coef_rows > 0)[:, None]  # (P, K)
+    p_idx, c_idx = np.nonzero(keep)
+    n = len(p_idx)
+    sel = (p_idx, c_idx)
+    return {
+        "problem": np.repeat(p_idx, 2 * F),
+        "cluster": np.repeat(c_idx, 2 * F).astype(np.int16),
+        "literal": np.tile(np.arange(F, dtype=np.int16), 2 * n),
+        "sign": np.tile(np.repeat(np.array([1, -1], dtype=np.int8), F), n),
+        "svm_score": svm[sel].reshape(-1).astype(np.float32),
+        "data_score": data[sel].reshape(-1).astype(np.float32),
+        "rank": rank[sel].reshape(-1).astype(np.int16),
+        "is_dominant": dominant[sel].reshape(-1),
+        "cluster_size": np.repeat(size[sel], 2 * F).astype(np.int16),
     }
-    for c, w in sorted(weights.items()):
-        member = labels == c
-        # (2, n_dims): sign +1 row, then sign -1 row
-        svm = np.stack([w, -w])
-        p_in = np.stack([(x[member] > 0).mean(0), (x[member] < 0).mean(0)])
-        rest = ~member
-        p_out = (
-            np.stack([(x[rest] > 0).mean(0), (x[rest] < 0).mean(0)])
-            if rest.any()
-            else np.zeros_like(p_in)
-        )
-        flat = svm.reshape(-1)
-        order = np.lexsort((np.repeat([0, 1], n_dims), np.tile(np.arange(n_dims), 2), -flat))
-        rank = np.empty(2 * n_dims, dtype=np.int16)
-        rank[order] = np.arange(1, 2 * n_dims + 1)
-        top = flat.max()
-        out["cluster"].append(np.full(2 * n_dims, c, dtype=np.int16))
-        out["literal"].append(np.tile(np.arange(n_dims, dtype=np.int16), 2))
-        out["sign"].append(np.repeat(signs, n_dims))
-        out["svm_score"].append(flat.astype(np.float32))
-        out["data_score"].append((p_in - p_out).reshape(-1).astype(np.float32))
-        out["rank"].append(rank)
-        out["is_dominant"].append((flat > 0) & (flat >= dominance * top))
-        out["cluster_size"].append(np.full(2 * n_dims, member.sum(), dtype=np.int16))
-    return {k: (np.concatenate(v) if v else np.array([])) for k, v in out.items()}
 
 
 def target_literals(weights: np.ndarray) -> np.ndarray:
-    """in_target lookup of shape (2, n_dims) for one sample's weights (n_terms, n_dims): row 0
-    for sign +1, row 1 for sign -1."""
-    return np.stack([(weights == 1).any(0), (weights == -1).any(0)])
+    """in_target lookup of shape (n_samples, 2, n_dims) from weights (n_samples, n_terms,
+    n_dims): index 0 for sign +1, 1 for sign -1."""
+    return np.stack([(weights == 1).any(1), (weights == -1).any(1)], axis=1)

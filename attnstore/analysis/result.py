@@ -17,6 +17,7 @@ import numpy as np
 NOTE_K_ABOVE_DISTINCT = "k_above_distinct_rows"  # some k exceeded the distinct rows: skipped
 NOTE_CONSTANT_ROWS = "constant_rows"  # fewer than 2 distinct rows: nothing to cluster
 NOTE_ONE_CLASS = "one_class"  # the chosen labelling has one class: no SVM
+NOTE_SVM_NOT_CONVERGED = "svm_not_converged"  # the SVM solver stopped at its iteration cap
 
 
 @dataclass
@@ -31,7 +32,8 @@ class ClusterResult:
       it (one row, "cluster 1 vs 0", for two classes; one row per class otherwise), NaN-padded
       to C rows; ``intercept_``: shape (P, C); ``n_coef_rows_``: shape (P,);
     - ``svm_accuracy_``: shape (P,), training accuracy of the SVM (NaN without an SVM);
-    - ``notes_``: shape (P,), comma-separated NOTE_* values, "" when nothing happened.
+    - ``notes_``: shape (P,), comma-separated NOTE_* values, "" when nothing happened;
+    - ``n_distinct_rows_``: shape (P,), distinct rows of each problem (as ``np.unique``).
     """
 
     k_values: np.ndarray
@@ -44,6 +46,7 @@ class ClusterResult:
     n_coef_rows_: np.ndarray
     svm_accuracy_: np.ndarray
     notes_: np.ndarray
+    n_distinct_rows_: np.ndarray
 
     @property
     def n_problems(self) -> int:

@@ -27,12 +27,10 @@ from attnstore.analysis.result import (
     NOTE_CONSTANT_ROWS,
     NOTE_K_ABOVE_DISTINCT,
     NOTE_ONE_CLASS,
+    NOTE_SVM_NOT_CONVERGED,
     ClusterResult,
     best_k,
 )
-
-NOTE_SVM_NOT_CONVERGED = "svm_not_converged"
-NOTE_KMEANS_DUPLICATES = "kmeans_fewer_clusters_than_k"
 
 
 def fit_sklearn(rows: np.ndarray, x: np.ndarray, k_values: np.ndarray) -> ClusterResult:
@@ -50,9 +48,10 @@ def fit_sklearn(rows: np.ndarray, x: np.ndarray, k_values: np.ndarray) -> Cluste
     n_coef = np.zeros(P, dtype=np.int64)
     acc = np.full(P, np.nan, dtype=np.float64)
     notes = np.full(P, "", dtype=object)
+    distinct = np.zeros(P, dtype=np.int64)
     for p in range(P):
         r = np.ascontiguousarray(rows[p], dtype=np.float32)
-        n_distinct = len(np.unique(r, axis=0))
+        n_distinct = distinct[p] = len(np.unique(r, axis=0))
         note: list[str] = []
         fits: dict[int, np.ndarray] = {}
         for j, k in enumerate(k_values):
@@ -60,11 +59,11 @@ def fit_sklearn(rows: np.ndarray, x: np.ndarray, k_values: np.ndarray) -> Cluste
                 if NOTE_K_ABOVE_DISTINCT not in note:
                     note.append(NOTE_K_ABOVE_DISTINCT)
                 continue
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", ConvergenceWarning)
+            with warnings.catch_warnings():
+                # "fewer distinct clusters than k" on near-duplicate rows: the clustering is
+                # kept as computed, as the seed would; the torch backend does the same.
+                warnings.simplefilter("ignore", ConvergenceWarning)
                 km = KMeans(n_clusters=int(k), random_state=0, n_init="auto").fit(r)
-            if caught and NOTE_KMEANS_DUPLICATES not in note:
-                note.append(NOTE_KMEANS_DUPLICATES)  # sklearn: fewer distinct clusters than k
             inertia[p, j] = km.inertia_
             if len(np.unique(km.labels_)) >= 2:
                 sil[p, j] = silhouette_score(r, km.labels_)
@@ -94,6 +93,7 @@ def fit_sklearn(rows: np.ndarray, x: np.ndarray, k_values: np.ndarray) -> Cluste
         n_coef_rows_=n_coef,
         svm_accuracy_=acc,
         notes_=notes,
+        n_distinct_rows_=distinct,
     )
 
 
