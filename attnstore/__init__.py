@@ -21,6 +21,7 @@ _EXPORTS = {
     "analyze": "attnstore.analysis.analyze",
     "evaluate": "attnstore.train",
     "load_checkpoint": "attnstore.checkpoint",
+    "query": "attnstore.queries",
     "sample_task": "attnstore.tasks",
     "train": "attnstore.train",
 }

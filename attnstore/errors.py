@@ -7,7 +7,8 @@ The tree::
     ├── CheckpointError            a checkpoint or model config that cannot be loaded
     ├── StoreError                 a store that cannot be read or written as asked
     │   └── SchemaVersionError     a store written by a newer schema version
-    └── NotFoundError              a run, analysis, query, head or sample that is not there
+    ├── NotFoundError              a run, analysis, query, head or sample that is not there
+    └── QueryError                 SQL that DuckDB rejects, or a statement that would write
 
 Anything else that escapes is a bug and keeps its traceback.
 """
@@ -37,6 +38,10 @@ class SchemaVersionError(StoreError):
 
 class NotFoundError(AttnStoreError, LookupError):
     """A run, analysis, query, head or sample that is not in the store."""
+
+
+class QueryError(AttnStoreError):
+    """SQL that DuckDB rejects (its message says why), or a statement that is not read-only."""
 
 
 def known(values) -> str:

@@ -4,18 +4,121 @@ In an installed wheel the files live in ``attnstore/queries/``; in a source chec
 editable install) they are read from the repository's top-level ``queries/``. Users add
 folders of their own with ``ATTNSTORE_QUERY_PATH`` (``os.pathsep``-separated) or the
 ``extra_dirs`` argument; a user query shadows a bundled one of the same name.
+
+A query file opens with a comment block, and its parameters are declared there, one a line::
+
+    -- name: what it finds, on one line.
+    --
+    -- Parameters:
+    --   $run_id = latest_run     the run [default: the latest run in the store]
+    --   $view: str = null        a row view; null: every view
+    --   $top = 20                an int, from its default
+    --   $layer: int              required: no default
+    -- Grain: ...
+    -- Columns: ...
+
+A parameter's type is ``int``, ``float``, ``str`` or ``bool``, given after a colon or read
+from its default (``'text'``, ``20``, ``0.5``, ``true``; ``null`` needs a type). The default
+``latest_run`` (or ``previous_run``, ``latest_analysis``, ``previous_analysis``) is filled from
+the store when the query runs: the newest run (analysis) by ``created_at``, or the one before
+it. A value given for such a parameter must name a run (analysis) in the store. Values reach
+DuckDB only as ``$name`` parameters, never as SQL text.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from attnstore.errors import NotFoundError, known
+from attnstore.errors import ConfigError, NotFoundError, QueryError, known
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from attnstore.store import Store
 
 QUERY_PATH_ENV = "ATTNSTORE_QUERY_PATH"
+TYPES = ("bool", "float", "int", "str")
+# Tables an analysis writes: a query reading one needs an analysis of its run.
+ANALYSIS_RESULTS = frozenset(
+    {"fits", "silhouette", "clusters", "svm_coefs", "dominant_literals", "pathways", "head_summary"}
+)
+_PARAM = re.compile(
+    r"^\$(?P<name>[A-Za-z_]\w*)\s*(?::\s*(?P<type>\w+))?\s*(?:=\s*(?P<default>'[^']*'|\S+))?"
+    r"(?:\s+(?P<doc>.*))?$"
+)
+_USED = re.compile(r"\$([A-Za-z_]\w*)")
+_READS = re.compile(r"\b(?:from|join)\s+([A-Za-z_]\w*)", re.IGNORECASE)
+_NULLS = ("null", "none")
+
+
+@dataclass(frozen=True)
+class Latest:
+    """A default filled from the store: the newest run or analysis (offset 0) or the one
+    before it (offset 1), by ``created_at``."""
+
+    level: str  # 'run' or 'analysis'
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{('latest', 'previous')[self.offset]}_{self.level}"
+
+
+@dataclass(frozen=True)
+class Param:
+    """A ``$name`` parameter as declared in a query's header."""
+
+    name: str
+    type: str  # one of TYPES
+    default: Any  # a value, None (null), or a Latest
+    required: bool
+    doc: str
+
+    def coerce(self, value: Any, query: str) -> Any:
+        """``value`` as this parameter's type; strings (from the command line) are parsed."""
+        what = f"parameter {self.name}={value!r} of query '{query}'"
+        if value is None or (isinstance(value, str) and value.strip().lower() in _NULLS):
+            if self.default is None and not self.required:
+                return None
+            raise ConfigError(f"{what}: needs a {self.type} value, not null")
+        try:
+            if self.type == "str":
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                    return str(value)
+            elif self.type == "bool":
+                if isinstance(value, bool):
+                    return value
+                text = str(value).strip().lower()
+                if text in ("true", "yes", "1", "false", "no", "0"):
+                    return text in ("true", "yes", "1")
+            elif self.type == "int":
+                if isinstance(value, str):
+                    return int(value.strip())
+                if isinstance(value, float) and value.is_integer():
+                    return int(value)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    return value
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                return float(value)
+        except ValueError:
+            pass
+        raise ConfigError(f"{what}: not a valid {self.type}")
+
+    def describe(self) -> str:
+        """``$name (type, default ...)  doc`` for listings."""
+        if self.required:
+            default = "required"
+        elif isinstance(self.default, Latest):
+            default = f"default: the {str(self.default).replace('_', ' ')}"
+        else:
+            shown = "null" if self.default is None else repr(self.default)
+            default = f"default: {shown}"
+        return f"${self.name} ({self.type}, {default})  {self.doc}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -39,6 +142,114 @@ class Query:
         """The first line of the header, after ``name:``."""
         first = self.header.splitlines()[0] if self.header else ""
         return first.split(":", 1)[1].strip() if first.startswith(f"{self.name}:") else first
+
+    @cached_property
+    def params(self) -> list[Param]:
+        """The parameters declared under ``Parameters:`` in the header."""
+        out: list[Param] = []
+        lines = iter(self.header.splitlines())
+        for line in lines:
+            if line.startswith("Parameters:"):
+                break
+        for line in lines:
+            if not line.strip() or not line[0].isspace():
+                break  # a blank line or the next section ends the block
+            text = line.strip()
+            if not text.startswith("$"):
+                if out:  # a continuation of the previous parameter's description
+                    p = out[-1]
+                    out[-1] = Param(p.name, p.type, p.default, p.required, f"{p.doc} {text}")
+                continue
+            out.append(self._parse_param(text))
+        return out
+
+    def _parse_param(self, text: str) -> Param:
+        m = _PARAM.match(text)
+        bad = f"query '{self.name}' ({self.path}): parameter line '{text}'"
+        if m is None:
+            raise QueryError(f"{bad} is not of the form '$name[: type] [= default] description'")
+        name, type_, raw, doc = m.group("name", "type", "default", "doc")
+        if type_ is not None and type_ not in TYPES:
+            raise QueryError(f"{bad}: unknown type '{type_}'; known: {known(TYPES)}")
+        if raw is None:
+            return Param(name, type_ or "str", None, True, doc or "")
+        default = _literal(raw)
+        if isinstance(default, Latest):
+            inferred = "str"
+        elif default is None:
+            inferred = type_ or "str"
+        else:
+            inferred = {bool: "bool", int: "int", float: "float", str: "str"}[type(default)]
+        if type_ is not None and type_ != inferred and not (type_ == "float" and inferred == "int"):
+            raise QueryError(f"{bad}: default {raw} is not a {type_}")
+        if type_ == "float" and isinstance(default, int):
+            default = float(default)
+        return Param(name, type_ or inferred, default, False, doc or "")
+
+    @cached_property
+    def used_params(self) -> list[str]:
+        """The ``$names`` the SQL itself uses (comments aside), in order of first use."""
+        body = re.sub(r"--[^\n]*", "", self.sql)
+        return list(dict.fromkeys(_USED.findall(body)))
+
+    @cached_property
+    def reads(self) -> frozenset[str]:
+        """Names after ``from`` / ``join`` in the SQL (tables, views and CTEs)."""
+        body = re.sub(r"--[^\n]*", "", self.sql)
+        return frozenset(n.lower() for n in _READS.findall(body))
+
+    def bind(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Every declared parameter's value: ``values`` checked and coerced, defaults applied
+        (a :class:`Latest` stays as it is until :func:`query` resolves it in a store)."""
+        declared = {p.name: p for p in self.params}
+        undeclared = [n for n in self.used_params if n not in declared]
+        if undeclared:
+            raise QueryError(
+                f"query '{self.name}' ({self.path}) uses ${', $'.join(undeclared)} without "
+                "declaring it under 'Parameters:' in its header"
+            )
+        accepted = known(list(declared)) if declared else "none"
+        for name in values:
+            if name not in declared:
+                raise ConfigError(
+                    f"query '{self.name}' has no parameter '{name}'; accepted: {accepted}"
+                )
+        out = {}
+        for p in self.params:
+            if p.name in values:
+                out[p.name] = p.coerce(values[p.name], self.name)
+            elif p.required:
+                raise ConfigError(
+                    f"query '{self.name}' needs parameter '{p.name}' ({p.type}); "
+                    f"accepted: {accepted}"
+                )
+            else:
+                out[p.name] = p.default
+        return out
+
+
+def _literal(raw: str) -> Any:
+    """A default as written in a header: 'text', null, true/false, an int, a float, or a
+    latest_/previous_ run/analysis."""
+    if len(raw) >= 2 and raw[0] == raw[-1] == "'":
+        return raw[1:-1]
+    lower = raw.lower()
+    if lower == "null":
+        return None
+    if lower in ("true", "false"):
+        return lower == "true"
+    m = re.fullmatch(r"(latest|previous)_(run|analysis)", lower)
+    if m:
+        return Latest(m.group(2), ("latest", "previous").index(m.group(1)))
+    for kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            pass
+    raise QueryError(
+        f"default '{raw}' is not 'text', null, true, false, a number, or "
+        "latest_run / previous_run / latest_analysis / previous_analysis"
+    )
 
 
 def bundled_dir() -> Path:
@@ -69,3 +280,143 @@ def get_query(name: str, extra_dirs: list[str | Path] | tuple = ()) -> Query:
     if name not in queries:
         raise NotFoundError(f"unknown query '{name}'; known: {known(list(queries))}")
     return queries[name]
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def query(
+    store: str | Path | Store,
+    name: str,
+    /,
+    *,
+    extra_dirs: list[str | Path] | tuple = (),
+    **params: Any,
+) -> pd.DataFrame:
+    """Run the named query on a store; its result as a pandas DataFrame.
+
+    ``params`` are the query's ``$parameters`` (``attnstore query show NAME`` lists them);
+    strings are parsed to the declared type, the declared defaults fill the others, and a
+    ``latest_run`` default is the newest run in the store. ``extra_dirs``: folders of
+    user queries, searched after the bundled ones and ``ATTNSTORE_QUERY_PATH``.
+    """
+    return run_query(store, name, params, extra_dirs)
+
+
+def run_query(
+    store: str | Path | Store,
+    name: str,
+    params: dict[str, Any] | None = None,
+    extra_dirs: list[str | Path] | tuple = (),
+) -> pd.DataFrame:
+    """:func:`query` with the parameters as one dict (what the command line passes)."""
+    from attnstore.store import Store, connect
+
+    q = get_query(name, extra_dirs)
+    values = q.bind(params or {})
+    _check_read_only(q.sql, f"query '{name}' ({q.path})")
+    s = store if isinstance(store, Store) else Store(store)
+    con = connect(s)
+    try:
+        values = _resolve(con, s, q, values)
+        return _execute(con, q.sql, {n: values[n] for n in q.used_params}, f"query '{name}'")
+    finally:
+        con.close()
+
+
+def sql(store: str | Path | Store, text: str) -> pd.DataFrame:
+    """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame."""
+    from attnstore.store import Store, connect
+
+    _check_read_only(text, "SQL")
+    s = store if isinstance(store, Store) else Store(store)
+    con = connect(s)
+    try:
+        return _execute(con, text, None, "SQL")
+    finally:
+        con.close()
+
+
+def _newest_first(con, level: str) -> list[str]:
+    table, key = ("runs", "run_id") if level == "run" else ("analyses", "analysis_id")
+    rows = con.execute(f"select {key} from {table} order by created_at desc, {key} desc")
+    return [r[0] for r in rows.fetchall()]
+
+
+def _resolve(con, s: Store, q: Query, values: dict[str, Any]) -> dict[str, Any]:
+    """Fill Latest defaults from the store; check that named runs and analyses exist and,
+    where the query reads analysis results, that there is an analysis to read."""
+    out = dict(values)
+    needs_analysis = bool(q.reads & ANALYSIS_RESULTS)
+    runs: list[str] = []
+    for p in q.params:
+        if not isinstance(p.default, Latest):
+            continue
+        level, value = p.default.level, out[p.name]
+        keys = _newest_first(con, level)
+        if isinstance(value, Latest):
+            if not keys:
+                make = "extract" if level == "run" else "analyze"
+                raise NotFoundError(
+                    f"store '{s.path}' holds no {level}; 'attnstore {make} --store {s.path}' "
+                    "makes one"
+                )
+            if len(keys) <= value.offset:
+                raise NotFoundError(
+                    f"query '{q.name}': {p.name} defaults to the {str(value).replace('_', ' ')}, "
+                    f"but the store holds one {level} ({keys[0]}); pass {p.name}=ID"
+                )
+            value = keys[value.offset]
+        elif value not in keys:
+            raise NotFoundError(
+                f"unknown {level} '{value}' ({p.name}); in the store: {known(keys)}"
+            )
+        out[p.name] = value
+        if level == "run":
+            runs.append(value)
+    if needs_analysis:
+        analysed = {r[0] for r in con.execute("select distinct run_id from analyses").fetchall()}
+        for run in runs:
+            if run not in analysed:
+                raise NotFoundError(
+                    f"run {run} has no analysis; 'attnstore analyze --store {s.path} --run {run}' "
+                    "makes one"
+                )
+        if not analysed:
+            raise NotFoundError(
+                f"store '{s.path}' holds no analysis; 'attnstore analyze --store {s.path}' "
+                "makes one"
+            )
+    return out
+
+
+def _check_read_only(text: str, what: str) -> None:
+    """One statement that only reads (select, with, describe, summarize, explain)."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(text)
+    except duckdb.Error as e:
+        raise QueryError(f"{what}: {_first_line(e)}") from e
+    if len(statements) != 1:
+        raise QueryError(f"{what}: expected one statement, got {len(statements)}")
+    kind = statements[0].type
+    if kind not in (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN):
+        raise QueryError(
+            f"{what}: only statements that read run here (select, with, describe, summarize, "
+            f"explain); got {kind.name.lower()}"
+        )
+
+
+def _execute(con, text: str, params: dict[str, Any] | None, what: str) -> pd.DataFrame:
+    import duckdb
+
+    try:
+        return con.execute(text, params or None).df()
+    except duckdb.Error as e:
+        raise QueryError(f"{what} failed: {_first_line(e)}") from e
+
+
+def _first_line(e: Exception) -> str:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__

@@ -30,10 +30,11 @@ problems as (
         f.sample,
         f.query_kind,
         f.best_k,
-        f.best_silhouette,
-        f.svm_accuracy,
-        f.nmi_y,
-        f.eta2_point,
+        -- the analysis writes NaN where a problem has no clustering: read it as null
+        nullif(f.best_silhouette, 'nan') as best_silhouette,
+        nullif(f.svm_accuracy, 'nan') as svm_accuracy,
+        nullif(f.nmi_y, 'nan') as nmi_y,
+        nullif(f.eta2_point, 'nan') as eta2_point,
     from fits as f
     join analyses as a using (analysis_id)
 ),

@@ -282,19 +282,21 @@ def _fits_table(ids, rows, r: ClusterResult, y_rows, points) -> pa.Table:
     best = order[:, -1] if sil.shape[1] else np.full(P, -np.inf)
     runner = order[:, -2] if sil.shape[1] > 1 else np.full(P, -np.inf)
     clustered = r.best_k_ >= 2
+
+    def nullable(v: np.ndarray) -> pa.Array:  # NaN (no clustering, no SVM) is stored as null
+        return pa.array(np.asarray(v, dtype=np.float32), from_pandas=True)
+
     return pa.table(
         {
             **ids,
             "n_rows": np.full(P, N, dtype=np.int16),
             "n_distinct_rows": r.n_distinct_rows_.astype(np.int16),
             "best_k": r.best_k_.astype(np.int16),
-            "best_silhouette": np.where(np.isfinite(best), best, np.nan).astype(np.float32),
-            "runner_up_silhouette": np.where(np.isfinite(runner), runner, np.nan).astype(
-                np.float32
-            ),
-            "svm_accuracy": r.svm_accuracy_.astype(np.float32),
-            "nmi_y": np.where(clustered, nmi(r.labels_, y_rows > 0), np.nan).astype(np.float32),
-            "eta2_point": np.where(clustered, eta2(r.labels_, points), np.nan).astype(np.float32),
+            "best_silhouette": nullable(np.where(np.isfinite(best), best, np.nan)),
+            "runner_up_silhouette": nullable(np.where(np.isfinite(runner), runner, np.nan)),
+            "svm_accuracy": nullable(r.svm_accuracy_),
+            "nmi_y": nullable(np.where(clustered, nmi(r.labels_, y_rows > 0), np.nan)),
+            "eta2_point": nullable(np.where(clustered, eta2(r.labels_, points), np.nan)),
             "notes": pa.array(r.notes_.astype(str)),
         }
     )
@@ -396,7 +398,9 @@ def _svm_table(ids, r: ClusterResult) -> pa.Table:
             "coef": cat["coef"].astype(np.float32),
             "intercept": cat["intercept"].astype(np.float32),
             "n_classes": cat["n_classes"].astype(np.int16),
-            "accuracy": np.repeat(r.svm_accuracy_, counts).astype(np.float32),
+            "accuracy": pa.array(
+                np.repeat(r.svm_accuracy_, counts).astype(np.float32), from_pandas=True
+            ),
         }
     )
 

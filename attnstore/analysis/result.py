@@ -31,7 +31,8 @@ class ClusterResult:
     - ``coef_``: shape (P, C, n_features), LinearSVC's ``coef_`` exactly as scikit-learn returns
       it (one row, "cluster 1 vs 0", for two classes; one row per class otherwise), NaN-padded
       to C rows; ``intercept_``: shape (P, C); ``n_coef_rows_``: shape (P,);
-    - ``svm_accuracy_``: shape (P,), training accuracy of the SVM (NaN without an SVM);
+    - ``svm_accuracy_``: shape (P,), training accuracy of the SVM (NaN without an SVM; the
+      tables store null);
     - ``notes_``: shape (P,), comma-separated NOTE_* values, "" when nothing happened;
     - ``n_distinct_rows_``: shape (P,), distinct rows of each problem (as ``np.unique``).
     """

@@ -1,0 +1,84 @@
+-- cluster_transitions: where the tokens of each cluster go in the next layer, in one sample.
+--
+-- The same query rows (same sample, point and query kind) are clustered once per head and
+-- layer. For each cluster of each head at layer l, this counts how its tokens spread over
+-- the clusters of every head at layer l + 1: a share of 1 means a cluster moves whole into
+-- one cluster above. Cluster numbers are arbitrary within a problem, so transitions are per
+-- sample (layer_transitions summarises them over samples). Reads one analysis: the latest of
+-- the run with the given view.
+--
+-- Parameters:
+--   $run_id = latest_run     the run [default: the latest run in the store]
+--   $view: str = null        row view of the analysis; null: the run's latest analysis
+--   $sample = 0              the sample (prompt)
+--   $query_kind = 'x'        'x' or 'y'
+--   $layer: int = null       the lower layer l; null: every layer but the last
+-- Grain: layer, head, label, next_head, next_label.
+-- Columns:
+--   analysis_id, sample, query_kind,
+--   layer, head, label   a cluster at layer l
+--   cluster_size         its number of tokens (query rows)
+--   next_layer           l + 1
+--   next_head, next_label
+--                        a cluster at layer l + 1 that some of its tokens fall into
+--   n_tokens             tokens in both
+--   share                n_tokens / cluster_size
+--   points               the points of those tokens, ascending
+with
+chosen as (
+    select analysis_id,
+    from analyses
+    where run_id = $run_id and ($view is null or view = $view)
+    order by created_at desc, analysis_id desc
+    limit 1
+),
+
+tokens as (
+    select c.analysis_id, c.layer, c.head, c.point, c.label,
+    from clusters as c
+    join chosen using (analysis_id)
+    where c.sample = $sample and c.query_kind = $query_kind
+),
+
+sizes as (
+    select analysis_id, layer, head, label, count(*) as cluster_size,
+    from tokens
+    group by all
+),
+
+moves as (
+    select
+        lo.analysis_id,
+        lo.layer,
+        lo.head,
+        lo.label,
+        hi.layer as next_layer,
+        hi.head as next_head,
+        hi.label as next_label,
+        count(*) as n_tokens,
+        list(lo.point order by lo.point) as points,
+    from tokens as lo
+    join tokens as hi
+        on hi.analysis_id = lo.analysis_id and hi.point = lo.point
+        and hi.layer = lo.layer + 1
+    where $layer is null or lo.layer = $layer
+    group by all
+)
+
+select
+    m.analysis_id,
+    $sample as sample,
+    $query_kind as query_kind,
+    m.layer,
+    m.head,
+    m.label,
+    s.cluster_size,
+    m.next_layer,
+    m.next_head,
+    m.next_label,
+    m.n_tokens,
+    m.n_tokens / s.cluster_size as share,
+    m.points,
+from moves as m
+join sizes as s using (analysis_id, layer, head, label)
+order by m.layer, m.head, m.label, m.next_head, m.next_label

@@ -1,0 +1,103 @@
+-- head_clusters: one head's clusters in one sample: their points, labels and literals.
+--
+-- What a cluster holds: its points, how many of them are positive examples, and the
+-- literals that dominate it (sign + for x_j, - for not x_j, in rank order, * where the
+-- literal is in the sample's hidden function). Reads one analysis: the latest of the run with
+-- the given view.
+--
+-- Parameters:
+--   $run_id = latest_run     the run [default: the latest run in the store]
+--   $view: str = null        row view of the analysis; null: the run's latest analysis
+--   $layer: int              the head's layer
+--   $head: int               the head
+--   $sample = 0              the sample (prompt)
+--   $query_kind = 'x'        'x' or 'y'
+-- Grain: cluster.
+-- Columns:
+--   analysis_id, layer, head, sample, query_kind,
+--   best_k               the k chosen for this problem
+--   best_silhouette      its silhouette
+--   svm_accuracy         training accuracy of the SVM from x to the clusters
+--   cluster              the cluster label
+--   size                 query rows (points) in it
+--   positive_share       share of its points whose y is +1
+--   points               its points, ascending
+--   dominant             its dominant literals, best first: '+x3', '-x0*', ...
+--   n_dominant_in_target dominant literals that belong to the hidden function
+with
+chosen as (
+    select analysis_id, run_id,
+    from analyses
+    where run_id = $run_id and ($view is null or view = $view)
+    order by created_at desc, analysis_id desc
+    limit 1
+),
+
+problem as (
+    select
+        f.analysis_id,
+        f.best_k,
+        nullif(f.best_silhouette, 'nan') as best_silhouette,  -- NaN: no clustering
+        nullif(f.svm_accuracy, 'nan') as svm_accuracy,
+    from fits as f
+    join chosen using (analysis_id)
+    where f.layer = $layer and f.head = $head and f.sample = $sample
+        and f.query_kind = $query_kind
+),
+
+members as (
+    select c.analysis_id, c.label as cluster, c.point, i.y,
+    from clusters as c
+    join chosen as ch using (analysis_id)
+    join inputs as i on i.run_id = ch.run_id and i.sample = c.sample and i.point = c.point
+    where c.layer = $layer and c.head = $head and c.sample = $sample
+        and c.query_kind = $query_kind
+),
+
+per_cluster as (
+    select
+        analysis_id,
+        cluster,
+        count(*) as size,
+        avg((y > 0)::int) as positive_share,
+        list(point order by point) as points,
+    from members
+    group by all
+),
+
+literals as (
+    select
+        d.analysis_id,
+        d.cluster,
+        list(
+            (case when d.sign > 0 then '+' else '-' end) || 'x' || d.literal
+                || (case when d.in_target then '*' else '' end)
+            order by d.rank
+        ) as dominant,
+        count(*) filter (where d.in_target) as n_dominant_in_target,
+    from dominant_literals as d
+    join chosen using (analysis_id)
+    where d.layer = $layer and d.head = $head and d.sample = $sample
+        and d.query_kind = $query_kind and d.is_dominant
+    group by all
+)
+
+select
+    c.analysis_id,
+    $layer as layer,
+    $head as head,
+    $sample as sample,
+    $query_kind as query_kind,
+    p.best_k,
+    p.best_silhouette,
+    p.svm_accuracy,
+    c.cluster,
+    c.size,
+    c.positive_share,
+    c.points,
+    coalesce(l.dominant, []) as dominant,
+    coalesce(l.n_dominant_in_target, 0) as n_dominant_in_target,
+from per_cluster as c
+join problem as p using (analysis_id)
+left join literals as l using (analysis_id, cluster)
+order by c.cluster

@@ -1,0 +1,103 @@
+-- heads_by_label_routing: heads that route queries to the y tokens of positive examples.
+--
+-- A query row at point i sees the labels of the earlier points (and, for a y query, its
+-- own). If a head spread its mass on y tokens evenly over them, the share of that mass on
+-- positive labels would be the share of positive labels it sees (chance_share). Heads rank by
+-- excess_mass: the mean attention mass, per query row, on positive y tokens beyond that
+-- chance level (mass_y_pos - mass_y * positive share seen). Reads the attention table's
+-- mass columns only: no analysis needed.
+--
+-- Parameters:
+--   $run_id = latest_run     the run [default: the latest run in the store]
+--   $query_kind = 'x'        'x' or 'y'
+--   $min_point: int = null   first point whose query rows count; null: n_points // 2
+--   $top: int = null         keep the first $top ranks; null: all
+-- Grain: layer, head.
+-- Columns:
+--   rank                 1 = the most excess mass on positive examples
+--   run_id, layer, head, query_kind,
+--   n_rows               query rows counted (samples x points from min_point on)
+--   mean_mass_y          mean attention mass on y tokens
+--   positive_share       share of the y-token mass on positive labels (sum over rows)
+--   chance_share         the same if y mass were spread evenly over the labels seen
+--   lift                 positive_share / chance_share
+--   excess_mass          mean of mass_y_pos - mass_y * (positive share seen), per row
+with
+run as (
+    select run_id, coalesce($min_point, n_points // 2) as min_point,
+    from runs
+    where run_id = $run_id
+),
+
+labels_seen as (
+    select
+        sample,
+        point,
+        coalesce(
+            sum((y > 0)::int) over (
+                partition by sample order by point
+                rows between unbounded preceding and 1 preceding
+            ),
+            0
+        ) as positives_before,
+        positives_before + (y > 0)::int as positives_upto,
+    from inputs
+    where run_id = $run_id
+),
+
+query_rows as (
+    select
+        a.layer,
+        a.head,
+        a.query_kind,
+        a.mass_y,
+        a.mass_y_pos,
+        -- an x query at point i sees the labels of points 0..i-1, a y query also its own
+        case
+            when a.query_kind = 'x' then l.positives_before / a.point
+            else l.positives_upto / (a.point + 1)
+        end as positive_share_seen,
+    from attention as a
+    join run as r using (run_id)
+    join labels_seen as l using (sample, point)
+    where a.query_kind = $query_kind and a.point >= r.min_point
+        and (a.query_kind = 'y' or a.point >= 1)  -- an x query at point 0 sees no label
+),
+
+per_head as (
+    select
+        layer,
+        head,
+        any_value(query_kind) as query_kind,
+        count(*) as n_rows,
+        avg(mass_y) as mean_mass_y,
+        sum(mass_y_pos) / nullif(sum(mass_y), 0) as positive_share,
+        sum(mass_y * positive_share_seen) / nullif(sum(mass_y), 0) as chance_share,
+        avg(mass_y_pos - mass_y * positive_share_seen) as excess_mass,
+    from query_rows
+    group by layer, head
+),
+
+ranked as (
+    select
+        *,
+        positive_share / nullif(chance_share, 0) as lift,
+        row_number() over (order by excess_mass desc nulls last, layer, head) as rank,
+    from per_head
+)
+
+select
+    rank,
+    $run_id as run_id,
+    layer,
+    head,
+    query_kind,
+    n_rows,
+    mean_mass_y,
+    positive_share,
+    chance_share,
+    lift,
+    excess_mass,
+from ranked
+where $top is null or rank <= $top
+order by rank

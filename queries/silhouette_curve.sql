@@ -1,0 +1,89 @@
+-- silhouette_curve: one head's silhouette (and k-means inertia) against k, over samples.
+--
+-- The curve behind a head's choice of k: for every k tried, the silhouette averaged over
+-- samples and how often that k was the best. Reads one analysis: the latest of the run with
+-- the given view.
+--
+-- Parameters:
+--   $run_id = latest_run     the run [default: the latest run in the store]
+--   $view: str = null        row view of the analysis; null: the run's latest analysis
+--   $layer: int              the head's layer
+--   $head: int               the head
+--   $query_kind: str = null  'x' or 'y'; null: both
+-- Grain: query_kind, k.
+-- Columns:
+--   analysis_id, view, layer, head, query_kind, k,
+--   n_samples            samples with a silhouette at this k (null where k was skipped)
+--   mean_silhouette      mean silhouette over those samples
+--   median_silhouette    median of the same
+--   std_silhouette       standard deviation of the same
+--   mean_inertia         mean k-means inertia
+--   chosen_share         share of all samples whose best k is this k
+with
+chosen as (
+    select analysis_id, view,
+    from analyses
+    where run_id = $run_id and ($view is null or view = $view)
+    order by created_at desc, analysis_id desc
+    limit 1
+),
+
+curve as (
+    select
+        s.analysis_id,
+        s.query_kind,
+        s.k,
+        count(s.silhouette) as n_samples,
+        avg(s.silhouette) as mean_silhouette,
+        median(s.silhouette) as median_silhouette,
+        stddev_samp(s.silhouette) as std_silhouette,
+        avg(s.inertia) as mean_inertia,
+    from (
+        select
+            * replace (
+                nullif(silhouette, 'nan') as silhouette,
+                nullif(inertia, 'nan') as inertia
+            ),
+        from silhouette
+    ) as s
+    join chosen using (analysis_id)
+    where s.layer = $layer and s.head = $head
+        and ($query_kind is null or s.query_kind = $query_kind)
+    group by all
+),
+
+choices as (
+    select
+        f.analysis_id,
+        f.query_kind,
+        f.best_k as k,
+        count(*) / any_value(n.n) as chosen_share,
+    from fits as f
+    join chosen using (analysis_id)
+    join (
+        select analysis_id, query_kind, count(*) as n,
+        from fits
+        where layer = $layer and head = $head
+        group by all
+    ) as n using (analysis_id, query_kind)
+    where f.layer = $layer and f.head = $head
+    group by all
+)
+
+select
+    c.analysis_id,
+    ch.view,
+    $layer as layer,
+    $head as head,
+    c.query_kind,
+    c.k,
+    c.n_samples,
+    c.mean_silhouette,
+    c.median_silhouette,
+    c.std_silhouette,
+    c.mean_inertia,
+    coalesce(k.chosen_share, 0) as chosen_share,
+from curve as c
+join chosen as ch using (analysis_id)
+left join choices as k using (analysis_id, query_kind, k)
+order by c.query_kind, c.k
