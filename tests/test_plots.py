@@ -1,0 +1,309 @@
+"""Figures: the seed's panels from stored rows, pixel-identical to a live analysis, the same
+bytes every time, manifests rebuilt whole, and clear errors for what is not in the store."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib as mpl
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from matplotlib.image import imread
+
+from attnstore import plots
+from attnstore.cli import cli
+from attnstore.errors import ConfigError, NotFoundError
+from attnstore.store import Store, connect
+from tests.conftest import TINY, TINY_SAMPLES
+
+LAYER, HEAD, SAMPLE = 1, 0, 7
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def raw_data(tiny_analysed_store):
+    path, run_id, ids = tiny_analysed_store
+    return plots.head_figure_data(path, run_id, ids["raw"], LAYER, HEAD, SAMPLE)
+
+
+def _panels(fig):
+    return {ax.get_label(): ax for ax in fig.axes}
+
+
+def _hidden(labels) -> bool:
+    return all(not t.get_visible() for t in labels)
+
+
+def test_head_figure_has_the_seeds_panels(raw_data):
+    fig = plots.head_figure(raw_data)
+    assert fig._suptitle.get_text() == f"layer {LAYER}, head {HEAD}, round {SAMPLE}"
+    assert tuple(fig.get_size_inches()) == (15, 8)
+    panels = _panels(fig)
+    assert len(fig.axes) == len(panels) == 10  # the seed's ten images; gs[0, 0:2] stay empty
+    gs = fig.axes[0].get_subplotspec().get_gridspec()
+    assert gs.get_geometry() == (3, 4) and gs.get_width_ratios() == [0.25, 0.25, 1, 1]
+    assert (gs.wspace, gs.hspace, gs.top, gs.bottom, gs.left, gs.right) == (
+        0.04,
+        0.04,
+        0.95,
+        0.05,
+        0.17,
+        0.845,
+    )
+    a, N = raw_data.attention, raw_data.n_points
+    lit, ys = raw_data.x >= 0, np.tile(raw_data.y, (20, 1))
+    # label: (cell, image data, cmap, clim, xlabel, ylabel)
+    k_x, k_y = raw_data.queries["x"].best_k, raw_data.queries["y"].best_k
+    expected = {
+        "attention x→x": ((1, 2), a[::2, ::2], "Purples", (0, 1), "", ""),
+        "attention x→y": ((1, 3), a[::2, 1::2], "Purples", (0, 1), "", ""),
+        "attention y→x": ((2, 2), a[1::2, ::2], "Purples", (0, 1), "x key", ""),
+        "attention y→y": ((2, 3), a[1::2, 1::2], "Purples", (0, 1), "y key", ""),
+        "clusters x": ((1, 1), None, "viridis", (0, max(k_x - 1, 1)), "", ""),
+        "clusters y": ((2, 1), None, "viridis", (0, max(k_y - 1, 1)), "", ""),
+        "literals x query": ((1, 0), lit, "viridis", (0, 1), "", "x query"),
+        "labels y query": ((2, 0), ys.T, "bwr", (-1, 1), "", "y query"),
+        "literals x key": ((0, 2), lit.T, "viridis", (0, 1), "", ""),
+        "labels y key": ((0, 3), ys, "bwr", (-1, 1), "", ""),
+    }
+    assert set(panels) == set(expected)
+    for name, (cell, data, cmap, clim, xlabel, ylabel) in expected.items():
+        ax = panels[name]
+        spec = ax.get_subplotspec()
+        assert (spec.rowspan.start, spec.colspan.start) == cell, name
+        (im,) = ax.get_images()
+        assert im.get_cmap().name == cmap and im.get_clim() == clim, name
+        if data is not None:
+            np.testing.assert_array_equal(im.get_array(), data, err_msg=name)
+        assert ax.get_xlabel() == xlabel and ax.get_ylabel() == ylabel, name
+        assert _hidden(ax.get_xticklabels()) == (not xlabel), name
+        assert _hidden(ax.get_yticklabels()) == (not ylabel), name
+        assert not any(g.get_visible() for g in ax.get_xgridlines()), name
+    for kind in ("x", "y"):
+        strip = panels[f"clusters {kind}"].get_images()[0].get_array()
+        assert strip.shape == (N, 10) and not np.ma.getmaskarray(strip).any()
+        np.testing.assert_array_equal(strip[:, 0], raw_data.queries[kind].labels)
+
+
+def test_a_view_that_keeps_some_points_masks_the_rest(tiny_analysed_store):
+    path, run_id, ids = tiny_analysed_store
+    data = plots.head_figure_data(path, run_id, ids["shared_keys"], LAYER, HEAD, SAMPLE)
+    m = TINY["n_points"] // 2
+    panels = _panels(plots.head_figure(data))
+    for kind in ("x", "y"):
+        q = data.queries[kind]
+        np.testing.assert_array_equal(q.points, np.arange(m, TINY["n_points"]))
+        ax = panels[f"clusters {kind}"]
+        strip = ax.get_images()[0].get_array()
+        mask = np.ma.getmaskarray(strip)
+        assert mask[:m].all() and not mask[m:].any()
+        np.testing.assert_array_equal(strip[m:, 0], q.labels)
+        assert [t.get_text() for t in ax.texts] == ["not clustered"]
+
+
+def test_silhouette_figure(raw_data, tiny_analysed_store):
+    path, run_id, ids = tiny_analysed_store
+    fig = plots.silhouette_figure(raw_data)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["scores x", "scores y"]
+    stored = Store(path).read("silhouette", analysis_id=ids["raw"], layer=LAYER, head=HEAD)
+    stored = stored.to_pandas().query("sample == @SAMPLE").sort_values("k")
+    for line, kind in zip(ax.get_lines(), ("x", "y"), strict=True):
+        rows = stored[stored.query_kind == kind]
+        np.testing.assert_array_equal(line.get_xdata(), rows.k)
+        np.testing.assert_array_equal(line.get_ydata(), rows.silhouette.astype(np.float32))
+
+
+def test_heads_figure_maps_head_summary(tiny_analysed_store):
+    path, run_id, ids = tiny_analysed_store
+    fig = plots.heads_figure(path, run_id, ids["raw"], "mean_svm_accuracy", "y")
+    ax = fig.axes[0]
+    values = ax.get_images()[0].get_array()
+    assert values.shape == (TINY["n_layers"], TINY["n_heads"])
+    rows = (
+        connect(path)
+        .execute(
+            "select layer, head, mean_svm_accuracy from head_summary "
+            "where analysis_id = $a and query_kind = 'y'",
+            {"a": ids["raw"]},
+        )
+        .fetchall()
+    )
+    assert len(rows) == values.size
+    for layer, head, v in rows:
+        assert values[layer, head] == pytest.approx(v)
+    assert len(ax.texts) == values.size
+    assert {t.get_text() for t in ax.texts} == {f"{v:.2f}" for _, _, v in rows}
+    assert "mean_svm_accuracy, y queries" in ax.get_title()
+
+
+def test_cli_metrics_match_the_library():
+    from attnstore import cli as cli_module
+
+    assert cli_module.HEAD_METRICS == plots.HEAD_METRICS
+
+
+@pytest.mark.parametrize("view", ["raw", "shared_keys"])
+def test_live_analysis_and_stored_rows_draw_the_same_pixels(
+    view, tiny_analysed_store, tiny_checkpoint, tmp_path
+):
+    """The model run again on the run's prompts, analysed in memory, gives the figure the
+    store gives: same attention, same clusters, pixel-identical PNGs."""
+    import torch
+
+    from attnstore import tasks
+    from attnstore.checkpoint import load_checkpoint
+
+    path, run_id, ids = tiny_analysed_store
+    run = Store(path).read("runs", run_id=run_id).to_pylist()[0]
+    batch = tasks.sample_task(
+        run["task"],
+        run["n_samples"],
+        run["n_points"],
+        run["n_dims"],
+        run["seed"],
+        **json.loads(run["task_params_json"]),
+    )
+    model = load_checkpoint(str(tiny_checkpoint)).model
+    with torch.no_grad():
+        _, attns = model(torch.from_numpy(batch.x), torch.from_numpy(batch.y), return_attn=True)
+    live = plots.head_figure_data_live(
+        attns[LAYER][SAMPLE, HEAD].numpy(),
+        batch.x[SAMPLE],
+        batch.y[SAMPLE],
+        layer=LAYER,
+        head=HEAD,
+        sample=SAMPLE,
+        view=view,
+    )
+    stored = plots.head_figure_data(path, run_id, ids[view], LAYER, HEAD, SAMPLE)
+    np.testing.assert_array_equal(live.attention, stored.attention)
+    np.testing.assert_array_equal(live.x, stored.x)
+    np.testing.assert_array_equal(live.y, stored.y)
+    for kind in ("x", "y"):
+        a, b = live.queries[kind], stored.queries[kind]
+        assert a.best_k == b.best_k
+        for field in ("points", "labels", "k_values", "silhouette"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+    for draw in (plots.head_figure, plots.silhouette_figure):
+        pixels = [
+            imread(plots.save_figure(draw(d), tmp_path / f"{name}.png"))
+            for name, d in (("live", live), ("stored", stored))
+        ]
+        assert pixels[0].shape[2] == 4 and np.array_equal(*pixels), draw.__name__
+
+
+def test_drawing_ignores_the_callers_style(raw_data, tmp_path):
+    plain = imread(plots.save_figure(plots.head_figure(raw_data), tmp_path / "plain.png"))
+    with mpl.rc_context({"image.cmap": "gray", "axes.grid": True, "font.size": 20}):
+        styled = plots.save_figure(plots.head_figure(raw_data), tmp_path / "styled.png")
+    assert np.array_equal(plain, imread(styled))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_the_same_command_twice_writes_the_same_bytes(suffix, tiny_analysed_store, tmp_path):
+    path, run_id, _ = tiny_analysed_store
+    outputs = []
+    for i in range(2):
+        out = tmp_path / f"{i}" / f"head{suffix}"
+        result = _run(
+            "plot", "head", "--store", path, "--layer", LAYER, "--head", HEAD, "--sample",
+            SAMPLE, "--out", out,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == str(out)
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+    for stamp in (b"CreationDate", b"<dc:date>", b"Software", b"Matplotlib v"):
+        assert stamp not in outputs[0]
+
+
+def _manifest(tmp_path, store, run_id, analysis, sample=SAMPLE, with_store=True):
+    text = (f'store = "{store}"\n\n' if with_store else "") + (
+        f'[[figure]]\nkind = "head"\nrun = "{run_id}"\nanalysis = "{analysis}"\n'
+        f'layer = {LAYER}\nhead = {HEAD}\nsample = {sample}\nout = "figs/head.png"\n\n'
+        f'[[figure]]\nkind = "silhouette"\nlayer = 0\nhead = 1\nsample = 0\n'
+        f'out = "figs/silhouette.svg"\n\n'
+        f'[[figure]]\nkind = "heads"\nmetric = "modal_k"\nquery_kind = "y"\n'
+        f'out = "figs/heads.pdf"\n'
+    )
+    path = tmp_path / "figures.toml"
+    path.write_text(text)
+    return path
+
+
+def test_manifest_is_rebuilt_whole(tiny_analysed_store, tmp_path):
+    store, run_id, ids = tiny_analysed_store
+    manifest = _manifest(tmp_path, store, run_id, ids["raw"])
+    result = _run("plot", "--manifest", manifest)
+    assert result.exit_code == 0, result.output
+    names = ["head.png", "silhouette.svg", "heads.pdf"]
+    assert result.output.split() == [str(tmp_path / "figs" / n) for n in names]
+    first = {n: (tmp_path / "figs" / n).read_bytes() for n in names}
+    # The same through the library, the store given explicitly: the same bytes.
+    written = plots.plot_manifest(store, manifest)
+    assert [p.name for p in written] == names
+    assert {p.name: p.read_bytes() for p in written} == first
+    # The entry without run/analysis used the latest analysis of the latest run.
+    assert Store(store).read("analyses").num_rows == 2
+
+
+def test_manifest_errors(tiny_analysed_store, tmp_path):
+    store, run_id, ids = tiny_analysed_store
+    manifest = _manifest(tmp_path, store, run_id, ids["raw"], sample=99)
+    with pytest.raises(NotFoundError, match=r"figure 1 \(head.png\): sample 99 not in run "):
+        plots.plot_manifest(None, manifest)
+    assert not (tmp_path / "figs").exists()  # nothing written
+    result = _run("plot", "--manifest", manifest)
+    assert result.exit_code == 1 and "samples 0..11" in result.output
+    no_store = _manifest(tmp_path, store, run_id, ids["raw"], with_store=False)
+    with pytest.raises(ConfigError, match="names no store"):
+        plots.plot_manifest(None, no_store)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[figure]]\nkind = "heatmap"\nout = "a.png"\n')
+    with pytest.raises(ConfigError, match="unknown kind 'heatmap'; known: head, heads"):
+        plots.read_manifest(bad)
+    bad.write_text('[[figure]]\nkind = "head"\nlayer = 0\nhead = 0\nout = "a.png"\n')
+    with pytest.raises(ConfigError, match="missing sample"):
+        plots.read_manifest(bad)
+    with pytest.raises(NotFoundError, match="does not exist"):
+        plots.read_manifest(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--layer", 5], f"layer 5 not in run {{run}}; layers 0..{TINY['n_layers'] - 1}"),
+        (["--head", 9], f"head 9 not in run {{run}}; heads 0..{TINY['n_heads'] - 1}"),
+        (["--sample", 99], f"sample 99 not in run {{run}}; samples 0..{TINY_SAMPLES - 1}"),
+        (["--analysis", "nope"], "unknown analysis 'nope'; in the store: "),
+        (["--run", "{run}", "--analysis", "nope"], "analysis 'nope' not in run {run}; its an"),
+        (["--run", "nope"], "unknown run 'nope'; in the store: {run}"),
+    ],
+)
+def test_what_is_not_in_the_store_is_named(args, message, tiny_analysed_store, tmp_path):
+    path, run_id, _ = tiny_analysed_store
+    problem = {"--layer": LAYER, "--head": HEAD, "--sample": SAMPLE}
+    problem.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [str(v).format(run=run_id) for kv in problem.items() for v in kv]
+    result = _run("plot", "head", "--store", path, *flat, "--out", tmp_path / "h.png")
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message.format(run=run_id) in lines[0], result.output
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_bad_values(tiny_analysed_store, raw_data, tmp_path):
+    path, run_id, ids = tiny_analysed_store
+    with pytest.raises(ConfigError, match="unknown metric 'silhouette'; known: mean_silhouette"):
+        plots.heads_figure(path, run_id, ids["raw"], "silhouette")
+    with pytest.raises(ConfigError, match="unknown query kind 'z'"):
+        plots.heads_figure(path, run_id, ids["raw"], query_kind="z")
+    with pytest.raises(ConfigError, match="must end in one of: .pdf, .png, .svg"):
+        plots.save_figure(plots.silhouette_figure(raw_data), tmp_path / "s.jpg")
+    result = _run("plot")
+    assert result.exit_code == 2 and "give --manifest FILE or a subcommand" in result.output
