@@ -66,6 +66,38 @@ task_param_option = click.option(
 )
 
 
+prompt_task_option = click.option(
+    "--task", default=None, help="Task of the prompts [default: the checkpoint's]."
+)
+points_option = click.option(
+    "--points",
+    default=None,
+    type=int,
+    help="Points per prompt [default: the checkpoint's training length].",
+)
+prompt_seed_option = click.option(
+    "--seed", default=0, show_default=True, help="Seed of the prompts."
+)
+device_option = click.option(
+    "--device", default="cpu", show_default=True, help="torch device (cpu, cuda)."
+)
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=DEFAULT_BACKEND,
+    show_default=True,
+    help="Analysis backend: torch (batched) or sklearn (the notebook's calls, one problem "
+    "at a time; the reference).",
+)
+view_option = click.option(
+    "--view",
+    type=click.Choice(VIEWS),
+    default=DEFAULT_VIEW,
+    show_default=True,
+    help="Row view of the analysis (docs/analysis.md).",
+)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="attnstore")
 def cli() -> None:
@@ -119,7 +151,7 @@ def train(task_params: tuple[str, ...], out: str, device: str, **kwargs: Any) ->
 @task_param_option
 @click.option("--samples", default=1000, show_default=True, help="Fresh prompts to evaluate.")
 @click.option("--points", default=None, type=int, help="Points per prompt [default: all].")
-@click.option("--seed", default=0, show_default=True, help="Seed of the prompts.")
+@prompt_seed_option
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
 def eval_(
@@ -164,44 +196,27 @@ def eval_(
 )
 @checkpoint_option
 @model_config_option
-@click.option("--task", default=None, help="Task of the prompts [default: the checkpoint's].")
+@prompt_task_option
 @task_param_option
 @click.option("--samples", default=1000, show_default=True, help="Prompts to run.")
-@click.option(
-    "--points",
-    default=None,
-    type=int,
-    help="Points per prompt [default: the checkpoint's training length].",
-)
+@points_option
 @click.option(
     "--n-dims",
     default=None,
     type=int,
     help="Expected input dimension; an error if the checkpoint's differs.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the prompts.")
+@prompt_seed_option
 @click.option("--batch-size", default=128, show_default=True, help="Prompts per forward pass.")
-@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@device_option
 @click.option("--overwrite", is_flag=True, help="Replace the run if it is already stored.")
 @click.option(
     "--no-analysis",
     is_flag=True,
     help="Only extract; skip the default analysis ('attnstore analyze' runs one later).",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default=DEFAULT_BACKEND,
-    show_default=True,
-    help="Backend of the default analysis.",
-)
-@click.option(
-    "--view",
-    type=click.Choice(VIEWS),
-    default=DEFAULT_VIEW,
-    show_default=True,
-    help="Row view of the default analysis.",
-)
+@backend_option
+@view_option
 def extract(
     task_params: tuple[str, ...], no_analysis: bool, backend: str, view: str, **kwargs: Any
 ) -> None:
@@ -243,19 +258,8 @@ def extract(
 @cli.command()
 @click.option("--store", required=True, type=click.Path(file_okay=False), help="Store folder.")
 @click.option("--run", "run_id", default=None, help="Run id [default: the latest run].")
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default=DEFAULT_BACKEND,
-    show_default=True,
-    help="sklearn: the seed's calls, one problem at a time; torch: batched.",
-)
-@click.option(
-    "--view",
-    default=DEFAULT_VIEW,
-    show_default=True,
-    help=f"Row view: {', '.join(VIEWS)} (see docs/analysis.md).",
-)
+@backend_option
+@view_option
 @click.option(
     "--m",
     default=None,
@@ -607,30 +611,13 @@ def sql_(text: str, store: str, fmt: str, out: str | None) -> None:
 )
 @checkpoint_option
 @model_config_option
-@click.option("--task", default=None, help="Task of the prompts [default: the checkpoint's].")
+@prompt_task_option
 @task_param_option
 @click.option("--samples", default=300, show_default=True, help="Prompts to extract.")
-@click.option(
-    "--points",
-    default=None,
-    type=int,
-    help="Points per prompt [default: the checkpoint's training length].",
-)
-@click.option("--seed", default=0, show_default=True, help="Seed of the prompts.")
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default=DEFAULT_BACKEND,
-    show_default=True,
-    help="Analysis backend.",
-)
-@click.option(
-    "--view",
-    type=click.Choice(VIEWS),
-    default=DEFAULT_VIEW,
-    show_default=True,
-    help="Row view of the analysis.",
-)
+@points_option
+@prompt_seed_option
+@backend_option
+@view_option
 @click.option("--top", default=3, show_default=True, help="Heads to draw.")
 @click.option(
     "--format",
@@ -640,7 +627,7 @@ def sql_(text: str, store: str, fmt: str, out: str | None) -> None:
     show_default=True,
     help="Figure format.",
 )
-@click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
+@device_option
 def run_(task_params: tuple[str, ...], **kwargs: Any) -> None:
     """The whole job: extract, analyse, rank heads by cluster quality, draw the top heads.
 
