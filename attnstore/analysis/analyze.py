@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 
 from attnstore import tasks
 from attnstore.analysis.literals import dominant_literals, target_literals
-from attnstore.analysis.pathways import cluster_paths, suffixes
+from attnstore.analysis.pathways import PATH_COLUMNS, cluster_paths, suffixes
 from attnstore.analysis.result import ClusterResult, clip_k_values
 from attnstore.analysis.views import QUERY_KINDS, View, make_view
 from attnstore.errors import ConfigError, NotFoundError, known
@@ -431,18 +431,7 @@ def _pathways_table(ids, r: ClusterResult, attn, suf, sample_idx, points, y, top
         parts.append(d)
         counts[p] = len(d["cluster"])
     types = TABLES["pathways"].schema
-    cols = [
-        "cluster",
-        "path_rank",
-        "hop",
-        "hop_layer",
-        "hop_head",
-        "src_pos",
-        "dst_pos",
-        "hop_weight",
-        "path_weight",
-        "dst_y",
-    ]
+    cols = [*PATH_COLUMNS, "dst_y"]
     cat = {
         c: pa.array(
             np.concatenate([d[c] for d in parts]) if parts else [], type=types.field(c).type

@@ -22,6 +22,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# The columns cluster_paths returns, one entry per hop of each path.
+PATH_COLUMNS = (
+    "cluster",
+    "path_rank",
+    "hop",
+    "hop_layer",
+    "hop_head",
+    "src_pos",
+    "dst_pos",
+    "hop_weight",
+    "path_weight",
+)
+
 
 @dataclass
 class Suffixes:
@@ -79,20 +92,7 @@ def cluster_paths(
         width = suf.weight[layer - 1].shape[1]
         cand = rows[:, :, None] * suf.weight[layer - 1][None, :, :]  # (n_rows, T, width)
     flat = cand.reshape(len(rows), -1)
-    cols: dict[str, list] = {
-        k: []
-        for k in (
-            "cluster",
-            "path_rank",
-            "hop",
-            "hop_layer",
-            "hop_head",
-            "src_pos",
-            "dst_pos",
-            "hop_weight",
-            "path_weight",
-        )
-    }
+    cols: dict[str, list] = {k: [] for k in PATH_COLUMNS}
     for c in np.unique(labels):
         members = np.flatnonzero(labels == c)
         sub = flat[members].reshape(-1)  # (|c| * T * width,)
