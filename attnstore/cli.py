@@ -433,6 +433,50 @@ def plot_heads(
     click.echo(save_figure(fig, out))
 
 
+@plot.command("query")
+@click.argument("name")
+@click.option("--store", required=True, type=click.Path(file_okay=False), help="Store folder.")
+@click.option(
+    "--param",
+    "-p",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A query parameter (repeatable); 'attnstore query show NAME' lists them.",
+)
+@click.option("--column", required=True, help="The numeric output column to map.")
+@click.option(
+    "--query-kind",
+    type=click.Choice(("x", "y")),
+    default=None,
+    help="Keep the rows of one query kind (outputs with a query_kind column).",
+)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="Figure file (.png/.svg/.pdf)."
+)
+def plot_query(
+    name: str,
+    store: str,
+    params: tuple[str, ...],
+    column: str,
+    query_kind: str | None,
+    out: str,
+) -> None:
+    """A layer × head map of one column of a named query's output, values written in.
+
+    For queries whose output has one row per (layer, head[, query_kind]), e.g.
+    'attnstore plot query heads_by_literals --store S -p view=shared_keys --column
+    precision_lift --query-kind y --out lift.png'.
+    """
+    from attnstore.plots import query_figure, save_figure
+    from attnstore.queries import run_query
+
+    frame = run_query(store, name, _parse_query_params(params))
+    kind = f", {query_kind} queries" if query_kind else ""
+    fig = query_figure(frame, column, query_kind, title=f"{name}: {column}{kind}")
+    click.echo(save_figure(fig, out))
+
+
 # --- queries ---------------------------------------------------------------------------------
 
 FORMATS = ("table", "csv", "json", "parquet")

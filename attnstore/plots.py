@@ -419,12 +419,52 @@ def heads_figure(
     values = np.full((L, H), np.nan)
     for layer, head, v in rows:
         values[layer, head] = np.nan if v is None else v
+    title = (
+        f"{metric}, {query_kind} queries\nrun {run['run_id']}, "
+        f"analysis {analysis['analysis_id']} ({analysis['view']})"
+    )
+    return _head_map(values, metric, title, integer=metric == "modal_k")
+
+
+def query_figure(frame, column: str, query_kind: str | None = None, title: str = "") -> Figure:
+    """A layer × head map of one numeric column of a query's output (a DataFrame with
+    ``layer`` and ``head`` columns, e.g. ``attnstore.query(store, "heads_by_literals")``).
+    ``query_kind`` keeps the rows of one query kind where the output has that column; each
+    (layer, head) must then occur once (narrow the query with its parameters otherwise)."""
+    missing = [c for c in ("layer", "head", column) if c not in frame.columns]
+    if missing:
+        raise ConfigError(
+            f"the query's output has no column {', '.join(missing)}; a head map needs layer, "
+            f"head and the column to map; its columns: {known(list(frame.columns))}"
+        )
+    if query_kind is not None and "query_kind" in frame.columns:
+        frame = frame[frame["query_kind"] == query_kind]
+    if frame.empty:
+        raise NotFoundError("the query returned no rows to map")
+    if frame.duplicated(["layer", "head"]).any():
+        raise ConfigError(
+            "the query's output has several rows per (layer, head): narrow it with its "
+            "parameters (e.g. view=..., and --query-kind for x/y outputs)"
+        )
+    try:
+        numbers = frame[column].astype(float)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"column '{column}' is not numeric: {e}") from e
+    values = np.full((int(frame["layer"].max()) + 1, int(frame["head"].max()) + 1), np.nan)
+    values[frame["layer"].astype(int), frame["head"].astype(int)] = numbers
+    kind = f", {query_kind} queries" if query_kind else ""
+    return _head_map(values, column, title or f"{column}{kind}", integer=False)
+
+
+def _head_map(values: np.ndarray, label: str, title: str, integer: bool) -> Figure:
+    """Values of shape (n_layers, n_heads) as an annotated heat map ("–" where NaN)."""
+    L, H = values.shape
     with _style():
         fig = Figure(figsize=(1.5 + 1.1 * H, 1.3 + 0.8 * L), dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
         im = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
-        fig.colorbar(im, ax=ax, label=metric)
-        fmt = "{:.0f}" if metric == "modal_k" else "{:.2f}"
+        fig.colorbar(im, ax=ax, label=label)
+        fmt = "{:.0f}" if integer else "{:.2f}"
         for (layer, head), v in np.ndenumerate(values):
             shade = im.cmap(im.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
             dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5
@@ -434,11 +474,7 @@ def heads_figure(
         ax.set_yticks(range(L))
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
-        ax.set_title(
-            f"{metric}, {query_kind} queries\nrun {run['run_id']}, "
-            f"analysis {analysis['analysis_id']} ({analysis['view']})",
-            fontsize="medium",
-        )
+        ax.set_title(title, fontsize="medium")
     return fig
 
 

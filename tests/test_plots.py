@@ -307,3 +307,46 @@ def test_bad_values(tiny_analysed_store, raw_data, tmp_path):
         plots.save_figure(plots.silhouette_figure(raw_data), tmp_path / "s.jpg")
     result = _run("plot")
     assert result.exit_code == 2 and "give --manifest FILE or a subcommand" in result.output
+
+
+def test_plot_a_query_output(tiny_analysed_store, tmp_path):
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    path, run_id, ids = tiny_analysed_store
+    out = tmp_path / "lift.png"
+    args = [
+        "plot",
+        "query",
+        "heads_by_cluster_quality",
+        "--store",
+        str(path),
+        "-p",
+        "view=raw",
+        "--column",
+        "quality",
+        "--query-kind",
+        "x",
+        "--out",
+        str(out),
+    ]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    first = out.read_bytes()
+    assert CliRunner().invoke(cli, args).exit_code == 0 and out.read_bytes() == first
+    fig = plots.query_figure(
+        attnstore_query(path, "heads_by_cluster_quality", view="raw"), "quality", "x"
+    )
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == 4  # 2 layers x 2 heads, each value written in its cell
+    both = CliRunner().invoke(cli, [*args[:7], "--column", "quality", "--out", str(out)])
+    assert both.exit_code == 1 and "several rows per (layer, head)" in both.output
+    bad = CliRunner().invoke(cli, [*args[:7], "--column", "nope", "--out", str(out)])
+    assert bad.exit_code == 1 and "no column nope" in bad.output
+
+
+def attnstore_query(*args, **kwargs):
+    from attnstore.queries import query
+
+    return query(*args, **kwargs)
