@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from attnstore.errors import CheckpointError, ConfigError
-from attnstore.model import InContextModel, ModelConfig
+from attnstore.model import InContextModel, ModelConfig, check_device
 
 DEFAULT = "default"
 WEIGHTS_FILE = "model.safetensors"
@@ -74,6 +74,7 @@ def load_checkpoint(
     spec: str | Path, model_config: str | Path | None = None, device: str = "cpu"
 ) -> LoadedModel:
     """Load a model from a checkpoint string (see the module docstring), in eval mode."""
+    check_device(device)
     path = default_checkpoint_dir() if str(spec) == DEFAULT else Path(spec)
     if not path.exists():
         raise CheckpointError(

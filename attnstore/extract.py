@@ -22,6 +22,7 @@ import torch
 from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, load_checkpoint
 from attnstore.errors import ConfigError
+from attnstore.model import check_device
 from attnstore.schema import SCHEMA_VERSION
 from attnstore.store import Store
 
@@ -75,6 +76,7 @@ def extract(
         raise ConfigError(f"samples={samples} must be at least 1")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    check_device(device)
     s = Store(store, create=True)
     s.verify()  # a corrupted store is named before anything is computed or written
     loaded = load_checkpoint(checkpoint, model_config, device=device)

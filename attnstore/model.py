@@ -163,3 +163,23 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
         if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
+
+
+def check_device(device: str) -> str:
+    """``device`` if torch can use it here; a ConfigError naming it and what is usable else."""
+    usable = ["cpu"] + (
+        ["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+        if torch.cuda.is_available()
+        else []
+    )
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind == "cpu" or (
+        kind == "cuda"
+        and torch.cuda.is_available()
+        and (torch.device(device).index or 0) < torch.cuda.device_count()
+    ):
+        return device
+    raise ConfigError(f"device '{device}' is not usable here; usable: {', '.join(usable)}")

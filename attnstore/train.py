@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, save_checkpoint
 from attnstore.errors import ConfigError
-from attnstore.model import InContextModel, ModelConfig
+from attnstore.model import InContextModel, ModelConfig, check_device
 
 # Tasks whose hidden function is a single conjunction, where the elimination algorithm applies.
 ELIMINATION_TASKS = ("conjunction", "teach_conjunction")
@@ -89,6 +89,7 @@ def train(
     from tqdm.auto import tqdm
 
     cfg.validate()
+    check_device(device)
     torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(cfg.n_dims, 2 * cfg.n_points, cfg.n_layers, cfg.n_heads, cfg.d_model)
     model = InContextModel(model_cfg).to(device)

@@ -127,3 +127,10 @@ def test_cli_names_match_the_library():
     from attnstore.analysis.views import VIEWS
 
     assert c.BACKENDS == BACKENDS and c.VIEWS == VIEWS
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")
+def test_unusable_device_is_named(tmp_path):
+    _one_line_error(_run("eval", "--device", "cuda"), "'cuda'", "usable: cpu")
+    _one_line_error(_run("extract", "--store", str(tmp_path / "s"), "--device", "tpu"), "'tpu'")
+    assert not (tmp_path / "s").exists()

@@ -27,6 +27,7 @@ from attnstore.analysis.pathways import PATH_COLUMNS, cluster_paths, suffixes
 from attnstore.analysis.result import ClusterResult, clip_k_values
 from attnstore.analysis.views import QUERY_KINDS, View, make_view
 from attnstore.errors import ConfigError, NotFoundError, known
+from attnstore.model import check_device
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
 
@@ -104,6 +105,7 @@ def analyze(
         raise ConfigError(f"unknown backend '{backend}'; known: {known(BACKENDS)}")
     if backend == "sklearn" and device != "cpu":
         raise ConfigError(f"backend 'sklearn' runs on the cpu only (got device '{device}')")
+    check_device(device)
     if not 2 <= k_min <= k_max:
         raise ConfigError(f"k range {k_min}..{k_max} is empty or below 2; need 2 <= k_min <= k_max")
     if not 0 < dominance <= 1:
