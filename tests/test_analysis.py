@@ -216,32 +216,47 @@ def test_k_range_is_clipped_to_the_rows():
 
 def test_pathways_are_the_exact_top_paths():
     rng = np.random.default_rng(4)
-    L, H, T, m = 3, 2, 6, 4
-    attn = np.tril(rng.uniform(size=(L, H, T, T)))
+    L, H, S, T, m = 3, 2, 2, 6, 4
+    attn = np.tril(rng.uniform(size=(L, H, S, T, T)))
     attn /= attn.sum(-1, keepdims=True)
-    mean = attn.mean(1)
+    mean = attn.mean(1)  # (L, S, T, T)
     suf = suffixes(mean, m)
-    layer, head = 2, 1
-    qpos = np.array([3, 5])
-    labels = np.array([0, 0])
-    d = cluster_paths(attn[layer, head], layer, head, qpos, labels, suf, m)
+    # Two problems: layer 2 head 1 of sample 1 (one cluster of rows 3 and 5), and layer 0
+    # head 0 of sample 0 (clusters {3}, {5}).
+    d = cluster_paths(
+        attn,
+        suf,
+        np.array([2, 0]),
+        np.array([1, 0]),
+        np.array([1, 0]),
+        np.array([[3, 5], [3, 5]]),
+        np.array([[0, 0], [0, 1]]),
+        m,
+    )
     brute = []
-    for q in qpos:
+    for q in (3, 5):
         for k1, k2, k3 in itertools.product(range(T), repeat=3):
-            w = attn[layer, head, q, k1] * mean[1, k1, k2] * mean[0, k2, k3]
+            w = attn[2, 1, 1, q, k1] * mean[1, 1, k1, k2] * mean[0, 1, k2, k3]
             if w > 0:
                 brute.append((w, (q, k1, k2, k3)))
     brute.sort(key=lambda t: -t[0])
-    got = d["path_weight"][d["hop"] == 0]
+    first = d["problem"] == 0
+    got = d["path_weight"][first & (d["hop"] == 0)]
     np.testing.assert_allclose(got, [w for w, _ in brute[:m]], rtol=1e-6)
     for rank in range(1, m + 1):
-        hops = np.flatnonzero(d["path_rank"] == rank)
+        hops = np.flatnonzero(first & (d["path_rank"] == rank))
         path = (d["src_pos"][hops[0]], *d["dst_pos"][hops])
         assert path == brute[rank - 1][1]
         prod = np.prod(d["hop_weight"][hops])
         assert prod == pytest.approx(d["path_weight"][hops[0]], rel=1e-6)
-    assert list(d["hop_layer"][d["path_rank"] == 1]) == [2, 1, 0]
-    assert list(d["hop_head"][d["path_rank"] == 1]) == [1, -1, -1]
+    assert list(d["hop_layer"][first & (d["path_rank"] == 1)]) == [2, 1, 0]
+    assert list(d["hop_head"][first & (d["path_rank"] == 1)]) == [1, -1, -1]
+    # Layer 0: one hop each; cluster 1 holds row 5 only, its top path its largest weight.
+    second = (d["problem"] == 1) & (d["cluster"] == 1)
+    np.testing.assert_allclose(
+        d["path_weight"][second], np.sort(attn[0, 0, 0, 5][attn[0, 0, 0, 5] > 0])[::-1][:m]
+    )
+    assert (d["src_pos"][second] == 5).all() and (d["hop"][second] == 0).all()
 
 
 # --- views --------------------------------------------------------------------------------

@@ -262,7 +262,7 @@ def analyse_chunk(
     }
     sample_idx = ids["sample"] - first_sample
     mean_attn = attn.mean(axis=1)  # (L, S, T, T): heads averaged
-    suf = [suffixes(mean_attn[:, s_], top_paths) for s_ in range(S)]
+    suf = suffixes(mean_attn, top_paths)
     return {
         "fits": _fits_table(ids, rows, result, y[:, points][sample_idx], points),
         "silhouette": _silhouette_table(ids, result),
@@ -419,34 +419,29 @@ def _literals_table(ids, r: ClusterResult, feats, weights, sample_idx, dominance
 
 
 def _pathways_table(ids, r: ClusterResult, attn, suf, sample_idx, points, y, top_paths) -> pa.Table:
-    parts, counts = [], np.zeros(r.n_problems, dtype=np.int64)
-    for p in range(r.n_problems):
-        if r.best_k_[p] < 2:
-            continue
-        layer, head, kind = int(ids["layer"][p]), int(ids["head"][p]), ids["query_kind"][p]
-        s_ = sample_idx[p]
-        qpos = 2 * points + (kind == "y")
-        d = cluster_paths(
-            attn[layer, head, s_], layer, head, qpos, r.labels_[p], suf[s_], top_paths
-        )
-        d["dst_y"] = y[s_, d["dst_pos"] // 2] if len(d["dst_pos"]) else np.array([])
-        parts.append(d)
-        counts[p] = len(d["cluster"])
+    clustered = np.flatnonzero(r.best_k_ >= 2)
+    qpos = 2 * points[None, :] + (ids["query_kind"][clustered] == "y")[:, None]  # (P', n_rows)
+    d = cluster_paths(
+        attn,
+        suf,
+        ids["layer"][clustered],
+        ids["head"][clustered],
+        sample_idx[clustered],
+        qpos,
+        r.labels_[clustered],
+        top_paths,
+    )
+    problem = clustered[d.pop("problem")]
     types = TABLES["pathways"].schema
-    cols = [*PATH_COLUMNS, "dst_y"]
-    cat = {
-        c: pa.array(
-            np.concatenate([d[c] for d in parts]) if parts else [], type=types.field(c).type
-        )
-        for c in cols
-    }
-    dst = cat["dst_pos"].to_numpy(zero_copy_only=False)
+    dst = d["dst_pos"].astype(np.int64)
+    cols = {c: pa.array(d[c], type=types.field(c).type) for c in PATH_COLUMNS}
     return pa.table(
         {
-            **_repeat_ids(ids, counts),
-            **cat,
+            **{k: v[problem] for k, v in ids.items()},
+            **cols,
             "dst_kind": pa.array(np.where(dst % 2 == 0, "x", "y").astype(str)),
             "dst_point": (dst // 2).astype(np.int16),
+            "dst_y": y[sample_idx[problem], dst // 2].astype(np.int8),
         }
     )
 
