@@ -169,9 +169,17 @@ class Store:
             expr = expr & where
         return data.to_table(columns=columns, filter=expr)
 
+    def df(self, name: str, columns: list[str] | None = None, where: Any = None, **filters: Any):
+        """:meth:`read` as a pandas DataFrame."""
+        return self.read(name, columns, where, **filters).to_pandas()
+
     def runs(self):
         """The runs table as pandas, newest last."""
-        return self.read("runs").to_pandas().sort_values("created_at", ignore_index=True)
+        return self.df("runs").sort_values("created_at", ignore_index=True)
+
+    def analyses(self):
+        """The analyses table as pandas, newest last."""
+        return self.df("analyses").sort_values("created_at", ignore_index=True)
 
     # --- writing -----------------------------------------------------------------------
 

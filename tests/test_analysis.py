@@ -459,3 +459,19 @@ def test_cli_analyze_prints_the_id_last(tiny_store, tmp_path):
         cli, ["analyze", "--store", str(store), "--k-min", "5", "--k-max", "3"]
     )
     assert bad.exit_code == 1 and "5..3" in bad.output
+
+
+def test_tiny_prompts_are_analysed_or_refused_clearly(tiny_checkpoint, tmp_path):
+    """Three points: raw rows allow only k = 2 (n_rows - 1); the position-free views keep too
+    few rows and say so."""
+    from attnstore.extract import extract
+
+    run = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=4, points=3).run_id
+    a = analyze(tmp_path, run, view="raw")
+    s = Store(tmp_path)
+    assert s.analyses().k_values.iloc[0].tolist() == [2]
+    fits = s.df("fits", analysis_id=a.analysis_id)
+    assert len(fits) == TINY["n_layers"] * TINY["n_heads"] * 4 * 2
+    assert set(fits.best_k) <= {1, 2}
+    with pytest.raises(ConfigError, match="m must be between"):
+        analyze(tmp_path, run, view="shared_keys")
