@@ -23,7 +23,7 @@ from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, load_checkpoint
 from attnstore.errors import ConfigError
 from attnstore.model import check_device
-from attnstore.schema import SCHEMA_VERSION
+from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
 
 
@@ -230,10 +230,9 @@ def _runs_row(
     accuracy: float,
     command: str,
 ) -> pa.Table:
-    import platform
+    from attnstore.train import versions
 
-    from attnstore import __version__
-
+    v = versions()
     cfg = loaded.config
     S, N, _ = batch.x.shape
     row = {
@@ -256,14 +255,12 @@ def _runs_row(
         "n_samples": S,
         "device": device,
         "accuracy": accuracy,
-        "attnstore_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
+        "attnstore_version": v["attnstore"],
+        "torch_version": v["torch"],
+        "python_version": v["python"],
         "schema_version": SCHEMA_VERSION,
         "command": command,
     }
-    from attnstore.schema import TABLES
-
     schema = TABLES["runs"].schema
     return pa.table(
         {k: pa.array([v], type=schema.field(k).type) for k, v in row.items() if k != "run_id"}

@@ -447,10 +447,9 @@ def _pathways_table(ids, r: ClusterResult, attn, suf, sample_idx, points, y, top
 
 
 def _analyses_row(run: _Run, params: dict, k_values, notes: Counter, command: str) -> pa.Table:
-    import sklearn
-    import torch
+    from attnstore.train import versions
 
-    from attnstore import __version__
+    v = versions()
 
     row = {
         "run_id": run.run_id,
@@ -468,9 +467,9 @@ def _analyses_row(run: _Run, params: dict, k_values, notes: Counter, command: st
         "params_json": json.dumps(params, sort_keys=True),
         "n_problems": run.n_layers * run.n_heads * run.n_samples * len(QUERY_KINDS),
         "notes_json": json.dumps(dict(sorted(notes.items()))),
-        "attnstore_version": __version__,
-        "sklearn_version": sklearn.__version__,
-        "torch_version": torch.__version__,
+        "attnstore_version": v["attnstore"],
+        "sklearn_version": v["scikit-learn"],
+        "torch_version": v["torch"],
         "schema_version": SCHEMA_VERSION,
         "command": command,
     }
