@@ -15,15 +15,15 @@ _EXPORTS = {
     "InContextModel": "attnstore.model",
     "ModelConfig": "attnstore.model",
     "Store": "attnstore.store",
-    "connect": "attnstore.store",
-    "extract": "attnstore.extract",
-    "TrainConfig": "attnstore.train",
+    "connect": "attnstore.connection",
+    "extract": "attnstore.extraction",
+    "TrainConfig": "attnstore.training",
     "analyze": "attnstore.analysis.analyze",
-    "evaluate": "attnstore.train",
+    "evaluate": "attnstore.training",
     "load_checkpoint": "attnstore.checkpoint",
     "query": "attnstore.queries",
     "sample_task": "attnstore.tasks",
-    "train": "attnstore.train",
+    "train": "attnstore.training",
 }
 
 __all__ = sorted(["__version__", *_EXPORTS])

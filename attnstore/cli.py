@@ -6,6 +6,7 @@ exits 1. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -39,6 +40,10 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
             raise ConfigError(f"parameter '{pair}' is not of the form name=value")
         out[name] = yaml.safe_load(value)
     return out
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True)
 
 
 def _show_progress() -> bool:
@@ -128,13 +133,14 @@ def train(task_params: tuple[str, ...], out: str, device: str, **kwargs: Any) ->
     Prints the card's evaluation summary (accuracy over the last 10 positions for the model
     and the baselines).
     """
-    from attnstore.train import TrainConfig, command_line, dumps
-    from attnstore.train import train as run_train
+    from attnstore.provenance import command_line
+    from attnstore.training import TrainConfig
+    from attnstore.training import train as run_train
 
     cfg = TrainConfig(**kwargs, task_params=_parse_params(task_params))
     card = run_train(cfg, out, command=command_line(), progress=_show_progress(), device=device)
     click.echo(
-        dumps(
+        _dumps(
             {
                 "out": out,
                 "steps_per_s": card["steps_per_s"],
@@ -167,7 +173,7 @@ def eval_(
 ) -> None:
     """Accuracy per position of a model (and baselines) on fresh prompts."""
     from attnstore.checkpoint import load_checkpoint
-    from attnstore.train import dumps, evaluate
+    from attnstore.training import evaluate
 
     loaded = load_checkpoint(checkpoint, model_config, device=device)
     task = task or loaded.card.get("task", "conjunction")
@@ -179,7 +185,7 @@ def eval_(
     report = evaluate(loaded, task, samples, seed, points, device=device, **params)
     report["checkpoint"] = {"spec": checkpoint, "sha256": loaded.sha256}
     if as_json:
-        click.echo(dumps(report))
+        click.echo(_dumps(report))
         return
     tail = next(k for k in report if k.startswith("accuracy_last_"))
     click.echo(f"{task}, {samples} prompts of {report['n_points']} points, seed {seed}")
@@ -226,8 +232,8 @@ def extract(
     Progress goes to stderr; the last line on stdout is the run id.
     """
     from attnstore.analysis.analyze import analyze as run_analyze
-    from attnstore.extract import extract as run_extract
-    from attnstore.train import command_line
+    from attnstore.extraction import extract as run_extract
+    from attnstore.provenance import command_line
 
     result = run_extract(
         **kwargs,
@@ -284,7 +290,7 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
     analysis id.
     """
     from attnstore.analysis.analyze import analyze as run_analyze
-    from attnstore.train import command_line
+    from attnstore.provenance import command_line
 
     result = run_analyze(store, run_id, **kwargs, progress=_show_progress(), command=command_line())
     if result.existed:
@@ -679,7 +685,7 @@ def run_(task_params: tuple[str, ...], **kwargs: Any) -> None:
     ./attnstore-figures. Prints the top heads and the figures written.
     """
     from attnstore.pipeline import run_pipeline
-    from attnstore.train import command_line
+    from attnstore.provenance import command_line
 
     result = run_pipeline(
         **kwargs,

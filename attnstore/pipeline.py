@@ -63,7 +63,7 @@ def run_pipeline(
     head's clusters are cleanest) plus a layer × head map, into ``out``."""
     from attnstore import plots
     from attnstore.analysis.analyze import analyze
-    from attnstore.extract import extract
+    from attnstore.extraction import extract
     from attnstore.queries import query
     from attnstore.store import Store
 

@@ -405,7 +405,7 @@ def heads_figure(
         raise ConfigError(f"unknown metric '{metric}'; known: {known(HEAD_METRICS)}")
     if query_kind not in QUERY_KINDS:
         raise ConfigError(f"unknown query kind '{query_kind}'; known: {known(QUERY_KINDS)}")
-    from attnstore.store import connect
+    from attnstore.connection import connect
 
     s = _open(store)
     run, analysis = resolve(s, run_id, analysis_id)

@@ -31,22 +31,24 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attnstore.connection import SHARED_VIEWS, connect, sql_dir
 from attnstore.errors import ConfigError, NotFoundError, QueryError, known
+from attnstore.schema import TABLES
+from attnstore.store import Store, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from attnstore.store import Store
-
 QUERY_PATH_ENV = "ATTNSTORE_QUERY_PATH"
 TYPES = ("bool", "float", "int", "str")
-# Tables an analysis writes: a query reading one needs an analysis of its run.
+# What an analysis writes (its tables but the primary, and the shared views over them): a query
+# reading one needs an analysis of its run.
 ANALYSIS_RESULTS = frozenset(
-    {"fits", "silhouette", "clusters", "svm_coefs", "dominant_literals", "pathways", "head_summary"}
+    {n for n, t in TABLES.items() if t.level == "analysis" and n != "analyses"}
+    | set(SHARED_VIEWS)
 )
 _PARAM = re.compile(
     r"^\$(?P<name>[A-Za-z_]\w*)\s*(?::\s*(?P<type>\w+))?\s*(?:=\s*(?P<default>'[^']*'|\S+))?"
@@ -252,18 +254,10 @@ def _literal(raw: str) -> Any:
     )
 
 
-def bundled_dir() -> Path:
-    """The folder of the bundled queries: inside the package, else the source checkout's."""
-    packaged = Path(str(resources.files("attnstore") / "queries"))
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parent.parent / "queries"
-
-
 def query_dirs(extra_dirs: list[str | Path] | tuple = ()) -> list[Path]:
     """Folders searched, later ones shadowing earlier ones."""
     env = [p for p in os.environ.get(QUERY_PATH_ENV, "").split(os.pathsep) if p]
-    return [bundled_dir(), *map(Path, env), *map(Path, extra_dirs)]
+    return [sql_dir(), *map(Path, env), *map(Path, extra_dirs)]
 
 
 def load_queries(extra_dirs: list[str | Path] | tuple = ()) -> dict[str, Query]:
@@ -310,12 +304,10 @@ def run_query(
     extra_dirs: list[str | Path] | tuple = (),
 ) -> pd.DataFrame:
     """:func:`query` with the parameters as one dict (what the command line passes)."""
-    from attnstore.store import Store, connect
-
     q = get_query(name, extra_dirs)
     values = q.bind(params or {})
     _check_read_only(q.sql, f"query '{name}' ({q.path})")
-    s = store if isinstance(store, Store) else Store(store)
+    s = open_store(store)
     con = connect(s)
     try:
         values = _resolve(con, s, q, values)
@@ -326,21 +318,12 @@ def run_query(
 
 def sql(store: str | Path | Store, text: str) -> pd.DataFrame:
     """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame."""
-    from attnstore.store import Store, connect
-
     _check_read_only(text, "SQL")
-    s = store if isinstance(store, Store) else Store(store)
-    con = connect(s)
+    con = connect(open_store(store))
     try:
         return _execute(con, text, None, "SQL")
     finally:
         con.close()
-
-
-def _newest_first(con, level: str) -> list[str]:
-    table, key = ("runs", "run_id") if level == "run" else ("analyses", "analysis_id")
-    rows = con.execute(f"select {key} from {table} order by created_at desc, {key} desc")
-    return [r[0] for r in rows.fetchall()]
 
 
 def _resolve(con, s: Store, q: Query, values: dict[str, Any]) -> dict[str, Any]:
@@ -353,7 +336,7 @@ def _resolve(con, s: Store, q: Query, values: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(p.default, Latest):
             continue
         level, value = p.default.level, out[p.name]
-        keys = _newest_first(con, level)
+        keys = s.ids(level)
         if isinstance(value, Latest):
             if not keys:
                 make = "extract" if level == "run" else "analyze"

@@ -19,10 +19,8 @@ write different runs into one store at once, and never the same one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attnstore.errors import NotFoundError, SchemaVersionError, StoreError, known
+from attnstore.fs import LocalFS
 from attnstore.schema import SCHEMA_VERSION, TABLES, Table
 
 STORE_FILE = "attnstore.json"
@@ -42,7 +41,6 @@ COMMIT = "COMMIT"
 PRIMARY = {"run": "runs", "analysis": "analyses"}
 CRASH_ENV = "ATTNSTORE_CRASH_AFTER_MOVES"
 ROW_GROUP_ROWS = 1 << 20  # upper bound; writers pass whole batches as row groups
-_DUCKDB_TYPES = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT"}
 
 
 def _partition_dir(root: Path, table: Table, values: dict[str, Any]) -> Path:
@@ -59,10 +57,11 @@ class Store:
 
     def __init__(self, path: str | Path, create: bool = False) -> None:
         self.path = Path(path)
+        self.fs = LocalFS()
         meta = self.path / STORE_FILE
         if create:
             self._create()
-        elif not meta.exists():
+        elif not self.fs.exists(meta):
             hint = "it does not exist" if not self.path.exists() else f"it has no {STORE_FILE}"
             raise StoreError(
                 f"'{self.path}' is not an attnstore store ({hint}); 'attnstore extract "
@@ -76,19 +75,17 @@ class Store:
 
     def _create(self) -> None:
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".probe-{uuid.uuid4().hex}"
-            probe.write_text("")
-            probe.unlink()
+            self.fs.mkdir(self.path)
+            self.fs.probe_writable(self.path)
         except OSError as e:
             raise StoreError(f"store path '{self.path}' is not writable: {e.strerror or e}") from e
         meta = self.path / STORE_FILE
-        if not meta.exists():
-            _atomic_write(meta, json.dumps({"schema_version": SCHEMA_VERSION}) + "\n")
+        if not self.fs.exists(meta):
+            self.fs.write_atomic(meta, json.dumps({"schema_version": SCHEMA_VERSION}) + "\n")
 
     def _check_version(self) -> None:
         try:
-            version = json.loads((self.path / STORE_FILE).read_text())["schema_version"]
+            version = json.loads(self.fs.read_text(self.path / STORE_FILE))["schema_version"]
         except (OSError, ValueError, KeyError) as e:
             raise StoreError(f"'{self.path / STORE_FILE}' is unreadable: {e}") from e
         if version > SCHEMA_VERSION:
@@ -99,25 +96,47 @@ class Store:
 
     def recover(self) -> None:
         """Finish decided transactions and remove abandoned ones (see the module docstring)."""
-        staging = self.path / STAGING
-        if not staging.exists():
-            return
-        for txn in sorted(staging.iterdir()):
-            lock = _try_lock(txn / "lock")
+        for txn in self.fs.listdir(self.path / STAGING):
+            lock = self.fs.try_lock(txn / "lock")
             if lock is None:
                 continue  # a live writer holds it
             try:
-                if (txn / COMMIT).exists():
-                    _apply_moves(self.path, json.loads((txn / COMMIT).read_text()))
-                shutil.rmtree(txn, ignore_errors=True)
+                if self.fs.exists(txn / COMMIT):
+                    self._apply_moves(json.loads(self.fs.read_text(txn / COMMIT)))
+                self.fs.remove_tree(txn)
             finally:
-                os.close(lock)
+                self.fs.unlock(lock)
+
+    def _apply_moves(
+        self, moves: list[dict[str, str | None]], crash_after: int | None = None
+    ) -> None:
+        """Rename staged folders into place; an existing destination goes to the trash first.
+        Safe to repeat after a crash at any point. ``crash_after`` kills the process after that
+        many moves, as SIGKILL would (tests only)."""
+        for i, m in enumerate(moves):
+            if i == crash_after:
+                os._exit(137)
+            dst = self.path / m["dst"]
+            if m["src"] is None:
+                self._discard(dst)
+                continue
+            src = self.path / m["src"]
+            if not self.fs.exists(src):
+                continue  # done before the crash
+            self._discard(dst)
+            self.fs.replace(src, dst)
+
+    def _discard(self, path: Path) -> None:
+        if self.fs.exists(path):
+            trash = self.path / STAGING / f"trash-{uuid.uuid4().hex}"
+            self.fs.replace(path, trash)
+            self.fs.remove_tree(trash)
 
     # --- reading -----------------------------------------------------------------------
 
     def files(self, table: str | None = None) -> list[Path]:
         names = [table] if table else list(TABLES)
-        return sorted(p for n in names for p in (self.path / n).glob("**/*.parquet"))
+        return [p for n in names for p in self.fs.find(self.path / n, "**/*.parquet")]
 
     def verify(self) -> None:
         """Read every file's footer; a corrupted file raises StoreError naming it."""
@@ -131,8 +150,8 @@ class Store:
         """Committed run ids (level 'run') or analysis ids (level 'analysis')."""
         primary = TABLES[PRIMARY[level]]
         key = primary.partition[0][0]
-        root = self.path / primary.name
-        return sorted(p.name.split("=", 1)[1] for p in root.glob(f"{key}=*") if p.is_dir())
+        folders = self.fs.find(self.path / primary.name, f"{key}=*")
+        return sorted(p.name.split("=", 1)[1] for p in folders if self.fs.is_dir(p))
 
     def read(
         self, name: str, columns: list[str] | None = None, where: Any = None, **filters: Any
@@ -160,6 +179,7 @@ class Store:
             partitioning=part,
             partition_base_dir=str(self.path / name),
             schema=schema,
+            filesystem=self.fs.arrow(),
         )
         key = t.partition[0][0]
         expr = pc.field(key).isin(self.keys(t.level))
@@ -175,11 +195,76 @@ class Store:
 
     def runs(self):
         """The runs table as pandas, newest last."""
-        return self.df("runs").sort_values("created_at", ignore_index=True)
+        return self._newest_last("runs")
 
     def analyses(self):
         """The analyses table as pandas, newest last."""
-        return self.df("analyses").sort_values("created_at", ignore_index=True)
+        return self._newest_last("analyses")
+
+    def _newest_last(self, name: str):
+        key = TABLES[name].partition[0][0]
+        return self.df(name).sort_values(["created_at", key], ignore_index=True)
+
+    # --- the one lookup of a run or an analysis ---------------------------------------------
+
+    def ids(self, level: str, **equal: Any) -> list[str]:
+        """Committed run ids (level 'run') or analysis ids (level 'analysis'), newest first;
+        ``equal`` filters the primary table (``run_id=``, ``view=``).
+
+        This order defines "the latest" everywhere: the newest ``created_at``, the greater id
+        on a tie. The SQL view ``latest_analyses`` (``queries/views/``) orders the same way,
+        and a test holds the two to each other."""
+        primary = TABLES[PRIMARY[level]]
+        key = primary.partition[0][0]
+        rows = self.read(primary.name, [key, "created_at"], **equal)
+        ordered = rows.sort_by([("created_at", "descending"), (key, "descending")])
+        return ordered.column(key).to_pylist()
+
+    def run(self, run_id: str | None = None) -> dict[str, Any]:
+        """The runs row of ``run_id`` as a dict, or of the latest run when None."""
+        if run_id is None:
+            ids = self.ids("run")
+            if not ids:
+                raise NotFoundError(
+                    f"store '{self.path}' holds no run; 'attnstore extract --store {self.path}' "
+                    "makes one"
+                )
+            run_id = ids[0]
+        rows = self.read("runs", run_id=run_id).to_pylist()
+        if not rows:
+            raise NotFoundError(f"unknown run '{run_id}'; in the store: {known(self.keys('run'))}")
+        return rows[0]
+
+    def analysis(
+        self, analysis_id: str | None = None, run_id: str | None = None, view: str | None = None
+    ) -> dict[str, Any]:
+        """The analyses row of ``analysis_id`` as a dict; when None, the latest analysis of
+        ``run_id`` (the latest run when None too), of ``view`` when given."""
+        if analysis_id is None:
+            run_id = self.run(run_id)["run_id"]
+            equal = {"run_id": run_id} | ({} if view is None else {"view": view})
+            ids = self.ids("analysis", **equal)
+            if not ids:
+                of_view = "" if view is None else f" of view '{view}'"
+                flag = "" if view is None else f" --view {view}"
+                raise NotFoundError(
+                    f"run {run_id} has no analysis{of_view}; 'attnstore analyze --store "
+                    f"{self.path} --run {run_id}{flag}' makes one"
+                )
+            analysis_id = ids[0]
+        rows = self.read("analyses", analysis_id=analysis_id).to_pylist()
+        if not rows:
+            raise NotFoundError(
+                f"unknown analysis '{analysis_id}'; in the store: {known(self.keys('analysis'))}"
+            )
+        row = rows[0]
+        if run_id is not None and row["run_id"] != run_id:
+            theirs = self.read("analyses", ["analysis_id", "view"], run_id=run_id).to_pylist()
+            listed = [f"{r['analysis_id']} ({r['view']})" for r in theirs]
+            raise NotFoundError(
+                f"analysis '{analysis_id}' not in run {run_id}; its analyses: {known(listed)}"
+            )
+        return row
 
     # --- writing -----------------------------------------------------------------------
 
@@ -200,14 +285,15 @@ class Transaction:
 
     def __init__(self, store: Store, level: str, key: str, overwrite: bool) -> None:
         self.store, self.level, self.key, self.overwrite = store, level, key, overwrite
+        fs = self.fs = store.fs
         locks = store.path / LOCKS
-        locks.mkdir(exist_ok=True)
-        self._key_lock = _try_lock(locks / f"{level}-{key}.lock")
+        fs.mkdir(locks)
+        self._key_lock = fs.try_lock(locks / f"{level}-{key}.lock")
         if self._key_lock is None:
             raise StoreError(f"{level} {key} is being written by another process right now")
         self.dir = store.path / STAGING / f"{level}-{key}-{uuid.uuid4().hex[:8]}"
-        self.dir.mkdir(parents=True)
-        self._dir_lock = _try_lock(self.dir / "lock")
+        fs.mkdir(self.dir)
+        self._dir_lock = fs.try_lock(self.dir / "lock")
         self._writers: dict[Path, pq.ParquetWriter] = {}
         self._tables: set[str] = set()
 
@@ -221,15 +307,16 @@ class Transaction:
         path = path / "part-0.parquet"
         writer = self._writers.get(path)
         if writer is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.mkdir(path.parent)
             meta = {
                 "attnstore.schema_version": str(SCHEMA_VERSION),
                 "attnstore.table": name,
                 f"attnstore.{t.partition[0][0]}": self.key,
             }
             writer = pq.ParquetWriter(
-                path,
+                str(path),
                 t.schema.with_metadata(meta),
+                filesystem=self.fs.arrow(),
                 compression="zstd",
                 write_statistics=True,
                 use_dictionary=True,
@@ -254,9 +341,9 @@ class Transaction:
             {"src": f"{STAGING}/{self.dir.name}/{n}/{key_dir}", "dst": f"{n}/{key_dir}"}
             for n in [*order, primary]
         ]
-        _atomic_write(self.dir / COMMIT, json.dumps(moves))
+        self.fs.write_atomic(self.dir / COMMIT, json.dumps(moves))
         crash = os.environ.get(CRASH_ENV)  # fault injection for the crash tests only
-        _apply_moves(self.store.path, moves, crash_after=int(crash) if crash else None)
+        self.store._apply_moves(moves, crash_after=int(crash) if crash else None)
         self._release(remove=True)
 
     def abort(self) -> None:
@@ -267,103 +354,14 @@ class Transaction:
 
     def _release(self, remove: bool) -> None:
         if remove:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        for fd in (self._dir_lock, self._key_lock):
-            if fd is not None:
-                os.close(fd)
+            self.fs.remove_tree(self.dir)
+        for lock in (self._dir_lock, self._key_lock):
+            if lock is not None:
+                self.fs.unlock(lock)
         self._dir_lock = self._key_lock = None
 
 
-def _apply_moves(
-    root: Path, moves: list[dict[str, str | None]], crash_after: int | None = None
-) -> None:
-    """Rename staged folders into place; an existing destination goes to the trash first.
-    Safe to repeat after a crash at any point. ``crash_after`` kills the process after that
-    many moves, as SIGKILL would (tests only)."""
-    for i, m in enumerate(moves):
-        if i == crash_after:
-            os._exit(137)
-        dst = root / m["dst"]
-        if m["src"] is None:
-            _discard(root, dst)
-            continue
-        src = root / m["src"]
-        if not src.exists():
-            continue  # done before the crash
-        _discard(root, dst)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
-
-
-def _discard(root: Path, path: Path) -> None:
-    if path.exists():
-        trash = root / STAGING / f"trash-{uuid.uuid4().hex}"
-        os.replace(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-
-
-def _try_lock(path: Path) -> int | None:
-    """An exclusive non-blocking flock on ``path`` (created if need be), or None if held."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except FileNotFoundError:
-        return None  # its folder went away under us: someone else finished it
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-# --- DuckDB ----------------------------------------------------------------------------------
-
-
-def connect(store: str | Path | Store, verify: bool = True):
-    """A DuckDB connection with one view per table (same names), committed rows only.
-
-    With ``verify``, every file's footer is read first, so a corrupted file is named in a
-    StoreError rather than surfacing in the middle of a query.
-    """
-    import duckdb
-
-    from attnstore.queries import get_query
-
-    s = store if isinstance(store, Store) else Store(store)
-    if verify:
-        s.verify()
-    con = duckdb.connect()
-    for name, t in TABLES.items():
-        key = t.partition[0][0]
-        primary = PRIMARY[t.level]
-        if s.files(name):
-            glob = _sql_str(str(s.path / name) + "/**/*.parquet")
-            types = ", ".join(f"'{k}': {_DUCKDB_TYPES[ty]}" for k, ty in t.partition)
-            source = f"read_parquet({glob}, hive_partitioning = true, hive_types = {{{types}}})"
-        else:
-            empty = pa.schema([pa.field(k, ty) for k, ty in t.partition] + list(t.schema))
-            con.register(f"__empty_{name}", empty.empty_table())
-            source = f"__empty_{name}"
-        cols = ", ".join(f'"{c}"' for c in t.columns)
-        if name == primary:
-            con.execute(f"create view {name} as select {cols} from {source}")
-        else:
-            con.execute(
-                f"create view {name} as select {cols} from {source} "
-                f"where {key} in (select {key} from {primary})"
-            )
-    con.execute(f"create view head_summary as {get_query('head_summary').sql}")
-    return con
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+def open_store(store: str | Path | Store) -> Store:
+    """``store`` itself if it is a :class:`Store`, else the store at that path: the one way a
+    caller's store argument becomes a Store."""
+    return store if isinstance(store, Store) else Store(store)

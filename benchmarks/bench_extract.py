@@ -20,7 +20,7 @@ from pathlib import Path
 
 CHILD = r"""
 import json, resource, sys, time
-from attnstore.extract import extract
+from attnstore.extraction import extract
 from attnstore.store import Store
 store, samples, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 t = time.perf_counter()

@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import attnstore
+from attnstore.connection import connect
 from attnstore.queries import _resolve, load_queries
-from attnstore.store import Store, connect
+from attnstore.store import Store
 
 RANKINGS = (
     "heads_by_cluster_quality",
@@ -36,7 +37,7 @@ RANKINGS = (
 def build(path: Path, samples: int, backend: str, views: list[str]) -> str:
     """Extract the default model into ``path`` (if not there) and analyse it once per view."""
     from attnstore.analysis.analyze import analyze
-    from attnstore.extract import extract
+    from attnstore.extraction import extract
 
     t0 = time.perf_counter()
     run = extract(path, checkpoint="default", samples=samples, progress=True)

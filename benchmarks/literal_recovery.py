@@ -15,8 +15,8 @@ import tempfile
 
 from attnstore.analysis.analyze import analyze
 from attnstore.analysis.views import VIEWS
-from attnstore.extract import extract
-from attnstore.store import connect
+from attnstore.connection import connect
+from attnstore.extraction import extract
 
 SUMMARY = """
 with per_view as (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from attnstore.train import TrainConfig, train
+from attnstore.training import TrainConfig, train
 
 TINY = dict(task="conjunction", n_dims=5, n_points=8, n_layers=2, n_heads=2, d_model=16)
 TINY_SAMPLES = 12
@@ -21,7 +21,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory, tiny_checkpoint):
     """A store holding one extraction of the tiny checkpoint (no analysis)."""
-    from attnstore.extract import extract
+    from attnstore.extraction import extract
 
     path = tmp_path_factory.mktemp("tiny_store")
     result = extract(

@@ -23,7 +23,8 @@ from attnstore.analysis.result import (
 from attnstore.analysis.sklearn_backend import fit_sklearn
 from attnstore.analysis.views import make_view
 from attnstore.errors import ConfigError, NotFoundError
-from attnstore.store import Store, connect
+from attnstore.connection import connect
+from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
 
 
@@ -464,7 +465,7 @@ def test_cli_analyze_prints_the_id_last(tiny_store, tmp_path):
 def test_tiny_prompts_are_analysed_or_refused_clearly(tiny_checkpoint, tmp_path):
     """Three points: raw rows allow only k = 2 (n_rows - 1); the position-free views keep too
     few rows and say so."""
-    from attnstore.extract import extract
+    from attnstore.extraction import extract
 
     run = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=4, points=3).run_id
     a = analyze(tmp_path, run, view="raw")

@@ -13,8 +13,9 @@ from matplotlib.image import imread
 
 from attnstore import plots
 from attnstore.cli import cli
+from attnstore.connection import connect
 from attnstore.errors import ConfigError, NotFoundError
-from attnstore.store import Store, connect
+from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
 
 LAYER, HEAD, SAMPLE = 1, 0, 7

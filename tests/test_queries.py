@@ -23,12 +23,13 @@ from click.testing import CliRunner
 import attnstore
 from attnstore.analysis.analyze import analyze
 from attnstore.cli import cli
+from attnstore.connection import connect, sql_dir
 from attnstore.errors import ConfigError, NotFoundError, QueryError
-from attnstore.extract import attention_table
-from attnstore.queries import QUERY_PATH_ENV, bundled_dir, get_query, load_queries, query
+from attnstore.extraction import attention_table
+from attnstore.queries import QUERY_PATH_ENV, get_query, load_queries, query
 from attnstore.schema import SCHEMA_VERSION, TABLES
-from attnstore.store import Store, connect
-from attnstore.train import elimination_baseline, majority_baseline
+from attnstore.store import Store
+from attnstore.training import elimination_baseline, majority_baseline
 
 REPO = Path(__file__).resolve().parent.parent
 INJECTION = "x'; drop view attention; --"
@@ -559,10 +560,9 @@ def test_queries_ship_in_the_wheel(tmp_path, tiny_analysed_store):
     )
     (wheel,) = wheels.glob("attnstore-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
+    sql = sorted(str(p.relative_to(REPO)) for p in (REPO / "queries").glob("**/*.sql"))
+    assert sorted(n.removeprefix("attnstore/") for n in names if n.endswith(".sql")) == sql
     bundled = sorted(p.name for p in (REPO / "queries").glob("*.sql"))
-    assert sorted(n.rsplit("/", 1)[1] for n in names if n.startswith("attnstore/queries/")) == (
-        bundled
-    )
     target = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", target, wheel],
@@ -571,9 +571,10 @@ def test_queries_ship_in_the_wheel(tmp_path, tiny_analysed_store):
     )
     code = (
         "import json, sys, attnstore\n"
-        "from attnstore.queries import bundled_dir, load_queries\n"
+        "from attnstore.connection import sql_dir\n"
+        "from attnstore.queries import load_queries\n"
         f"df = attnstore.query({str(path)!r}, 'contents')\n"
-        "print(json.dumps([attnstore.__file__, str(bundled_dir()), list(load_queries()),"
+        "print(json.dumps([attnstore.__file__, str(sql_dir()), list(load_queries()),"
         " len(df)]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
@@ -585,7 +586,7 @@ def test_queries_ship_in_the_wheel(tmp_path, tiny_analysed_store):
     module, folder, names_found, n_rows = json.loads(out.stdout)
     assert Path(module).is_relative_to(target) and Path(folder).is_relative_to(target)
     assert names_found == [n.removesuffix(".sql") for n in bundled] and n_rows == 2
-    assert bundled_dir() == REPO / "queries"  # this process reads the source tree's
+    assert sql_dir() == REPO / "queries"  # this process reads the source tree's
 
 
 def test_no_clustering_reads_as_null_not_nan(synthetic):

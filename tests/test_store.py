@@ -14,10 +14,11 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
+from attnstore.connection import connect
 from attnstore.errors import ConfigError, SchemaVersionError, StoreError
-from attnstore.extract import extract
+from attnstore.extraction import extract
 from attnstore.schema import TABLES
-from attnstore.store import Store, connect
+from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
 
 ROWS_PER_SAMPLE = TINY["n_layers"] * TINY["n_heads"] * 2 * TINY["n_points"]

@@ -10,7 +10,7 @@ import torch
 
 from attnstore.checkpoint import load_checkpoint
 from attnstore.errors import ConfigError
-from attnstore.train import (
+from attnstore.training import (
     TrainConfig,
     elimination_baseline,
     evaluate,

@@ -447,7 +447,7 @@ def _pathways_table(ids, r: ClusterResult, attn, suf, sample_idx, points, y, top
 
 
 def _analyses_row(run: _Run, params: dict, k_values, notes: Counter, command: str) -> pa.Table:
-    from attnstore.train import versions
+    from attnstore.provenance import versions
 
     v = versions()
 

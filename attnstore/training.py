@@ -15,9 +15,6 @@ Baselines, computed on the very same evaluation prompts:
 
 from __future__ import annotations
 
-import json
-import platform
-import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,6 +29,7 @@ from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, save_checkpoint
 from attnstore.errors import ConfigError
 from attnstore.model import InContextModel, ModelConfig, check_device
+from attnstore.provenance import versions
 
 # Tasks whose hidden function is a single conjunction, where the elimination algorithm applies.
 ELIMINATION_TASKS = ("conjunction", "teach_conjunction")
@@ -142,7 +140,7 @@ def train(
         ],
         "eval": report,
         "versions": versions(),
-        "command": command or "attnstore.train.train(...)",
+        "command": command or "attnstore.train(...)",
     }
     save_checkpoint(model, card, out_dir)
     return card
@@ -216,32 +214,3 @@ def majority_baseline(y: np.ndarray) -> np.ndarray:
     """Predict the most frequent earlier label (-1 on ties or none), shape (n_samples, n_points)."""
     seen = np.cumsum(y, axis=1) - y  # sum of labels strictly before each position
     return np.where(seen > 0, 1.0, -1.0).astype(np.float32)
-
-
-def versions() -> dict[str, str]:
-    """Versions of what produced a result, for provenance."""
-    import sklearn
-
-    from attnstore import __version__
-
-    return {
-        "attnstore": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def command_line() -> str:
-    """The command that is running, as a user could paste it."""
-    argv = (
-        ["attnstore", *sys.argv[1:]]
-        if Path(sys.argv[0]).name in {"attnstore", "__main__.py"}
-        else sys.argv
-    )
-    return shlex.join(argv)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True)

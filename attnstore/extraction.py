@@ -230,7 +230,7 @@ def _runs_row(
     accuracy: float,
     command: str,
 ) -> pa.Table:
-    from attnstore.train import versions
+    from attnstore.provenance import versions
 
     v = versions()
     cfg = loaded.config
