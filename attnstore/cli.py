@@ -231,11 +231,13 @@ def extract(
 
     Progress goes to stderr; the last line on stdout is the run id.
     """
-    from attnstore.analysis.analyze import analyze as run_analyze
-    from attnstore.extraction import extract as run_extract
+    from attnstore.pipeline import extract_and_analyze
     from attnstore.provenance import command_line
 
-    result = run_extract(
+    result, a = extract_and_analyze(
+        analysis=not no_analysis,
+        backend=backend,
+        view=view,
         **kwargs,
         task_params=_parse_params(task_params),
         progress=_show_progress(),
@@ -247,16 +249,7 @@ def extract(
             "(--overwrite replaces it)",
             err=True,
         )
-    if not no_analysis:
-        a = run_analyze(
-            kwargs["store"],
-            result.run_id,
-            backend=backend,
-            view=view,
-            device=kwargs["device"],
-            progress=_show_progress(),
-            command=command_line(),
-        )
+    if a is not None:
         click.echo(f"analysis {a.analysis_id} (backend {backend}, view {view})", err=True)
     click.echo(result.run_id)
 

@@ -1,4 +1,6 @@
-"""The whole job in one call: extract, analyse, rank heads, draw the top heads' figures.
+"""Calls that chain the stages: :func:`extract_and_analyze` (what ``attnstore extract`` does)
+and :func:`run_pipeline`, the whole job in one call: extract, analyse, rank heads, draw the top
+heads' figures.
 
 ``attnstore run`` with no arguments runs it on the bundled model; every step is the same call a
 user can make alone (``extract``, ``analyze``, ``query``, ``plots``), so the store it leaves
@@ -9,11 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from attnstore.errors import ConfigError
+
+if TYPE_CHECKING:
+    from attnstore.analysis.analyze import AnalysisResult
+    from attnstore.extraction import ExtractResult
 
 DEFAULT_STORE = "attnstore-store"
 DEFAULT_OUT = "attnstore-figures"
@@ -40,6 +46,37 @@ class PipelineResult:
     figures: list[Path] = field(default_factory=list)
 
 
+def extract_and_analyze(
+    store: str | Path,
+    analysis: bool = True,
+    backend: str = "torch",
+    view: str = "shared_keys",
+    device: str = "cpu",
+    progress: bool = False,
+    command: str = "",
+    **extract_args: Any,
+) -> tuple[ExtractResult, AnalysisResult | None]:
+    """Extract a run (``extract_args`` as :func:`attnstore.extract` takes them), then, unless
+    ``analysis`` is False, analyse it with ``backend`` and ``view`` on ``device``. Returns both
+    results (the second None without an analysis); either may have existed already."""
+    from attnstore.analysis.analyze import analyze
+    from attnstore.extraction import extract
+
+    run = extract(store, device=device, progress=progress, command=command, **extract_args)
+    if not analysis:
+        return run, None
+    done = analyze(
+        store,
+        run.run_id,
+        backend=backend,
+        view=view,
+        device=device,
+        progress=progress,
+        command=command,
+    )
+    return run, done
+
+
 def run_pipeline(
     store: str | Path = DEFAULT_STORE,
     out: str | Path = DEFAULT_OUT,
@@ -62,8 +99,6 @@ def run_pipeline(
     the head figure and silhouette curve of the ``top`` heads (each for the sample where that
     head's clusters are cleanest) plus a layer × head map, into ``out``."""
     from attnstore import plots
-    from attnstore.analysis.analyze import analyze
-    from attnstore.extraction import extract
     from attnstore.queries import query
     from attnstore.store import Store
 
@@ -71,8 +106,13 @@ def run_pipeline(
         raise ConfigError(f"top={top} must be at least 1")
     if fmt not in ("png", "svg", "pdf"):
         raise ConfigError(f"format '{fmt}' is not one of png, svg, pdf")
-    run = extract(
+    run, analysis = extract_and_analyze(
         store,
+        backend=backend,
+        view=view,
+        device=device,
+        progress=progress,
+        command=command,
         checkpoint=checkpoint,
         model_config=model_config,
         task=task,
@@ -80,18 +120,6 @@ def run_pipeline(
         samples=samples,
         points=points,
         seed=seed,
-        device=device,
-        progress=progress,
-        command=command,
-    )
-    analysis = analyze(
-        store,
-        run.run_id,
-        backend=backend,
-        view=view,
-        device=device,
-        progress=progress,
-        command=command,
     )
     ranking = query(store, RANKING, run_id=run.run_id, view=view)
     ranking = ranking[ranking.analysis_id == analysis.analysis_id].sort_values("rank")
