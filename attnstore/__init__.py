@@ -1,6 +1,9 @@
 """attnstore: attention interpretability of small in-context learners, as data you can query.
 
-Names are re-exported lazily, so ``import attnstore`` loads neither torch nor pandas.
+Names are re-exported lazily, so ``import attnstore`` loads neither torch nor pandas. No module
+of the package bears the name of an export (``extract`` lives in ``attnstore.extraction``,
+``train`` in ``attnstore.training``), so importing a module, which binds it onto the package,
+never replaces an exported function.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ __all__ = sorted(["__version__", *_EXPORTS])
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'attnstore' has no attribute {name!r}")
 
 

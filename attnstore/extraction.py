@@ -261,7 +261,4 @@ def _runs_row(
         "schema_version": SCHEMA_VERSION,
         "command": command,
     }
-    schema = TABLES["runs"].schema
-    return pa.table(
-        {k: pa.array([v], type=schema.field(k).type) for k, v in row.items() if k != "run_id"}
-    )
+    return TABLES["runs"].row(row)

@@ -50,6 +50,11 @@ class Table:
     def columns(self) -> list[str]:
         return [k for k, _ in self.partition] + self.schema.names
 
+    def row(self, values: dict) -> pa.Table:
+        """A one-row table of the columns in the files, typed as declared, from a dict that
+        may also hold the partition keys (ignored: they live in folder names)."""
+        return pa.table({f.name: pa.array([values[f.name]], type=f.type) for f in self.schema})
+
     def check(self, data: pa.Table) -> pa.Table:
         """Return ``data`` in the declared column order; raise if a column or type differs or
         the grain has nulls or repeats within the batch."""
