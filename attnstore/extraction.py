@@ -99,6 +99,14 @@ def extract(
     if run_id in s.keys("run") and not overwrite:
         return ExtractResult(run_id, existed=True)
     with s.transaction("run", run_id, overwrite=overwrite) as txn:
+        L, H, T = cfg.n_layers, cfg.n_heads, 2 * points
+        txn.expect_rows(
+            runs=1,
+            inputs=samples * points,
+            predictions=samples * points,
+            functions=batch.weights.size,
+            attention=L * H * samples * T,
+        )
         txn.write("inputs", _inputs_table(batch))
         txn.write("functions", _functions_table(batch))
         correct = _write_attention(txn, loaded, batch, batch_size, device, progress)

@@ -25,6 +25,9 @@ class LocalFS:
     def is_dir(self, path: Path) -> bool:
         return path.is_dir()
 
+    def is_link(self, path: Path) -> bool:
+        return path.is_symlink()
+
     def mkdir(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
 
@@ -66,9 +69,9 @@ class LocalFS:
         """An exclusive non-blocking lock on ``path`` (created if need be): a handle for
         :meth:`unlock`, or None if another process holds it (or its folder went away)."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except FileNotFoundError:
-            return None  # its folder went away under us: someone else finished it
+            return None  # its folder went away under us
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
