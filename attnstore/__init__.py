@@ -21,7 +21,7 @@ _EXPORTS = {
     "connect": "attnstore.connection",
     "extract": "attnstore.extraction",
     "TrainConfig": "attnstore.training",
-    "analyze": "attnstore.analysis.analyze",
+    "analyze": "attnstore.analysis.run",
     "evaluate": "attnstore.training",
     "load_checkpoint": "attnstore.checkpoint",
     "query": "attnstore.queries",

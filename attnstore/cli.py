@@ -282,7 +282,7 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
     Reads attention rows from the store only (no model). The last line on stdout is the
     analysis id.
     """
-    from attnstore.analysis.analyze import analyze as run_analyze
+    from attnstore.analysis.run import analyze as run_analyze
     from attnstore.provenance import command_line
 
     result = run_analyze(store, run_id, **kwargs, progress=_show_progress(), command=command_line())

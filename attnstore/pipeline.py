@@ -18,7 +18,7 @@ import pandas as pd
 from attnstore.errors import ConfigError
 
 if TYPE_CHECKING:
-    from attnstore.analysis.analyze import AnalysisResult
+    from attnstore.analysis.run import AnalysisResult
     from attnstore.extraction import ExtractResult
 
 DEFAULT_STORE = "attnstore-store"
@@ -59,7 +59,7 @@ def extract_and_analyze(
     """Extract a run (``extract_args`` as :func:`attnstore.extract` takes them), then, unless
     ``analysis`` is False, analyse it with ``backend`` and ``view`` on ``device``. Returns both
     results (the second None without an analysis); either may have existed already."""
-    from attnstore.analysis.analyze import analyze
+    from attnstore.analysis.run import analyze
     from attnstore.extraction import extract
 
     run = extract(store, device=device, progress=progress, command=command, **extract_args)

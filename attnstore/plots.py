@@ -257,8 +257,8 @@ def head_figure_data_live(
     as for ``attnstore analyze``. Values are kept in the store's types, so a figure drawn from
     this and one drawn from the stored analysis of the same rows are pixel-identical.
     """
-    from attnstore.analysis.analyze import get_backend
-    from attnstore.analysis.result import clip_k_values
+    from attnstore.analysis.backends import get_backend
+    from attnstore.analysis.backends.base import clip_k_values
     from attnstore.analysis.views import make_view
 
     attention = np.asarray(attention, dtype=np.float32)

@@ -23,9 +23,9 @@ import time
 import torch
 from threadpoolctl import threadpool_limits
 
-from attnstore.analysis.result import clip_k_values
-from attnstore.analysis.sklearn_backend import fit_sklearn
-from attnstore.analysis.torch_backend import fit_torch
+from attnstore.analysis.backends.base import clip_k_values
+from attnstore.analysis.backends.sklearn import fit_sklearn
+from attnstore.analysis.backends.torch import fit_torch
 
 N_ROWS, N_KEYS, N_FEATURES = 40, 80, 10
 GPU_PROBLEMS = 96 * 1000 * 2  # heads x samples x query kinds

@@ -36,7 +36,7 @@ RANKINGS = (
 
 def build(path: Path, samples: int, backend: str, views: list[str]) -> str:
     """Extract the default model into ``path`` (if not there) and analyse it once per view."""
-    from attnstore.analysis.analyze import analyze
+    from attnstore.analysis.run import analyze
     from attnstore.extraction import extract
 
     t0 = time.perf_counter()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from attnstore.analysis.analyze import analyze
+from attnstore.analysis.run import analyze
 from attnstore.analysis.views import VIEWS
 from attnstore.connection import connect
 from attnstore.extraction import extract

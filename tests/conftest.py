@@ -36,7 +36,7 @@ def tiny_analysed_store(tmp_path_factory, tiny_store):
     Read-only for tests: copy it before writing."""
     import shutil
 
-    from attnstore.analysis.analyze import analyze
+    from attnstore.analysis.run import analyze
 
     src, run_id = tiny_store
     path = tmp_path_factory.mktemp("tiny_analysed") / "store"

@@ -11,19 +11,19 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.svm import LinearSVC
 
-from attnstore.analysis.analyze import analyze
-from attnstore.analysis.literals import dominant_literals
-from attnstore.analysis.pathways import cluster_paths, suffixes
-from attnstore.analysis.result import (
+from attnstore.analysis.backends.base import (
     NOTE_CONSTANT_ROWS,
     NOTE_K_ABOVE_DISTINCT,
     NOTE_ONE_CLASS,
     clip_k_values,
 )
-from attnstore.analysis.sklearn_backend import fit_sklearn
+from attnstore.analysis.backends.sklearn import fit_sklearn
+from attnstore.analysis.literals import dominant_literals
+from attnstore.analysis.pathways import cluster_paths, suffixes
+from attnstore.analysis.run import analyze
 from attnstore.analysis.views import make_view
-from attnstore.errors import ConfigError, NotFoundError
 from attnstore.connection import connect
+from attnstore.errors import ConfigError, NotFoundError
 from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
 
@@ -155,7 +155,7 @@ def test_literals_of_many_problems_at_once_equal_one_at_a_time():
 def test_nmi_and_eta2_equal_their_definitions():
     from sklearn.metrics import normalized_mutual_info_score
 
-    from attnstore.analysis.analyze import eta2, nmi
+    from attnstore.analysis.metrics import eta2, nmi
 
     rng = np.random.default_rng(7)
     labels = rng.integers(0, 4, (30, 20))

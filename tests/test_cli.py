@@ -123,7 +123,7 @@ def test_extract_prints_run_id_last(tiny_checkpoint, tmp_path):
 def test_cli_names_match_the_library():
     """The CLI keeps names only (so --help loads no heavy module); they must not drift."""
     from attnstore import cli as c
-    from attnstore.analysis.analyze import BACKENDS
+    from attnstore.analysis.backends import BACKENDS
     from attnstore.analysis.views import VIEWS
 
     assert c.BACKENDS == BACKENDS and c.VIEWS == VIEWS

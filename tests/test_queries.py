@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import attnstore
-from attnstore.analysis.analyze import analyze
+from attnstore.analysis.run import analyze
 from attnstore.cli import cli
 from attnstore.connection import connect, sql_dir
 from attnstore.errors import ConfigError, NotFoundError, QueryError

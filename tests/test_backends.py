@@ -12,20 +12,21 @@ from sklearn.metrics import silhouette_score
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from attnstore.analysis.result import (
+from attnstore.analysis.backends.base import (
     NOTE_CONSTANT_ROWS,
     NOTE_K_ABOVE_DISTINCT,
+    TIE_RTOL,
     clip_k_values,
 )
-from attnstore.analysis.sklearn_backend import fit_sklearn
-from attnstore.analysis.torch_backend import (
-    _lloyd,
+from attnstore.analysis.backends.sklearn import fit_sklearn
+from attnstore.analysis.backends.torch import (
     count_distinct,
     fit_torch,
-    linear_svc_ovr,
     pairwise_sq_distances,
     silhouette_scores,
 )
+from attnstore.analysis.backends.torch_kmeans import _lloyd
+from attnstore.analysis.backends.torch_svm import linear_svc_ovr
 from attnstore.errors import ConfigError
 
 N_PROBLEMS, N_ROWS, N_KEYS, N_FEATURES = 200, 40, 80, 10
@@ -146,9 +147,10 @@ def test_lloyd_refills_empty_clusters_as_sklearn(data, centres):
     """Repeated initial centres leave clusters empty: scikit-learn's Lloyd gives each the row
     farthest from its centre, and so does the batched one."""
     rows = data[0][:20]
-    d2 = pairwise_sq_distances(torch.as_tensor(rows)).float()
+    d2 = pairwise_sq_distances(torch.as_tensor(rows))
     own_dist, labels = d2[:, :, centres].min(2)  # (P, N)
-    got = _lloyd(d2, labels.unsqueeze(2), own_dist.unsqueeze(2), len(centres), 300)[:, :, 0]
+    band = TIE_RTOL * d2.flatten(1).amax(1)
+    got = _lloyd(d2, labels.unsqueeze(2), own_dist.unsqueeze(2), len(centres), 300, band)[:, :, 0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # duplicate initial centres
         for p in range(20):
