@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from attnstore.errors import CheckpointError, ConfigError
+from attnstore.errors import CheckpointError, ConfigError, known
 from attnstore.model import InContextModel, ModelConfig, check_device
 
 DEFAULT = "default"
@@ -111,16 +111,44 @@ def _load_safetensors(path: Path) -> LoadedModel:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no mapping
     except (SafetensorError, OSError, ValueError, AttributeError) as e:
         raise CheckpointError(f"'{path}' is not a readable safetensors checkpoint: {e}") from e
-    if meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
         raise CheckpointError(
             f"'{path}' is a safetensors file but not an attnstore model "
-            f"(format {meta.get('format')!r}, expected {FORMAT!r})"
+            f"(format {found!r}, expected {FORMAT!r})"
         )
-    cfg = ModelConfig(**meta["config"])
+    cfg = _config(meta.get("config"), path)
     model = _build(cfg, tensors, path)
-    card_path = path.with_name(CARD_FILE)
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
-    return LoadedModel(model, _sha256(path), path, "attnstore", card)
+    return LoadedModel(model, _sha256(path), path, "attnstore", _card(path.with_name(CARD_FILE)))
+
+
+def _config(raw: Any, path: Path) -> ModelConfig:
+    """The ModelConfig a checkpoint's metadata declares, its keys and values checked."""
+    accepted = list(ModelConfig.__dataclass_fields__)
+    if not isinstance(raw, dict) or set(raw) != set(accepted):
+        got = sorted(raw) if isinstance(raw, dict) else raw
+        raise CheckpointError(
+            f"'{path}': model config {got!r} in its metadata; expected the keys {known(accepted)}"
+        )
+    try:
+        return ModelConfig(**raw)
+    except ConfigError as e:
+        raise CheckpointError(f"'{path}': {e}") from e
+
+
+def _card(path: Path) -> dict[str, Any]:
+    """A checkpoint's card.json: a JSON object, or {} where there is none."""
+    if not path.exists():
+        return {}
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise CheckpointError(f"card '{path}' is not readable JSON: {e}") from e
+    if not isinstance(card, dict):
+        raise CheckpointError(
+            f"card '{path}' holds a {type(card).__name__}; expected a JSON object"
+        )
+    return card
 
 
 def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], path: Path) -> InContextModel:
@@ -137,6 +165,12 @@ def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], path: Path) -> InCo
             raise CheckpointError(
                 f"'{path}': tensor {name} has shape {tuple(tensor.shape)}, but the config "
                 f"{cfg.to_dict()} needs {tuple(expected[name].shape)}"
+            )
+        if not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"'{path}': tensor {name} holds {bad} NaN or infinite values; attnstore runs "
+                "only models whose weights are all finite"
             )
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model
@@ -222,9 +256,15 @@ def _load_incontext_bool(path: Path, model_config: str | Path | None) -> LoadedM
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a file that is no checkpoint
+        if "unsupported global" in str(e).lower():
+            raise CheckpointError(
+                f"'{path}' holds pickled objects other than tensors; attnstore never unpickles "
+                "code: save the model's state dict (tensors only) and load that"
+            ) from None
+        detail = "" if "weights only load failed" in str(e).lower() else f": {e}"
         raise CheckpointError(
-            f"'{path}' is not a checkpoint (neither safetensors nor a torch state dict): {e}"
-        ) from e
+            f"'{path}' is not a checkpoint (neither safetensors nor a torch state dict){detail}"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("model_state_dict"), dict):
         obj = obj["model_state_dict"]
     if not isinstance(obj, dict) or not any(str(k).startswith("_read_in.") for k in obj):

@@ -76,9 +76,11 @@ def extract(
         raise ConfigError(f"samples={samples} must be at least 1")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    if points is not None and points < 1:
+        raise ConfigError(f"points={points} must be at least 1")
     check_device(device)
-    s = Store(store, create=True)
-    s.verify()  # a corrupted store is named before anything is computed or written
+    # Everything is checked before the store is opened: a bad checkpoint, task or size leaves
+    # no folder behind, and a corrupted store is named before the model runs.
     loaded = load_checkpoint(checkpoint, model_config, device=device)
     cfg = loaded.config
     card = loaded.card
@@ -95,6 +97,8 @@ def extract(
             f"points={points} exceeds what the checkpoint's positions allow ({cfg.max_points})"
         )
     batch = tasks.sample_task(task, samples, points, cfg.n_dims, seed, **params)
+    s = Store(store, create=True)
+    s.verify()
     run_id = run_id_for(loaded.sha256, task, batch.params, points, samples, seed)
     if run_id in s.keys("run") and not overwrite:
         return ExtractResult(run_id, existed=True)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnstore.errors import ConfigError
+from attnstore.limits import check_allocation
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,19 @@ class ModelConfig:
             raise ConfigError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.n_ctx % 2:
             raise ConfigError(f"n_ctx={self.n_ctx} must be even (an x and a y token per point)")
+        # float32 weights and one causal mask per layer, checked before anything is allocated
+        check_allocation(
+            f"a model of {self.n_parameters:,} parameters and n_ctx={self.n_ctx}",
+            4 * self.n_parameters + self.n_layers * self.n_ctx**2,
+            "a smaller n_layers, d_model or n_ctx",
+        )
+
+    @property
+    def n_parameters(self) -> int:
+        """The number of weights: read-in, positions, blocks, final norm, read-out."""
+        d = self.d_model
+        block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (4 * d * d + 4 * d) + (4 * d * d + d)
+        return (self.n_dims + 1) * d + self.n_ctx * d + self.n_layers * block + 2 * d + d + 1
 
     @property
     def d_head(self) -> int:

@@ -30,6 +30,7 @@ else is refused with a StoreError naming it, and nothing is touched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -73,6 +74,8 @@ class Store:
     """A store folder. ``Store(path)`` opens one; ``Store(path, create=True)`` makes it too."""
 
     def __init__(self, path: str | Path, create: bool = False) -> None:
+        if not str(path).strip():
+            raise StoreError("the store path is empty; give a folder, e.g. --store store/")
         self.path = Path(path)
         self.fs = LocalFS()
         meta = self.path / STORE_FILE
@@ -384,8 +387,15 @@ class Store:
         try:
             yield txn
             txn.commit()
-        except BaseException:
+        except BaseException as e:
             txn.abort()
+            if isinstance(e, OSError) and (
+                e.errno == errno.ENOSPC or "no space left" in str(e).lower()
+            ):
+                raise StoreError(
+                    f"no space left in '{self.path}' while writing {level} {key}; its staged "
+                    "files were removed and nothing was committed"
+                ) from e
             raise
 
 
@@ -402,7 +412,13 @@ class Transaction:
             )
         # The id lock comes first: from before the staging folder exists, no recovery
         # (another process opening the store) can take this transaction for abandoned.
-        self._key_lock = store._lock_id(level, key)
+        try:
+            self._key_lock = store._lock_id(level, key)
+        except OSError as e:
+            raise StoreError(
+                f"store '{store.path}' is not writable ({e.strerror or e}); writing {level} "
+                f"{key} needs a store you can write to"
+            ) from e
         if self._key_lock is None:
             raise StoreError(f"{level} {key} is being written by another process right now")
         self.dir = store.path / STAGING / f"{level}-{key}-{uuid.uuid4().hex[:8]}"

@@ -71,6 +71,7 @@ from numbers import Integral, Real
 import numpy as np
 
 from attnstore.errors import ConfigError, known
+from attnstore.limits import check_allocation
 
 TASK_NAMES: tuple[str, ...] = (
     "cnf",
@@ -88,6 +89,7 @@ TASK_NAMES: tuple[str, ...] = (
 )
 
 MAX_PARITY_DIMS = 20
+SEED_MAX = 2**63 - 1  # seeds are stored as int64
 
 # Published defaults per task. p_literal is P(w_j != 0): split evenly between +1 and -1 for
 # signed tasks, all +1 for monotone ones (majority, teach_conjunction).
@@ -166,7 +168,13 @@ def sample_task(
     n_samples = _check_int("n_samples", n_samples, 1)
     n_points = _check_int("n_points", n_points, 1)
     n_dims = _check_int("n_dims", n_dims, 1)
-    seed = _check_int("seed", seed, 0)
+    seed = _check_int("seed", seed, 0, SEED_MAX)
+    # The sampler holds a few float64 arrays of the prompts' shape at once.
+    check_allocation(
+        f"{n_samples:,} prompts of {n_points} points and {n_dims} dims",
+        n_samples * n_points * n_dims * 8 * 4,
+        "fewer samples (a run can be split over several seeds)",
+    )
     if "k" in params and params["k"] > n_dims:
         raise ConfigError(
             f"k={params['k']} exceeds n_dims={n_dims} for task {name!r}; accepted: 1 <= k <= n_dims"

@@ -135,8 +135,9 @@ def test_missing_file(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     bad = tmp_path / "notes.pt"
     bad.write_text("just some text")
-    with pytest.raises(CheckpointError, match="not a checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint") as err:
         load_checkpoint(bad, model_config=_write_config(tmp_path / "c.yaml"))
+    assert "weights_only" not in str(err.value)  # never torch's advice to unpickle
 
 
 def test_pickled_code_is_never_executed(tmp_path):
@@ -146,8 +147,9 @@ def test_pickled_code_is_never_executed(tmp_path):
 
     bad = tmp_path / "evil.pt"
     torch.save({"x": Evil()}, bad)
-    with pytest.raises(CheckpointError, match="not a checkpoint"):
+    with pytest.raises(CheckpointError, match="never unpickles code") as err:
         load_checkpoint(bad, model_config=_write_config(tmp_path / "c.yaml"))
+    assert "weights_only=False" not in str(err.value)  # never torch's advice to unpickle
 
 
 def test_state_dict_without_config(hf_model, tmp_path):
@@ -171,3 +173,62 @@ def test_family_other_than_san(hf_model, tmp_path):
     cfg = _write_config(tmp_path / "config.yaml", family="lstm")
     with pytest.raises(CheckpointError, match="'lstm'"):
         load_checkpoint(path, model_config=cfg)
+
+
+# --- hostile or broken attnstore checkpoints ---------------------------------------------------
+
+
+def _saved(tmp_path, card=None):
+    model = InContextModel(ModelConfig(N_DIMS, 2 * N_POINTS, N_LAYERS, N_HEADS, D_MODEL))
+    save_checkpoint(model, card or {"task": "conjunction"}, tmp_path)
+    return model
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not readable JSON"),
+        ("[1, 2]", "holds a list; expected a JSON object"),
+        ('"card"', "holds a str"),
+    ],
+)
+def test_card_that_is_not_a_json_object(tmp_path, text, message):
+    _saved(tmp_path)
+    (tmp_path / "card.json").write_text(text)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path)
+
+
+def _resave(tmp_path, tensors, config):
+    import json
+
+    from safetensors.torch import save_file
+
+    meta = {"attnstore": json.dumps({"format": "attnstore-model-v1", "config": config})}
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata=meta)
+
+
+def test_metadata_with_an_unknown_key(tmp_path):
+    model = _saved(tmp_path)
+    config = {**model.cfg.to_dict(), "n_experts": 8}
+    _resave(tmp_path, {k: v.contiguous() for k, v in model.state_dict().items()}, config)
+    with pytest.raises(CheckpointError, match="expected the keys n_dims, n_ctx"):
+        load_checkpoint(tmp_path)
+
+
+def test_config_too_large_to_allocate_is_refused_before_allocating(tmp_path):
+    model = _saved(tmp_path)
+    config = {**model.cfg.to_dict(), "n_layers": 4096, "d_model": 65536}
+    _resave(tmp_path, {k: v.contiguous() for k, v in model.state_dict().items()}, config)
+    with pytest.raises(CheckpointError, match="GiB, more than this machine's"):
+        load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path, bad):
+    model = _saved(tmp_path)
+    tensors = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    tensors["blocks.1.attn.qkv.weight"][0, 3] = bad
+    _resave(tmp_path, tensors, model.cfg.to_dict())
+    with pytest.raises(CheckpointError, match=r"blocks\.1\.attn\.qkv\.weight holds 1 NaN"):
+        load_checkpoint(tmp_path)

@@ -1,10 +1,10 @@
 """The package's imports run one way: down the layers below, never up or sideways.
 
     errors
-    schema, fs, tasks, provenance, model
-    store, checkpoint
-    connection, training, extraction, analysis
-    queries
+    limits, schema, fs, provenance
+    tasks, model, store
+    checkpoint, connection
+    training, extraction, analysis, queries
     plots
     pipeline
     cli
@@ -24,10 +24,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "attnstore"
 LAYERS = [
     {"errors"},
-    {"schema", "fs", "tasks", "provenance", "model"},
-    {"store", "checkpoint"},
-    {"connection", "training", "extraction", "analysis"},
-    {"queries"},
+    {"limits", "schema", "fs", "provenance"},
+    {"tasks", "model", "store"},
+    {"checkpoint", "connection"},
+    {"training", "extraction", "analysis", "queries"},
     {"plots"},
     {"pipeline"},
     {"cli"},
