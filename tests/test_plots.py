@@ -142,10 +142,14 @@ def test_heads_figure_maps_head_summary(tiny_analysed_store):
     assert "mean_svm_accuracy, y queries" in ax.get_title()
 
 
-def test_cli_metrics_match_the_library():
-    from attnstore import cli as cli_module
-
-    assert cli_module.HEAD_METRICS == plots.HEAD_METRICS
+def test_head_metrics_are_head_summary_columns(tiny_analysed_store):
+    """The registry names the metrics without importing anything heavy; they must be
+    columns of the head_summary view that heads_figure reads."""
+    path, _, _ = tiny_analysed_store
+    with connect(path) as con:
+        columns = {row[0] for row in con.execute("describe head_summary").fetchall()}
+    assert set(plots.HEAD_METRICS) <= columns
+    assert plots.FIGURES["heads"].params[2].choices == plots.HEAD_METRICS
 
 
 @pytest.mark.parametrize("view", ["raw", "shared_keys"])
@@ -273,6 +277,37 @@ def test_manifest_errors(tiny_analysed_store, tmp_path):
         plots.read_manifest(bad)
     with pytest.raises(NotFoundError, match="does not exist"):
         plots.read_manifest(tmp_path / "nope.toml")
+    # Each entry is checked against its kind's registered parameters.
+    bad.write_text('[[figure]]\nkind = "head"\nlayer = "1"\nhead = 0\nsample = 0\nout = "a.png"\n')
+    with pytest.raises(ConfigError, match=r"figure 1 of .* \(head\): layer = '1' is not an int"):
+        plots.read_manifest(bad)
+    bad.write_text('[[figure]]\nkind = "heads"\nmetric = "silhouette"\nout = "a.png"\n')
+    with pytest.raises(ConfigError, match="unknown metric 'silhouette'; known: mean_silhouette"):
+        plots.read_manifest(bad)
+    bad.write_text('[[figure]]\nkind = "heads"\ncolour = "red"\nout = "a.png"\n')
+    with pytest.raises(ConfigError, match="unknown keys colour; known: analysis, metric, out"):
+        plots.read_manifest(bad)
+    bad.write_text('[[figure]]\nkind = "heads"\n')
+    with pytest.raises(ConfigError, match=r"\(heads\): missing out"):
+        plots.read_manifest(bad)
+
+
+def test_a_query_figure_in_a_manifest_is_the_commands_figure(tiny_analysed_store, tmp_path):
+    store, _, _ = tiny_analysed_store
+    out = tmp_path / "cli.svg"
+    result = _run(
+        "plot", "query", "heads_by_cluster_quality", "--store", store, "-p", "view=raw",
+        "--column", "quality", "--query-kind", "y", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = tmp_path / "figures.toml"
+    manifest.write_text(
+        '[[figure]]\nkind = "query"\nquery = "heads_by_cluster_quality"\n'
+        'params = { view = "raw" }\ncolumn = "quality"\nquery_kind = "y"\n'
+        'out = "manifest.svg"\n'
+    )
+    (written,) = plots.plot_manifest(store, manifest)
+    assert written.read_bytes() == out.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -282,7 +317,7 @@ def test_manifest_errors(tiny_analysed_store, tmp_path):
         (["--head", 9], f"head 9 not in run {{run}}; heads 0..{TINY['n_heads'] - 1}"),
         (["--sample", 99], f"sample 99 not in run {{run}}; samples 0..{TINY_SAMPLES - 1}"),
         (["--analysis", "nope"], "unknown analysis 'nope'; in the store: "),
-        (["--run", "{run}", "--analysis", "nope"], "analysis 'nope' not in run {run}; its an"),
+        (["--run", "{run}", "--analysis", "nope"], "unknown analysis 'nope'; in the store: "),
         (["--run", "nope"], "unknown run 'nope'; in the store: {run}"),
     ],
 )
@@ -351,3 +386,64 @@ def attnstore_query(*args, **kwargs):
     from attnstore.queries import query
 
     return query(*args, **kwargs)
+
+
+# --- the registry: one entry makes a figure kind --------------------------------------------
+
+
+def _draw_dummy(store, run=None, *, scale=1.0):
+    """A figure kind defined in a test: one bar, the run's layer count times ``scale``."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().bar([0], [store.run(run)["n_layers"] * scale])
+    return fig
+
+
+@pytest.fixture
+def dummy_kind():
+    kind = plots.FigureKind(
+        "dummy",
+        _draw_dummy,
+        (plots.Param("run", help="Run id."), plots.Param("scale", float, 1.0, help="A factor.")),
+        doc="A dummy figure, registered by a test.",
+    )
+    plots.register(kind)
+    yield kind
+    del plots.FIGURES["dummy"]
+
+
+def test_a_registered_kind_is_a_command_and_a_manifest_kind(
+    dummy_kind, tiny_analysed_store, tmp_path
+):
+    store, run_id, _ = tiny_analysed_store
+    listing = _run("plot", "--help")
+    assert (
+        listing.exit_code == 0 and "dummy" in listing.output and "A dummy figure" in listing.output
+    )
+    help_ = _run("plot", "dummy", "--help")
+    assert help_.exit_code == 0 and "--scale FLOAT" in help_.output and "--run TEXT" in help_.output
+    out = tmp_path / "cli" / "dummy.png"
+    result = _run("plot", "dummy", "--store", store, "--scale", 2, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out)
+    manifest = tmp_path / "figures.toml"
+    manifest.write_text(
+        f'store = "{store}"\n[[figure]]\nkind = "dummy"\nrun = "{run_id}"\nscale = 2\n'
+        'out = "manifest/dummy.png"\n'
+    )
+    (written,) = plots.plot_manifest(None, manifest)
+    assert written.read_bytes() == out.read_bytes()
+    manifest.write_text('[[figure]]\nkind = "dummy"\nscale = "big"\nout = "d.png"\n')
+    with pytest.raises(ConfigError, match=r"\(dummy\): scale = 'big' is not a number"):
+        plots.read_manifest(manifest)
+    with pytest.raises(ConfigError, match="figure kind 'dummy' is already registered"):
+        plots.register(dummy_kind)
+
+
+def test_a_removed_kind_is_gone(tiny_analysed_store, tmp_path):
+    assert "dummy" not in plots.FIGURES  # the fixture above removed it
+    result = _run("plot", "dummy", "--help")
+    assert result.exit_code == 2 and "No such command 'dummy'" in result.output
+    with pytest.raises(ConfigError, match="unknown figure kind 'dummy'; known: head, heads"):
+        plots.draw_figure("dummy", tiny_analysed_store[0])

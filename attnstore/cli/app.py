@@ -1,0 +1,32 @@
+"""The ``attnstore`` group: every verb, each a thin call into the library.
+
+Only the command line catches :class:`~attnstore.errors.AttnStoreError` (:class:`ErrorGroup`):
+it prints one line and exits 1. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import click
+
+from attnstore.cli.extract import analyze, extract, run_
+from attnstore.cli.options import ErrorGroup
+from attnstore.cli.plot import plot
+from attnstore.cli.query import query_group, sql_
+from attnstore.cli.train import eval_, train
+
+
+@click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="attnstore")
+def cli() -> None:
+    """Attention interpretability of small in-context learners, stored as data you can query.
+
+    Train or load a model, extract every attention row into a Parquet store, and analyse it.
+    """
+
+
+for command in (train, eval_, extract, analyze, plot, query_group, sql_, run_):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="attnstore")

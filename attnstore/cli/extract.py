@@ -1,0 +1,182 @@
+"""``attnstore extract``, ``attnstore analyze`` and ``attnstore run``: fill a store (and, for
+``run``, rank its heads and draw the top ones)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from attnstore.cli.options import (
+    backend_option,
+    checkpoint_option,
+    device_option,
+    model_config_option,
+    parse_params,
+    points_option,
+    prompt_seed_option,
+    prompt_task_option,
+    show_progress,
+    store_option,
+    task_param_option,
+    view_option,
+)
+
+
+@click.command()
+@click.option(
+    "--store",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Store folder (made if it does not exist).",
+)
+@checkpoint_option
+@model_config_option
+@prompt_task_option
+@task_param_option
+@click.option("--samples", default=1000, show_default=True, help="Prompts to run.")
+@points_option
+@click.option(
+    "--n-dims",
+    default=None,
+    type=int,
+    help="Expected input dimension; an error if the checkpoint's differs.",
+)
+@prompt_seed_option
+@click.option("--batch-size", default=128, show_default=True, help="Prompts per forward pass.")
+@device_option
+@click.option("--overwrite", is_flag=True, help="Replace the run if it is already stored.")
+@click.option(
+    "--no-analysis",
+    is_flag=True,
+    help="Only extract; skip the default analysis ('attnstore analyze' runs one later).",
+)
+@backend_option
+@view_option
+def extract(
+    task_params: tuple[str, ...], no_analysis: bool, backend: str, view: str, **kwargs: Any
+) -> None:
+    """Run a model on task prompts; store every attention row, input, function and
+    prediction, then analyse every head (unless --no-analysis).
+
+    Progress goes to stderr; the last line on stdout is the run id.
+    """
+    from attnstore.pipeline import extract_and_analyze
+    from attnstore.provenance import command_line
+
+    result, a = extract_and_analyze(
+        analysis=not no_analysis,
+        backend=backend,
+        view=view,
+        **kwargs,
+        task_params=parse_params(task_params),
+        progress=show_progress(),
+        command=command_line(),
+    )
+    if result.existed:
+        click.echo(
+            f"run {result.run_id} is already in the store; nothing written "
+            "(--overwrite replaces it)",
+            err=True,
+        )
+    if a is not None:
+        click.echo(f"analysis {a.analysis_id} (backend {backend}, view {view})", err=True)
+    click.echo(result.run_id)
+
+
+@click.command()
+@store_option
+@click.option("--run", "run_id", default=None, help="Run id [default: the latest run].")
+@backend_option
+@view_option
+@click.option(
+    "--m",
+    default=None,
+    type=int,
+    help="First point kept by shared_keys / per_example [default: n_points // 2].",
+)
+@click.option("--k-min", default=2, show_default=True, help="Smallest k tried.")
+@click.option("--k-max", default=9, show_default=True, help="Largest k tried.")
+@click.option(
+    "--dominance",
+    default=0.5,
+    show_default=True,
+    help="A literal is dominant if its SVM score reaches this share of its cluster's top.",
+)
+@click.option("--top-paths", default=3, show_default=True, help="Pathways kept per cluster.")
+@click.option("--device", default="cpu", show_default=True, help="torch device (torch backend).")
+@click.option("--overwrite", is_flag=True, help="Replace the analysis if it is already stored.")
+def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
+    """Cluster every head's attention rows, fit SVMs, find dominant literals and pathways.
+
+    Reads attention rows from the store only (no model). The last line on stdout is the
+    analysis id.
+    """
+    from attnstore.analysis.run import analyze as run_analyze
+    from attnstore.provenance import command_line
+
+    result = run_analyze(store, run_id, **kwargs, progress=show_progress(), command=command_line())
+    if result.existed:
+        click.echo(
+            f"analysis {result.analysis_id} is already in the store; nothing written "
+            "(--overwrite replaces it)",
+            err=True,
+        )
+    click.echo(result.analysis_id)
+
+
+@click.command("run")
+@click.option(
+    "--store",
+    default="attnstore-store",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Store folder (made if need be).",
+)
+@click.option(
+    "--out",
+    default="attnstore-figures",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the figures.",
+)
+@checkpoint_option
+@model_config_option
+@prompt_task_option
+@task_param_option
+@click.option("--samples", default=300, show_default=True, help="Prompts to extract.")
+@points_option
+@prompt_seed_option
+@backend_option
+@view_option
+@click.option("--top", default=3, show_default=True, help="Heads to draw.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["png", "svg", "pdf"]),
+    default="png",
+    show_default=True,
+    help="Figure format.",
+)
+@device_option
+def run_(task_params: tuple[str, ...], **kwargs: Any) -> None:
+    """The whole job: extract, analyse, rank heads by cluster quality, draw the top heads.
+
+    With no options: 300 prompts of the bundled model into ./attnstore-store, figures into
+    ./attnstore-figures. Prints the top heads and the figures written.
+    """
+    from attnstore.pipeline import run_pipeline
+    from attnstore.provenance import command_line
+
+    result = run_pipeline(
+        **kwargs,
+        task_params=parse_params(task_params),
+        progress=show_progress(),
+        command=command_line(),
+    )
+    click.echo(f"run {result.run_id}, analysis {result.analysis_id} in {result.store}")
+    click.echo("top heads by cluster quality (query heads_by_cluster_quality):")
+    click.echo(result.top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    click.echo("figures:")
+    for f in result.figures:
+        click.echo(f"  {f}")

@@ -1,0 +1,152 @@
+"""``attnstore query`` (list, show, run a named query) and ``attnstore sql`` (ad hoc SQL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from attnstore.cli.options import (
+    ErrorGroup,
+    parse_query_params,
+    query_param_option,
+    store_option,
+)
+from attnstore.errors import ConfigError
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+query_dir_option = click.option(
+    "--query-dir",
+    "query_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="A folder of your own .sql queries (repeatable), searched after the bundled ones and "
+    "$ATTNSTORE_QUERY_PATH; a query of yours shadows a bundled one of the same name.",
+)
+
+
+def _output_options(f):
+    """--format and --out, shared by 'query run' and 'sql'."""
+    f = click.option(
+        "--out",
+        type=click.Path(dir_okay=False),
+        help="Write to this file instead of stdout (needed for parquet).",
+    )(f)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(f)
+
+
+def _write_frame(df, fmt: str, out: str | None) -> None:
+    """Print (or write to ``out``) a query result as a table, CSV, JSON records or Parquet."""
+    from pathlib import Path
+
+    if fmt == "parquet":
+        if out is None:
+            raise ConfigError("--format parquet writes a file: give --out FILE")
+        df.to_parquet(out, index=False)
+        return
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    elif fmt == "json":
+        text = df.to_json(orient="records", date_format="iso", indent=2) + "\n"
+    elif df.empty:
+        text = "  ".join(df.columns) + "\n(no rows)\n"
+    else:
+        text = df.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        Path(out).write_text(text)
+
+
+class _QueryGroup(ErrorGroup):
+    """'attnstore query NAME ...' is 'attnstore query run NAME ...': a first word that is not
+    a subcommand is taken as a query name."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+@click.group("query", cls=_QueryGroup)
+def query_group() -> None:
+    """Named DuckDB queries over a store: which heads cluster, follow literals, route labels.
+
+    'attnstore query list' names them, 'attnstore query show NAME' prints one's parameters
+    and SQL, and 'attnstore query NAME --store DIR [--param name=value ...]' runs it
+    (the same as 'attnstore query run NAME ...'). A run parameter defaults to the latest run
+    in the store.
+    """
+
+
+@query_group.command("list")
+@query_dir_option
+def query_list(query_dirs: tuple[str, ...]) -> None:
+    """One line per query: its name, then what it finds."""
+    from attnstore.queries import load_queries
+
+    queries = load_queries(query_dirs)
+    width = max(map(len, queries), default=0)
+    for name, q in queries.items():
+        click.echo(f"{name:<{width}}  {q.description}")
+
+
+@query_group.command("show")
+@click.argument("name")
+@query_dir_option
+def query_show(name: str, query_dirs: tuple[str, ...]) -> None:
+    """A query's file, its parameters (--param name=value) and its SQL."""
+    from attnstore.queries import get_query
+
+    q = get_query(name, query_dirs)
+    click.echo(f"{q.name}: {q.description}")
+    click.echo(f"file: {q.path}")
+    click.echo("parameters:" if q.params else "parameters: none")
+    for p in q.params:
+        click.echo(f"  {p.describe()}")
+    click.echo()
+    click.echo(q.sql.rstrip())
+
+
+@query_group.command("run")
+@click.argument("name")
+@store_option
+@query_param_option
+@_output_options
+@query_dir_option
+def query_run(
+    name: str,
+    store: str,
+    params: tuple[str, ...],
+    fmt: str,
+    out: str | None,
+    query_dirs: tuple[str, ...],
+) -> None:
+    """Run the query NAME on a store; 'attnstore query NAME ...' is the same."""
+    from attnstore.queries import run_query
+
+    _write_frame(run_query(store, name, parse_query_params(params), query_dirs), fmt, out)
+
+
+@click.command("sql")
+@click.argument("text", metavar="SQL")
+@store_option
+@_output_options
+def sql_(text: str, store: str, fmt: str, out: str | None) -> None:
+    """Ad hoc SQL over the store: one statement that reads (select, with, describe, ...).
+
+    One view per table (runs, inputs, functions, predictions, attention, analyses, fits,
+    silhouette, clusters, svm_coefs, dominant_literals, pathways) and head_summary; the
+    views show committed runs and analyses only.
+    """
+    from attnstore.queries import sql
+
+    _write_frame(sql(store, text), fmt, out)

@@ -1,0 +1,88 @@
+"""Every head at once: a layer × head map of one ``head_summary`` metric, values written in.
+
+:func:`head_map` draws any (n_layers, n_heads) array that way; :func:`heads_figure` and
+:func:`~attnstore.plots.query.query_figure` both use it. :func:`draw_heads` is the registered
+kind ``heads``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from attnstore.errors import ConfigError, known
+from attnstore.plots.data import run_and_analysis
+from attnstore.plots.registry import HEAD_METRICS, QUERY_KINDS
+from attnstore.plots.style import DPI, style
+from attnstore.store import Store, open_store
+
+
+def heads_figure(
+    store: str | Path | Store,
+    run_id: str | None = None,
+    analysis_id: str | None = None,
+    metric: str = "mean_silhouette",
+    query_kind: str = "x",
+) -> Figure:
+    """A layer × head map of one ``head_summary`` metric for one query kind, each value
+    written in its cell ("–" where the metric is null)."""
+    if metric not in HEAD_METRICS:
+        raise ConfigError(f"unknown metric '{metric}'; known: {known(HEAD_METRICS)}")
+    if query_kind not in QUERY_KINDS:
+        raise ConfigError(f"unknown query kind '{query_kind}'; known: {known(QUERY_KINDS)}")
+    from attnstore.connection import connect
+
+    s = open_store(store)
+    run, analysis = run_and_analysis(s, run_id, analysis_id)
+    L, H = int(run["n_layers"]), int(run["n_heads"])
+    with connect(s) as con:  # metric is one of HEAD_METRICS: a column name, not a value
+        rows = con.execute(
+            f"select layer, head, {metric} from head_summary "
+            "where analysis_id = $analysis_id and query_kind = $query_kind",
+            {"analysis_id": analysis["analysis_id"], "query_kind": query_kind},
+        ).fetchall()
+    values = np.full((L, H), np.nan)
+    for layer, head, v in rows:
+        values[layer, head] = np.nan if v is None else v
+    title = (
+        f"{metric}, {query_kind} queries\nrun {run['run_id']}, "
+        f"analysis {analysis['analysis_id']} ({analysis['view']})"
+    )
+    return head_map(values, metric, title, integer=metric == "modal_k")
+
+
+def head_map(values: np.ndarray, label: str, title: str, integer: bool = False) -> Figure:
+    """Values of shape (n_layers, n_heads) as an annotated heat map ("–" where NaN), the
+    colour bar named ``label``; ``integer`` writes the values without decimals."""
+    L, H = values.shape
+    with style():
+        fig = Figure(figsize=(1.5 + 1.1 * H, 1.3 + 0.8 * L), dpi=DPI, layout="constrained")
+        ax = fig.add_subplot()
+        im = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
+        fig.colorbar(im, ax=ax, label=label)
+        fmt = "{:.0f}" if integer else "{:.2f}"
+        for (layer, head), v in np.ndenumerate(values):
+            shade = im.cmap(im.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+            dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5
+            text = fmt.format(v) if np.isfinite(v) else "–"
+            ax.text(head, layer, text, ha="center", va="center", color="w" if dark else "k")
+        ax.set_xticks(range(H))
+        ax.set_yticks(range(L))
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_title(title, fontsize="medium")
+    return fig
+
+
+def draw_heads(
+    store: Store,
+    run: str | None = None,
+    analysis: str | None = None,
+    *,
+    metric: str = "mean_silhouette",
+    query_kind: str = "x",
+) -> Figure:
+    """The registered kind ``heads``: :func:`heads_figure`."""
+    return heads_figure(store, run, analysis, metric, query_kind)

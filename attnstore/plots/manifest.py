@@ -1,0 +1,135 @@
+"""Drawing registered figure kinds into files: one (:func:`plot_figure`, what ``attnstore plot
+KIND`` calls) or every figure a ``figures.toml`` manifest lists (:func:`plot_manifest`).
+
+Nothing here knows a kind: each ``[[figure]]`` is checked against its kind's parameters in
+:data:`~attnstore.plots.registry.FIGURES` and drawn by its draw function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from attnstore.errors import ConfigError, NotFoundError, known
+from attnstore.plots.registry import FIGURES, Param, figure_kind
+from attnstore.store import Store, open_store
+
+_OUT = Param("out", required=True, help="Figure file: .png, .svg or .pdf.")
+
+
+def draw_figure(kind: str, store: str | Path | Store, **params: Any):
+    """The figure of the registered ``kind`` drawn from ``store``, ``params`` checked against
+    the kind's parameters (defaults fill the others); a matplotlib Figure."""
+    spec = figure_kind(kind)
+    values = spec.bind(params)
+    return spec.function()(open_store(store), **values)
+
+
+def plot_figure(kind: str, store: str | Path | Store, out: str | Path, **params: Any) -> Path:
+    """:func:`draw_figure`, saved to ``out`` (.png, .svg or .pdf) with
+    :func:`~attnstore.plots.style.save_figure`; returns the path written."""
+    from attnstore.plots.style import save_figure
+
+    return save_figure(draw_figure(kind, store, **params), out)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the tomli backport, a dependency on Python 3.10 only
+        import tomli as tomllib
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotFoundError(f"figure manifest '{path}' does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"figure manifest '{path}' is not valid TOML: {e}") from None
+
+
+def read_manifest(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
+    """The manifest's store (or None) and its checked ``[[figure]]`` entries: each a dict of
+    its ``kind``, its ``out`` resolved against the manifest's folder, and every parameter of
+    the kind (defaults filled in).
+
+    A manifest::
+
+        store = "store"            # optional; relative to this file; --store overrides it
+
+        [[figure]]
+        kind = "head"              # any registered kind: head, heads, query, silhouette
+        run = "0f3c..."            # optional: the latest run
+        analysis = "9ab1..."       # optional: the run's latest analysis
+        layer = 1
+        head = 0
+        sample = 3
+        out = "figures/head.png"   # .png, .svg or .pdf; relative to this file
+
+        [[figure]]
+        kind = "heads"
+        metric = "mean_silhouette" # a head_summary column (default mean_silhouette)
+        query_kind = "x"           # x (default) or y
+        out = "figures/heads.pdf"
+
+        [[figure]]
+        kind = "query"
+        query = "heads_by_literals"
+        params = { view = "shared_keys" }
+        column = "precision_lift"
+        query_kind = "y"
+        out = "figures/lift.png"
+
+    The keys of an entry are the kind's parameters, named as the options of ``attnstore
+    plot KIND`` are (``--query-kind`` is ``query_kind``; ``-p`` pairs are ``params``).
+    """
+    path = Path(path)
+    doc = _read_toml(path)
+    unknown = set(doc) - {"store", "figure"}
+    if unknown:
+        raise ConfigError(
+            f"figure manifest '{path}': unknown keys {known(sorted(unknown))}; known: figure, store"
+        )
+    figures = doc.get("figure", [])
+    if not isinstance(figures, list) or not figures:
+        raise ConfigError(f"figure manifest '{path}' lists no [[figure]]")
+    entries = []
+    for i, f in enumerate(figures, 1):
+        kind = f.get("kind") if isinstance(f, dict) else None
+        if kind not in FIGURES:
+            raise ConfigError(
+                f"figure {i} of '{path}': unknown kind '{kind}'; known: {known(sorted(FIGURES))}"
+            )
+        spec = FIGURES[kind]
+        with_out = dataclasses.replace(spec, params=(*spec.params, _OUT))
+        values = with_out.bind(
+            {k: v for k, v in f.items() if k != "kind"}, f"figure {i} of '{path}' ({kind})"
+        )
+        entries.append({"kind": kind, **values, "out": path.parent / values["out"]})
+    store = doc.get("store")
+    return (None if store is None else str(path.parent / store)), entries
+
+
+def plot_manifest(
+    store: str | Path | Store | None, manifest: str | Path, progress: bool = False
+) -> list[Path]:
+    """Rebuild every figure of ``manifest`` from ``store`` (None: the manifest's ``store``);
+    returns the files written. Every entry's rows are read before any file is written, so a
+    manifest naming something not in the store writes nothing."""
+    from tqdm.auto import tqdm
+
+    from attnstore.plots.style import save_figure
+
+    from_file, entries = read_manifest(manifest)
+    if store is None and from_file is None:
+        raise ConfigError(f"figure manifest '{manifest}' names no store; give one (--store)")
+    s = open_store(store if store is not None else from_file)
+    jobs = []
+    for i, e in enumerate(entries, 1):
+        params = {k: v for k, v in e.items() if k not in ("kind", "out")}
+        try:
+            jobs.append((draw_figure(e["kind"], s, **params), e["out"]))
+        except (NotFoundError, ConfigError) as err:
+            raise type(err)(f"figure {i} ({e['out'].name}): {err}") from None
+    bar = tqdm(jobs, desc="plot", unit="figure", disable=not progress, file=sys.stderr)
+    return [save_figure(fig, out) for fig, out in bar]

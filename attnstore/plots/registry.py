@@ -1,0 +1,227 @@
+"""The figure kinds, registered in one table: :data:`FIGURES`.
+
+Each :class:`FigureKind` names its parameters (:class:`Param`: name, type, required or
+default, help), the function that draws it from a store, and its doc. Everything that offers
+figures reads this table and nothing else: ``attnstore plot KIND`` (one subcommand per kind,
+an option per parameter), a manifest's ``[[figure]]`` entries (checked against the kind's
+parameters) and :func:`attnstore.plots.plot_figure`. Adding a figure kind is writing its draw
+function and registering it::
+
+    def draw_entropy(store, run=None, *, layer):
+        ...  # read rows with store.read(...), return a matplotlib Figure
+
+    register(FigureKind(
+        "entropy",
+        draw_entropy,  # or "package.module:draw_entropy", imported when first drawn
+        params=(RUN, Param("layer", int, required=True, help="The layer (from 0).")),
+        doc="Attention entropy of every head of one layer.",
+    ))
+
+This module imports nothing heavy: the built-in kinds name their draw functions as
+``"module:function"`` strings, imported only when a figure is drawn, so ``attnstore plot
+--help`` loads no matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from attnstore.errors import ConfigError, known
+
+QUERY_KINDS = ("x", "y")
+HEAD_METRICS = (  # columns of the head_summary view; a test checks they are there
+    "mean_silhouette",
+    "median_silhouette",
+    "modal_k",
+    "modal_k_share",
+    "mean_svm_accuracy",
+    "mean_nmi_y",
+    "mean_eta2_point",
+    "literal_precision",
+    "literal_recall",
+    "chance_precision",
+    "precision_lift",
+)
+TYPES = (int, float, str, dict)
+_TYPE_NAMES = {int: "an int", float: "a number", str: "a string", dict: "a table"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a figure kind.
+
+    ``name`` is the draw function's keyword and the manifest key; on the command line it is
+    ``--name-with-dashes`` unless ``flags`` spells it (``("--param", "-p")``), or a
+    positional argument if ``positional``. ``type`` is int, float, str or dict (a dict is a
+    TOML table in a manifest and repeatable ``NAME=VALUE`` pairs on the command line).
+    ``choices`` limits a str; ``default`` is used when the parameter is not given.
+    """
+
+    name: str
+    type: type = str
+    required: bool = False
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] | None = None
+    positional: bool = False
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ConfigError(
+                f"parameter '{self.name}': type {self.type!r} is not one of int, float, str, dict"
+            )
+
+    def check(self, value: Any, where: str) -> Any:
+        """``value`` if it has this parameter's type (an int is a float too) and is one of
+        the choices; else ConfigError naming it. None stands for "not given"."""
+        if value is None:
+            return None
+        ok = isinstance(value, self.type) and not isinstance(value, bool)
+        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value, ok = float(value), True
+        if not ok:
+            raise ConfigError(f"{where}: {self.name} = {value!r} is not {_TYPE_NAMES[self.type]}")
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"{where}: unknown {self.name} '{value}'; known: {known(self.choices)}"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class FigureKind:
+    """A kind of figure: ``draw(store, **params)`` returns a matplotlib Figure drawn from the
+    store's rows (``store`` an opened :class:`~attnstore.store.Store`); ``draw`` is the
+    function or a ``"module:function"`` string imported when first needed. ``doc`` is the
+    help of ``attnstore plot NAME``: its first sentence lists the kind in ``attnstore plot
+    --help``."""
+
+    name: str
+    draw: Callable[..., Any] | str
+    params: tuple[Param, ...] = ()
+    doc: str = ""
+
+    def function(self) -> Callable[..., Any]:
+        """The draw function, imported if registered by name."""
+        if callable(self.draw):
+            return self.draw
+        module, _, name = self.draw.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def bind(self, values: Mapping[str, Any], where: str | None = None) -> dict[str, Any]:
+        """``values`` checked against the parameters and completed with their defaults: an
+        unknown or missing key, a wrong type or an unknown choice is a ConfigError that
+        starts with ``where`` (default: ``figure kind 'NAME'``)."""
+        where = where or f"figure kind '{self.name}'"
+        names = [p.name for p in self.params]
+        if extra := set(values) - set(names):
+            raise ConfigError(
+                f"{where}: unknown keys {known(sorted(extra))}; known: {known(sorted(names))}"
+            )
+        given = {n: v for n, v in values.items() if v is not None}
+        if missing := [p.name for p in self.params if p.required and p.name not in given]:
+            raise ConfigError(f"{where}: missing {known(sorted(missing))}")
+        return {p.name: p.check(given.get(p.name, p.default), where) for p in self.params}
+
+
+FIGURES: dict[str, FigureKind] = {}
+
+
+def register(kind: FigureKind, replace: bool = False) -> FigureKind:
+    """Add ``kind`` to :data:`FIGURES`, so that ``attnstore plot`` and manifests offer it; a
+    name already registered is a ConfigError unless ``replace``. Returns ``kind``."""
+    reserved = {"kind", "out", "store"}  # the manifest's and the command's own keys
+    if clash := reserved & {p.name for p in kind.params}:
+        raise ConfigError(
+            f"figure kind '{kind.name}': parameter names {known(sorted(clash))} are reserved"
+        )
+    if kind.name in FIGURES and not replace:
+        raise ConfigError(f"figure kind '{kind.name}' is already registered")
+    FIGURES[kind.name] = kind
+    return kind
+
+
+def figure_kind(name: str) -> FigureKind:
+    """The registered kind ``name``; ConfigError listing the kinds if there is none."""
+    if name not in FIGURES:
+        raise ConfigError(f"unknown figure kind '{name}'; known: {known(sorted(FIGURES))}")
+    return FIGURES[name]
+
+
+# --- the built-in kinds -----------------------------------------------------------------------
+
+RUN = Param("run", help="Run id [default: the latest run, or the run of --analysis].")
+ANALYSIS = Param("analysis", help="Analysis id [default: the run's latest analysis].")
+PROBLEM = tuple(
+    Param(name, int, required=True, help=f"The {name} (from 0).")
+    for name in ("layer", "head", "sample")
+)
+
+register(
+    FigureKind(
+        "head",
+        "attnstore.plots.head:draw_head",
+        (RUN, ANALYSIS, *PROBLEM),
+        doc="The seed's head figure for one layer, head and sample: attention quadrants, "
+        "cluster labels of the x and y query rows, the literals and the labels y.",
+    )
+)
+register(
+    FigureKind(
+        "silhouette",
+        "attnstore.plots.head:draw_silhouette",
+        (RUN, ANALYSIS, *PROBLEM),
+        doc="Silhouette score against k, x and y query rows, of one layer, head and sample.",
+    )
+)
+register(
+    FigureKind(
+        "heads",
+        "attnstore.plots.heads:draw_heads",
+        (
+            RUN,
+            ANALYSIS,
+            Param(
+                "metric",
+                default="mean_silhouette",
+                choices=HEAD_METRICS,
+                help="The head_summary column to map.",
+            ),
+            Param("query_kind", default="x", choices=QUERY_KINDS, help="Which query rows."),
+        ),
+        doc="A layer × head map of one head_summary metric, values written in.",
+    )
+)
+register(
+    FigureKind(
+        "query",
+        "attnstore.plots.query:draw_query",
+        (
+            Param("query", required=True, positional=True, metavar="NAME", help="The query."),
+            Param(
+                "params",
+                dict,
+                flags=("--param", "-p"),
+                metavar="NAME=VALUE",
+                help="A query parameter (repeatable); 'attnstore query show NAME' lists them.",
+            ),
+            Param("column", required=True, help="The numeric output column to map."),
+            Param(
+                "query_kind",
+                choices=QUERY_KINDS,
+                help="Keep the rows of one query kind (outputs with a query_kind column).",
+            ),
+        ),
+        doc="A layer × head map of one column of a named query's output, values written in.\n"
+        "\n"
+        "For queries whose output has one row per (layer, head[, query_kind]), e.g. "
+        "'attnstore plot query heads_by_literals --store S -p view=shared_keys --column "
+        "precision_lift --query-kind y --out lift.png'. In a manifest: query = NAME, "
+        'params = { view = "shared_keys" }.',
+    )
+)
