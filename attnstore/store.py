@@ -236,18 +236,47 @@ class Store:
     # --- reading -----------------------------------------------------------------------
 
     def files(self, table: str | None = None) -> list[Path]:
-        names = [table] if table else list(TABLES)
-        return [p for n in names for p in self.fs.find(self.path / n, "**/*.parquet")]
+        """The Parquet files of a table (of every table when None), each checked to sit where
+        the layout puts it: ``<table>/<key>=<value>[/layer=<n>]/<name>.parquet``."""
+        out = []
+        for name in [table] if table else list(TABLES):
+            root = self.path / name
+            for f in self.fs.find(root, "**/*.parquet"):
+                self._check_place(TABLES[name], f.relative_to(root))
+                out.append(f)
+        return out
+
+    def _check_place(self, t: Table, rel: Path) -> None:
+        parts = rel.parts
+        ok = len(parts) == len(t.partition) + 1 and all(
+            part.startswith(f"{key}=") and _ID.fullmatch(part.split("=", 1)[1])
+            for part, (key, _) in zip(parts, t.partition, strict=False)
+        )
+        if not ok:
+            layout = "/".join([t.name, *(f"{k}=<{k}>" for k, _ in t.partition), "part-0.parquet"])
+            raise StoreError(
+                f"'{self.path / t.name / rel}' is not where attnstore keeps {t.name} files "
+                f"({layout}); move it out of the store"
+            )
 
     def verify(self) -> None:
-        """Read every file's footer; a corrupted file raises StoreError naming it."""
-        for f in self.files():
-            try:
-                pq.read_metadata(f)
-            except FileNotFoundError:
-                continue  # replaced by a commit since it was listed: not corrupted
-            except (pa.ArrowException, OSError) as e:
-                raise StoreError(f"corrupted Parquet file '{f}': {e}") from e
+        """Read every file's footer; a corrupted file, or one whose columns are not its table's,
+        raises StoreError naming it."""
+        for name in TABLES:
+            declared = TABLES[name].schema
+            for f in self.files(name):
+                try:
+                    schema = pq.read_schema(f)
+                except FileNotFoundError:
+                    continue  # replaced by a commit since it was listed: not corrupted
+                except (pa.ArrowException, OSError) as e:
+                    raise StoreError(f"corrupted Parquet file '{f}': {e}") from e
+                if not schema.remove_metadata().equals(declared):
+                    raise StoreError(
+                        f"Parquet file '{f}' has the columns {schema.names} "
+                        f"({', '.join(str(t) for t in schema.types)}); table {name} declares "
+                        f"{declared.names}: move it out of the store"
+                    )
 
     def keys(self, level: str) -> list[str]:
         """Committed run ids (level 'run') or analysis ids (level 'analysis')."""

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow as pa
 import pytest
 
 from attnstore.errors import StoreError
@@ -258,3 +259,60 @@ def test_bad_ids_are_refused(tmp_path):
     for key in ("../x", "a/b", "", "x" * 65):
         with pytest.raises(StoreError, match="ids are 1 to 64"), store.transaction("run", key):
             pass
+
+
+def test_parquet_file_with_another_schema_is_named(tmp_path):
+    import pyarrow.parquet as pq
+
+    assert write(tmp_path, "run", 3).returncode == 0
+    stray = tmp_path / "inputs" / "run_id=0123456789abcdef" / "part-9.parquet"
+    pq.write_table(pa.table({"a": [1]}), stray)
+    with pytest.raises(StoreError, match=r"part-9\.parquet' has the columns \['a'\]"):
+        Store(tmp_path).verify()
+
+
+@pytest.mark.parametrize(
+    "place", ["inputs/junk/part-0.parquet", "inputs/part-0.parquet", "attention/run_id=x/p.parquet"]
+)
+def test_parquet_file_outside_the_layout_is_named(tmp_path, place):
+    import pyarrow.parquet as pq
+
+    assert write(tmp_path, "run", 3).returncode == 0
+    (tmp_path / place).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"a": [1]}), tmp_path / place)
+    with pytest.raises(StoreError, match="is not where attnstore keeps"):
+        Store(tmp_path).read(place.split("/")[0])
+
+
+def test_full_disk_cleans_staging_and_says_so(tmp_path, monkeypatch):
+    import errno
+
+    store = Store(tmp_path, create=True)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(StoreError, match="no space left in"):  # noqa: SIM117
+        with store.transaction("run", KEY["run"]) as txn:
+            monkeypatch.setattr(txn, "write", full)
+            txn.write("inputs", None)
+    assert not list((tmp_path / STAGING).iterdir()) and store.ids("run") == []
+
+
+def test_read_only_store_refuses_writes_in_one_line(tmp_path, monkeypatch):
+    """(Root ignores file modes, so the read-only store is simulated at the filesystem seam.)"""
+    assert write(tmp_path, "run", 3).returncode == 0
+    store = Store(tmp_path)
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(store.fs, "mkdir", denied)
+    with pytest.raises(StoreError, match="is not writable"):
+        store.transaction("analysis", KEY["analysis"]).__enter__()
+
+
+def test_empty_store_path_is_refused():
+    for path in ("", "  "):
+        with pytest.raises(StoreError, match="store path is empty"):
+            Store(path, create=True)
