@@ -422,7 +422,8 @@ def test_a_registered_kind_is_a_command_and_a_manifest_kind(
         listing.exit_code == 0 and "dummy" in listing.output and "A dummy figure" in listing.output
     )
     help_ = _run("plot", "dummy", "--help")
-    assert help_.exit_code == 0 and "--scale FLOAT" in help_.output and "--run TEXT" in help_.output
+    assert help_.exit_code == 0 and "--run TEXT" in help_.output
+    assert "--scale FLOAT" in help_.output and "[default: 1.0]" in help_.output
     out = tmp_path / "cli" / "dummy.png"
     result = _run("plot", "dummy", "--store", store, "--scale", 2, "--out", out)
     assert result.exit_code == 0, result.output

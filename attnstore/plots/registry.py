@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from attnstore.errors import ConfigError, known
@@ -57,13 +57,15 @@ class Param:
     ``--name-with-dashes`` unless ``flags`` spells it (``("--param", "-p")``), or a
     positional argument if ``positional``. ``type`` is int, float, str or dict (a dict is a
     TOML table in a manifest and repeatable ``NAME=VALUE`` pairs on the command line).
-    ``choices`` limits a str; ``default`` is used when the parameter is not given.
+    ``default`` is used when the parameter is not given; the fields after it are keywords
+    only. ``choices`` limits a str.
     """
 
     name: str
     type: type = str
-    required: bool = False
     default: Any = None
+    _: KW_ONLY
+    required: bool = False
     help: str = ""
     choices: tuple[str, ...] | None = None
     positional: bool = False
