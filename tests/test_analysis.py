@@ -1,9 +1,11 @@
-"""The analysis: planted structure is found, stored rows equal direct scikit-learn calls, and
-degenerate problems are recorded rather than crashing."""
+"""The analysis of a stored run (attnstore.analysis.run and .tables): dominant literals,
+pathways, row views, and the stored tables, which equal direct scikit-learn calls on the same
+rows. The backends themselves: test_backends*.py; NMI and eta2: test_metrics.py."""
 
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -11,70 +13,14 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.svm import LinearSVC
 
-from attnstore.analysis.backends.base import (
-    NOTE_CONSTANT_ROWS,
-    NOTE_K_ABOVE_DISTINCT,
-    NOTE_ONE_CLASS,
-    clip_k_values,
-)
-from attnstore.analysis.backends.sklearn import fit_sklearn
 from attnstore.analysis.literals import dominant_literals
 from attnstore.analysis.pathways import cluster_paths, suffixes
-from attnstore.analysis.run import analyze
+from attnstore.analysis.run import analysis_id_for, analyze
 from attnstore.analysis.views import make_view
 from attnstore.connection import connect
 from attnstore.errors import ConfigError, NotFoundError
 from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
-
-
-def planted_rows(rng, n_rows=30, n_keys=12, groups=3, noise=0.02):
-    """Rows in ``groups`` clean groups, each concentrated on its own keys; returns rows, group."""
-    group = np.arange(n_rows) % groups
-    rows = np.full((n_rows, n_keys), noise)
-    for g in range(groups):
-        rows[group == g, g * 3 : g * 3 + 3] = 1.0
-    rows += rng.uniform(0, noise, rows.shape)
-    return (rows / rows.sum(1, keepdims=True)).astype(np.float32), group
-
-
-def same_partition(a, b):
-    return len(set(zip(a, b, strict=True))) == len(set(a)) == len(set(b))
-
-
-def test_planted_groups_are_found():
-    rng = np.random.default_rng(0)
-    rows, group = planted_rows(rng)
-    x = rng.choice([-1.0, 1.0], size=(30, 6)).astype(np.float32)
-    r = fit_sklearn(rows[None], x[None], clip_k_values(2, 9, 30))
-    assert r.best_k_[0] == 3
-    assert same_partition(r.labels_[0], group)
-    assert r.notes_[0] == ""
-
-
-def test_results_equal_direct_sklearn_calls():
-    rng = np.random.default_rng(1)
-    rows = rng.dirichlet(np.ones(10), size=(4, 20)).astype(np.float32)
-    x = rng.choice([-1.0, 1.0], size=(4, 20, 5)).astype(np.float32)
-    ks = clip_k_values(2, 9, 20)
-    r = fit_sklearn(rows, x, ks)
-    for p in range(4):
-        scores = []
-        for j, k in enumerate(ks):
-            km = KMeans(n_clusters=int(k), random_state=0, n_init="auto").fit(rows[p])
-            scores.append(silhouette_score(rows[p], km.labels_))
-            assert r.silhouette_[p, j] == pytest.approx(scores[-1], abs=1e-12)
-            assert r.inertia_[p, j] == pytest.approx(km.inertia_, rel=1e-9)
-        k_best = ks[int(np.argmax(scores))]
-        assert r.best_k_[p] == k_best
-        km = KMeans(n_clusters=int(k_best), random_state=0, n_init="auto").fit(rows[p])
-        np.testing.assert_array_equal(r.labels_[p], km.labels_)
-        svm = LinearSVC(multi_class="ovr", random_state=0).fit(x[p], km.labels_)
-        n = svm.coef_.shape[0]
-        assert r.n_coef_rows_[p] == n == (1 if k_best == 2 else k_best)
-        np.testing.assert_allclose(r.coef_[p, :n], svm.coef_)
-        np.testing.assert_allclose(r.intercept_[p, :n], svm.intercept_)
-        assert r.svm_accuracy_[p] == pytest.approx(svm.score(x[p], km.labels_))
 
 
 def test_k2_sign_convention():
@@ -150,66 +96,6 @@ def test_literals_of_many_problems_at_once_equal_one_at_a_time():
     want = (x[p, member, j] > 0).mean() - (x[p, ~member, j] > 0).mean()
     sel = (batch["problem"] == p) & (batch["cluster"] == c) & (batch["literal"] == j)
     assert batch["data_score"][sel & (batch["sign"] == 1)][0] == pytest.approx(want, abs=1e-6)
-
-
-def test_nmi_and_eta2_equal_their_definitions():
-    from sklearn.metrics import normalized_mutual_info_score
-
-    from attnstore.analysis.metrics import eta2, nmi
-
-    rng = np.random.default_rng(7)
-    labels = rng.integers(0, 4, (30, 20))
-    y = rng.integers(0, 2, (30, 20))
-    labels[1], y[2], labels[3], y[3] = 2, 0, 0, 1  # single-class cases
-    want = [normalized_mutual_info_score(y[i], labels[i]) for i in range(30)]
-    np.testing.assert_allclose(nmi(labels, y), want, atol=1e-12)
-    pts = np.arange(20.0)
-    for i in range(30):
-        means = {c: pts[labels[i] == c].mean() for c in np.unique(labels[i])}
-        fitted = np.array([means[c] for c in labels[i]])
-        assert eta2(labels, pts)[i] == pytest.approx(
-            ((fitted - pts.mean()) ** 2).mean() / pts.var()
-        )
-
-
-# --- degenerate problems ------------------------------------------------------------------
-
-
-def test_constant_rows():
-    rows = np.full((1, 10, 8), 1 / 8, dtype=np.float32)
-    x = np.ones((1, 10, 4), dtype=np.float32)
-    r = fit_sklearn(rows, x, clip_k_values(2, 9, 10))
-    assert r.best_k_[0] == 1 and NOTE_CONSTANT_ROWS in r.notes_[0]
-    assert np.isnan(r.silhouette_).all() and r.n_coef_rows_[0] == 0
-
-
-def test_k_above_distinct_rows_is_skipped_and_noted():
-    base = np.eye(3, 8, dtype=np.float32)
-    rows = base[np.arange(12) % 3][None]  # 3 distinct rows
-    x = np.random.default_rng(0).choice([-1.0, 1.0], size=(1, 12, 4)).astype(np.float32)
-    ks = clip_k_values(2, 9, 12)
-    r = fit_sklearn(rows, x, ks)
-    assert NOTE_K_ABOVE_DISTINCT in r.notes_[0]
-    assert np.isnan(r.silhouette_[0, ks > 3]).all()
-    assert not np.isnan(r.silhouette_[0, ks <= 3]).any()
-    assert r.best_k_[0] == 3
-
-
-def test_one_class_for_the_svm():
-    """Two row groups but identical inputs: the SVM still gets two classes; a labelling with one
-    class (all rows equal but one k-means cluster empty) is noted, not raised."""
-    r = fit_sklearn(
-        np.full((1, 4, 3), 1 / 3, dtype=np.float32),
-        np.ones((1, 4, 2), np.float32),
-        clip_k_values(2, 9, 4),
-    )
-    assert r.best_k_[0] == 1
-    assert NOTE_CONSTANT_ROWS in r.notes_[0] or NOTE_ONE_CLASS in r.notes_[0]
-
-
-def test_k_range_is_clipped_to_the_rows():
-    np.testing.assert_array_equal(clip_k_values(2, 9, 4), [2, 3])
-    assert len(clip_k_values(2, 9, 2)) == 0
 
 
 # --- pathways -----------------------------------------------------------------------------
@@ -392,6 +278,46 @@ def test_another_view_lives_beside(analysed):
         ).fetchall()[0][0]
         == TINY["n_points"] - 3
     )
+
+
+def test_random_state_is_recorded_and_keys_the_id(analysed):
+    path, run_id, aid = analysed
+    other = analyze(path, run_id, view="raw", random_state=1)
+    s = Store(path)
+    rows = {a: s.analysis(a) for a in (aid, other.analysis_id)}
+    assert rows[aid]["random_state"] == 0 and rows[other.analysis_id]["random_state"] == 1
+    for a, row in rows.items():
+        params = json.loads(row["params_json"])
+        assert params["random_state"] == row["random_state"]
+        assert analysis_id_for(run_id, params) == a
+    assert sorted(json.loads(rows[aid]["params_json"])) == [
+        "backend",
+        "device",
+        "dominance",
+        "k_max",
+        "k_min",
+        "random_state",
+        "top_paths",
+        "view",
+        "view_params",
+    ]
+
+
+def test_analysis_ids_are_as_before():
+    """The id hashes the run and the params, with random_state among them since the start: an
+    analysis made before random_state became a parameter keeps its id."""
+    params = {
+        "backend": "torch",
+        "device": "cpu",
+        "view": "shared_keys",
+        "view_params": {"m": 20},
+        "k_min": 2,
+        "k_max": 9,
+        "random_state": 0,
+        "dominance": 0.5,
+        "top_paths": 3,
+    }
+    assert analysis_id_for("0123456789abcdef", params) == "e6faf87f626a6136"
 
 
 def test_unknown_run_and_view(analysed):

@@ -1,4 +1,9 @@
-"""Tests for attnstore.analysis.torch_backend: parity with the scikit-learn reference backend."""
+"""The two backends (attnstore.analysis.backends): the sklearn backend makes exactly the seed's
+scikit-learn calls, the torch backend agrees with it, and random_state reaches both.
+
+scikit-learn's k-means and silhouettes go through float32 BLAS products, so the reference is not
+bit-stable across CPUs: parity is asserted with stated tolerances (shares of problems, value
+differences), never bit for bit."""
 
 from __future__ import annotations
 
@@ -7,25 +12,22 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import silhouette_score
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
+from attnstore.analysis.backends import get_backend
 from attnstore.analysis.backends.base import (
     NOTE_CONSTANT_ROWS,
     NOTE_K_ABOVE_DISTINCT,
+    NOTE_ONE_CLASS,
     TIE_RTOL,
     clip_k_values,
 )
 from attnstore.analysis.backends.sklearn import fit_sklearn
-from attnstore.analysis.backends.torch import (
-    count_distinct,
-    fit_torch,
-    pairwise_sq_distances,
-    silhouette_scores,
-)
-from attnstore.analysis.backends.torch_kmeans import _lloyd
+from attnstore.analysis.backends.torch import fit_torch, pairwise_sq_distances, silhouette_scores
+from attnstore.analysis.backends.torch_kmeans import _kmeans_plusplus, _lloyd
 from attnstore.analysis.backends.torch_svm import linear_svc_ovr
 from attnstore.errors import ConfigError
 
@@ -131,21 +133,11 @@ def test_linear_svc_of_one_class_is_nan(data):
     assert torch.isnan(coef).all() and torch.isnan(intercept).all()
 
 
-def test_distinct_rows_as_numpy_unique(data):
-    rows = data[0][:4].copy()
-    rows[0, 1] = rows[0, 0]  # an exact duplicate
-    rows[1, 1] = rows[1, 0]
-    rows[1, 1, -1] = 1e-30  # a difference far below float64 rounding of the squared norms
-    rows[2] = rows[2, 7]  # all rows equal
-    d2 = pairwise_sq_distances(torch.as_tensor(rows))
-    assert count_distinct(d2).tolist() == [len(np.unique(r, axis=0)) for r in rows]
-    assert (d2 >= 0).all() and torch.equal(d2, d2.transpose(1, 2))
-
-
 @pytest.mark.parametrize("centres", [[0, 0, 5], [3, 3, 3, 20], [10, 11, 10, 12, 10]])
 def test_lloyd_refills_empty_clusters_as_sklearn(data, centres):
     """Repeated initial centres leave clusters empty: scikit-learn's Lloyd gives each the row
-    farthest from its centre, and so does the batched one."""
+    farthest from its centre, and so does the batched one. (scikit-learn's float32 distances
+    could settle a near-tie otherwise on another CPU: one problem of 20 may differ.)"""
     rows = data[0][:20]
     d2 = pairwise_sq_distances(torch.as_tensor(rows))
     own_dist, labels = d2[:, :, centres].min(2)  # (P, N)
@@ -153,9 +145,11 @@ def test_lloyd_refills_empty_clusters_as_sklearn(data, centres):
     got = _lloyd(d2, labels.unsqueeze(2), own_dist.unsqueeze(2), len(centres), 300, band)[:, :, 0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # duplicate initial centres
-        for p in range(20):
-            want = KMeans(len(centres), init=rows[p][centres], n_init=1, tol=0).fit(rows[p])
-            np.testing.assert_array_equal(got[p].numpy(), want.labels_)
+        want = [
+            KMeans(len(centres), init=rows[p][centres], n_init=1, tol=0).fit(rows[p]).labels_
+            for p in range(20)
+        ]
+    assert (got.numpy() == np.stack(want)).all(1).sum() >= 19
 
 
 # ---- the whole analysis against the reference ------------------------------------------------
@@ -191,7 +185,10 @@ def test_svm_matches_reference(reference, batched):
     assert np.nanmax(err[same]) < 1e-3
     err_b = np.abs(batched.intercept_ - reference.intercept_) / scale
     assert np.nanmax(err_b[same]) < 1e-3
-    np.testing.assert_array_equal(batched.svm_accuracy_[same], reference.svm_accuracy_[same])
+    # Two optima 1e-3 apart may put a row that lies on the boundary on either side: the
+    # accuracies agree on nearly every problem, and within one row on all.
+    diff = np.abs(batched.svm_accuracy_[same] - reference.svm_accuracy_[same])
+    assert (diff == 0).mean() >= 0.98 and diff.max() <= 1 / N_ROWS + 1e-12
 
 
 def test_notes_match_reference(reference, batched):
@@ -204,6 +201,79 @@ def test_more_initialisations_never_raise_inertia(data):
     four = fit_torch(rows, x, K_VALUES, n_init=4)
     assert (four.inertia_ <= one.inertia_ * (1 + 1e-12)).all()
     assert (four.inertia_ < one.inertia_ * (1 - 1e-6)).any()
+
+
+# ---- the sklearn backend is the seed's calls ---------------------------------------------------
+
+
+@pytest.mark.parametrize("random_state", [0, 1])
+def test_sklearn_backend_is_the_direct_calls(random_state):
+    """KMeans(random_state), silhouette_score, the first best k, LinearSVC(random_state): the
+    backend returns what the calls return, here (the same calls in the same process)."""
+    rng = np.random.default_rng(1)
+    rows = rng.dirichlet(np.ones(10), size=(4, 20)).astype(np.float32)
+    x = rng.choice([-1.0, 1.0], size=(4, 20, 5)).astype(np.float32)
+    ks = clip_k_values(2, 9, 20)
+    r = fit_sklearn(rows, x, ks, random_state=random_state)
+    for p in range(4):
+        scores = []
+        for j, k in enumerate(ks):
+            km = KMeans(n_clusters=int(k), random_state=random_state, n_init="auto").fit(rows[p])
+            scores.append(silhouette_score(rows[p], km.labels_))
+            assert r.silhouette_[p, j] == pytest.approx(scores[-1], abs=1e-12)
+            assert r.inertia_[p, j] == pytest.approx(km.inertia_, rel=1e-9)
+        k_best = ks[int(np.argmax(scores))]
+        assert r.best_k_[p] == k_best
+        km = KMeans(n_clusters=int(k_best), random_state=random_state, n_init="auto").fit(rows[p])
+        np.testing.assert_array_equal(r.labels_[p], km.labels_)
+        svm = LinearSVC(multi_class="ovr", random_state=random_state).fit(x[p], km.labels_)
+        n = svm.coef_.shape[0]
+        assert r.n_coef_rows_[p] == n == (1 if k_best == 2 else k_best)
+        np.testing.assert_allclose(r.coef_[p, :n], svm.coef_)
+        np.testing.assert_allclose(r.intercept_[p, :n], svm.intercept_)
+        assert r.svm_accuracy_[p] == pytest.approx(svm.score(x[p], km.labels_))
+
+
+def test_random_state_changes_the_sklearn_clusterings(data):
+    rows, x = data[0][:20], data[1][:20]
+    zero, one = fit_sklearn(rows, x, K_VALUES), fit_sklearn(rows, x, K_VALUES, random_state=1)
+    assert not (zero.labels_ == one.labels_).all()
+    again = get_backend("sklearn", random_state=1)(rows, x, K_VALUES)
+    np.testing.assert_array_equal(again.labels_, one.labels_)
+
+
+@pytest.mark.parametrize("random_state", [0, 1, 7])
+def test_torch_kmeans_plusplus_draws_as_sklearn(data, random_state):
+    """The first initialisation's centres are those of scikit-learn's k-means++ with the same
+    random_state (from float64 rows; a near-tie between two candidates may go either way)."""
+    rows = data[0][:30]
+    d2 = pairwise_sq_distances(torch.as_tensor(rows))
+    band = TIE_RTOL * d2.flatten(1).amax(1)
+    same = []
+    for k in (2, 5, 9):
+        gen = torch.Generator().manual_seed(0)
+        centres, _ = _kmeans_plusplus(d2, k, 1, gen, random_state, band)
+        for p in range(len(rows)):
+            _, want = kmeans_plusplus(rows[p].astype(np.float64), k, random_state=random_state)
+            same.append(centres[p, 0].tolist() == want.tolist())
+    assert np.mean(same) >= 0.95
+
+
+def test_torch_random_state_is_honoured(data):
+    rows, x = data[0][:50], data[1][:50]
+    zero, one = fit_torch(rows, x, K_VALUES), fit_torch(rows, x, K_VALUES, random_state=1)
+    assert not (zero.labels_ == one.labels_).all()
+    reference = fit_sklearn(rows, x, K_VALUES, random_state=1)
+    assert (one.labels_ == reference.labels_).all(1).mean() >= 0.96
+    again = get_backend("torch", random_state=1)(rows, x, K_VALUES)
+    np.testing.assert_array_equal(again.labels_, one.labels_)
+
+
+def test_unknown_backend_and_device():
+    with pytest.raises(ConfigError, match="unknown backend 'scipy'; known: sklearn, torch"):
+        get_backend("scipy")
+    with pytest.raises(ConfigError, match="cpu only.*'cuda'"):
+        get_backend("sklearn", device="cuda")
 
 
 # ---- degenerate problems ---------------------------------------------------------------------
@@ -226,6 +296,40 @@ def test_degenerate_rows_as_reference(data):
     np.testing.assert_array_equal(got.labels_, want.labels_)
 
 
+def test_constant_rows():
+    rows = np.full((1, 10, 8), 1 / 8, dtype=np.float32)
+    x = np.ones((1, 10, 4), dtype=np.float32)
+    for fit in (fit_sklearn, fit_torch):
+        r = fit(rows, x, clip_k_values(2, 9, 10))
+        assert r.best_k_[0] == 1 and NOTE_CONSTANT_ROWS in r.notes_[0]
+        assert np.isnan(r.silhouette_).all() and r.n_coef_rows_[0] == 0
+
+
+def test_k_above_distinct_rows_is_skipped_and_noted():
+    base = np.eye(3, 8, dtype=np.float32)
+    rows = base[np.arange(12) % 3][None]  # 3 distinct rows
+    x = np.random.default_rng(0).choice([-1.0, 1.0], size=(1, 12, 4)).astype(np.float32)
+    ks = clip_k_values(2, 9, 12)
+    for fit in (fit_sklearn, fit_torch):
+        r = fit(rows, x, ks)
+        assert NOTE_K_ABOVE_DISTINCT in r.notes_[0]
+        assert np.isnan(r.silhouette_[0, ks > 3]).all()
+        assert not np.isnan(r.silhouette_[0, ks <= 3]).any()
+        assert r.best_k_[0] == 3
+
+
+def test_one_class_for_the_svm():
+    """Rows all equal: no clustering (constant rows) rather than a crash; a labelling with one
+    class would be noted one_class."""
+    r = fit_sklearn(
+        np.full((1, 4, 3), 1 / 3, dtype=np.float32),
+        np.ones((1, 4, 2), np.float32),
+        clip_k_values(2, 9, 4),
+    )
+    assert r.best_k_[0] == 1
+    assert NOTE_CONSTANT_ROWS in r.notes_[0] or NOTE_ONE_CLASS in r.notes_[0]
+
+
 def test_no_k_to_try(data):
     rows, x = data[0][:2, :2], data[1][:2, :2]
     got = fit_torch(rows, x, clip_k_values(2, 9, 2))
@@ -241,7 +345,7 @@ def test_reproducible_and_chunk_free_with_one_initialisation(data):
     a = fit_torch(rows, x, K_VALUES, n_init=3, chunk_size=8)
     b = fit_torch(rows, x, K_VALUES, n_init=3, chunk_size=8)
     np.testing.assert_array_equal(a.labels_, b.labels_)
-    np.testing.assert_array_equal(a.inertia_, b.inertia_)
+    np.testing.assert_allclose(a.inertia_, b.inertia_, rtol=1e-12)
     c = fit_torch(rows, x, K_VALUES, chunk_size=7)
     d = fit_torch(torch.as_tensor(rows), torch.as_tensor(x), K_VALUES)
     np.testing.assert_array_equal(c.labels_, d.labels_)
@@ -258,8 +362,8 @@ def test_rejects_mismatched_shapes(data):
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu(data, batched):
-    """The same analysis on the GPU; float32 sums in another order may settle a near-tie of two
-    candidate centres differently, so a few clusterings may differ."""
+    """The same analysis on the GPU: other kernels, other rounding, which the tie band absorbs;
+    the thresholds leave room for a near-tie that the GPU's sums settle otherwise."""
     got = fit_torch(*data, K_VALUES, device="cuda")
     same = (got.labels_ == batched.labels_).all(1)
     assert same.mean() >= 0.99
@@ -271,4 +375,4 @@ def test_cuda_matches_cpu(data, batched):
     again = fit_torch(*data, K_VALUES, device="cuda", n_init=3)
     repeat = fit_torch(*data, K_VALUES, device="cuda", n_init=3)
     np.testing.assert_array_equal(again.labels_, repeat.labels_)
-    np.testing.assert_array_equal(again.inertia_, repeat.inertia_)
+    np.testing.assert_allclose(again.inertia_, repeat.inertia_, rtol=1e-12)
