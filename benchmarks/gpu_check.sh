@@ -9,7 +9,7 @@ export PYTHONPATH=$PWD
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader
 python3 -c "import torch, sklearn; print('torch', torch.__version__, 'sklearn', sklearn.__version__)"
 echo "== GPU tests"
-python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_torch_backend.py 2>&1 | tail -3
+python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_backends.py 2>&1 | tail -3
 echo "== backends benchmark"
 python3 benchmarks/bench_backends.py --device cuda --sklearn-problems 50 --problems 500
 echo "== end to end: extract 1000 samples of the default model, analyse on the GPU"

@@ -381,11 +381,11 @@ def test_cli_analyze_prints_the_id_last(tiny_store, tmp_path):
     aid = res.stdout.strip().splitlines()[-1]
     assert aid in Store(store).keys("analysis")
     bad = CliRunner().invoke(cli, ["analyze", "--store", str(store), "--run", "nope"])
-    assert bad.exit_code == 1 and run_id in bad.output and "Traceback" not in bad.output
+    assert bad.exit_code != 0 and run_id in bad.output and "Traceback" not in bad.output
     bad = CliRunner().invoke(
         cli, ["analyze", "--store", str(store), "--k-min", "5", "--k-max", "3"]
     )
-    assert bad.exit_code == 1 and "5..3" in bad.output
+    assert bad.exit_code != 0 and "5..3" in bad.output
 
 
 def test_tiny_prompts_are_analysed_or_refused_clearly(tiny_checkpoint, tmp_path):

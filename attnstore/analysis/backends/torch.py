@@ -122,8 +122,7 @@ def _fit_torch(
     gen.manual_seed(random_state)
 
     r = empty_result(k_values, P, N, x.shape[2])
-    n_classes = np.zeros(P, dtype=np.int64)
-    converged = np.ones(P, dtype=bool)
+    decided = {"n_classes": np.zeros(P, dtype=np.int64), "converged": np.ones(P, dtype=bool)}
     for start in range(0, P, chunk_size):
         part = slice(start, min(start + chunk_size, P))
         out = _fit_chunk(
@@ -135,20 +134,10 @@ def _fit_torch(
             n_init,
             max_iter,
         )
-        r.silhouette_[part], r.inertia_[part], r.labels_[part] = (
-            out["sil"],
-            out["inertia"],
-            out["labels"],
-        )
-        r.coef_[part], r.intercept_[part], r.n_coef_rows_[part] = (
-            out["coef"],
-            out["intercept"],
-            out["n_coef"],
-        )
-        r.svm_accuracy_[part], r.n_distinct_rows_[part] = out["acc"], out["n_distinct"]
-        n_classes[part], converged[part] = out["n_classes"], out["converged"]
+        for name, value in out.items():  # result arrays by their field names, and two more
+            (decided[name] if name in decided else getattr(r, name))[part] = value
     r.best_k_ = best_k(k_values, r.silhouette_)
-    r.notes_ = problem_notes(k_values, r.n_distinct_rows_, r.best_k_, n_classes, converged)
+    r.notes_ = problem_notes(k_values, r.n_distinct_rows_, r.best_k_, **decided)
     return r
 
 
@@ -197,14 +186,14 @@ def _fit_chunk(
     acc = svm_accuracy(x, labels, coef, intercept, n_coef)
     n_classes = present_classes(labels, max(n_coef_max, 2)).sum(1)
     return {
-        "sil": sil_np,
-        "inertia": inertia.cpu().numpy(),
-        "labels": labels.cpu().numpy(),
-        "coef": coef.cpu().numpy(),
-        "intercept": intercept.cpu().numpy(),
-        "n_coef": n_coef.cpu().numpy(),
-        "acc": acc.cpu().numpy(),
-        "n_distinct": n_distinct.cpu().numpy(),
+        "silhouette_": sil_np,
+        "inertia_": inertia.cpu().numpy(),
+        "labels_": labels.cpu().numpy(),
+        "coef_": coef.cpu().numpy(),
+        "intercept_": intercept.cpu().numpy(),
+        "n_coef_rows_": n_coef.cpu().numpy(),
+        "svm_accuracy_": acc.cpu().numpy(),
+        "n_distinct_rows_": n_distinct.cpu().numpy(),
         "n_classes": n_classes.cpu().numpy(),
         "converged": converged.cpu().numpy(),
     }

@@ -11,9 +11,9 @@ from row i to the mean of cluster S is ``mean_{l in S} D2[i, l] - sum_{l, m in S
 Everything runs in float64. Each choice (nearest centre, best candidate, farthest row, best
 initialisation) goes to the first index among values within the tie band of ``backends.base``
 (``TIE_RTOL`` times the problem's largest squared distance, times n_rows for sums over rows), so
-that rounding which differs between kernels does not change a label. In float32 a kernel's
-rounding (about 1e-7) is large enough to settle a near-tie either way in about one problem in a
-hundred, which is why the iterations are not run in float32.
+that rounding which differs between kernels does not change a label. The iterations are not run
+in float32: a float32 kernel's rounding (about 1e-7 of the values) is too coarse for a band to
+absorb without merging real differences.
 """
 
 from __future__ import annotations
