@@ -1,10 +1,21 @@
 """``connect()``: a DuckDB connection over a store, the layer that SQL reads.
 
-It holds one view per table of :mod:`attnstore.schema` (same names, committed rows only: a row
-shows only once its run or analysis is in the primary table), then the *shared views*: SQL that
-several named queries need (per-problem fits, literal hits, the latest analysis, ...), defined
-once in ``queries/views/*.sql`` and created here in the order of :data:`SHARED_VIEWS`, as dbt
-layers its models. Named queries (:mod:`attnstore.queries`) select from these views.
+It holds three layers, as dbt layers its models, each created in order and free to read the
+ones before it:
+
+1. one view per table of :mod:`attnstore.schema` (same names, committed rows only: a row shows
+   only once its run or analysis is in the primary table);
+2. the *shared macros* of :data:`SHARED_MACROS`: ``queries/macros/<name>.sql``, each file one
+   ``create macro <name>(...) as ...`` statement (a formula several queries need, such as the
+   adjusted Rand index of two labellings);
+3. the *shared views* of :data:`SHARED_VIEWS`: ``queries/views/<name>.sql``, each file one
+   ``select``, created as ``create view <name> as <select>`` in the order of the tuple (a view
+   may read the tables, the macros and the views before it).
+
+Named queries (:mod:`attnstore.queries`, ``queries/*.sql``) select from these views rather than
+copying their CTEs, so a column name means one thing in every query that outputs it. Each view
+file opens with the same header as a named query (what it holds, its grain, its columns) and
+takes no parameters. A test holds the two tuples to the files in the folders.
 """
 
 from __future__ import annotations
@@ -17,9 +28,23 @@ import pyarrow as pa
 from attnstore.schema import TABLES
 from attnstore.store import PRIMARY, Store, open_store
 
-# Shared views, each a file queries/views/<name>.sql holding one select; a view may read the
-# ones before it.
-SHARED_VIEWS: tuple[str, ...] = ("head_summary",)
+# Shared macros, each a file queries/macros/<name>.sql holding one `create macro <name>`
+# statement, created in this order before the views; a macro may call the ones before it.
+SHARED_MACROS: tuple[str, ...] = (
+    "same_pairs",  # pairs of items of a list that share a value
+    "adjusted_rand_index_of_codes",  # the index, from a list of coded label pairs
+    "adjusted_rand_index",  # an aggregate: the index of two labellings over a group's rows
+)
+# Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
+# a view may read the macros and the views before it.
+SHARED_VIEWS: tuple[str, ...] = (
+    "latest_analyses",  # every analysis, ranked newest first: "the latest" in SQL
+    "problem_fits",  # per problem: its fit, with its run, view and backend
+    "literal_hits",  # per problem: dominant literals against the target, and chance
+    "head_fits",  # per analysis x head x query kind: how the rows cluster
+    "head_literals",  # per analysis x head x query kind: literal precision, recall, chance
+    "head_summary",  # head_fits next to head_literals: every per-head metric
+)
 _DUCKDB_TYPES = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT"}
 
 
@@ -37,9 +62,14 @@ def view_sql(name: str) -> str:
     return (sql_dir() / "views" / f"{name}.sql").read_text()
 
 
+def macro_sql(name: str) -> str:
+    """The ``create macro`` statement of a shared macro, as written in its file."""
+    return (sql_dir() / "macros" / f"{name}.sql").read_text()
+
+
 def connect(store: str | Path | Store, verify: bool = True):
-    """A DuckDB connection with one view per table (same names), committed rows only, and the
-    shared views of ``queries/views``.
+    """A DuckDB connection with one view per table (same names), committed rows only, then the
+    shared macros of ``queries/macros`` and the shared views of ``queries/views``.
 
     With ``verify``, every file's footer is read first, so a corrupted file is named in a
     StoreError rather than surfacing in the middle of a query.
@@ -69,6 +99,8 @@ def connect(store: str | Path | Store, verify: bool = True):
                 f"create view {name} as select {cols} from {source} "
                 f"where {key} in (select {key} from {primary})"
             )
+    for name in SHARED_MACROS:
+        con.execute(macro_sql(name))
     for name in SHARED_VIEWS:
         con.execute(f"create view {name} as {view_sql(name)}")
     return con

@@ -5,7 +5,7 @@
 -- the clusters of every head at layer l + 1: a share of 1 means a cluster moves whole into
 -- one cluster above. Cluster numbers are arbitrary within a problem, so transitions are per
 -- sample (layer_transitions summarises them over samples). Reads one analysis: the latest of
--- the run with the given view.
+-- the run with the given view (latest_analyses).
 --
 -- Parameters:
 --   $run_id = latest_run     the run [default: the latest run in the store]
@@ -27,10 +27,9 @@
 with
 chosen as (
     select analysis_id,
-    from analyses
-    where run_id = $run_id and ($view is null or view = $view)
-    order by created_at desc, analysis_id desc
-    limit 1
+    from latest_analyses
+    where run_id = $run_id
+        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
 ),
 
 tokens as (

@@ -1,8 +1,8 @@
 -- compare_runs: two runs side by side, head by head: which heads changed.
 --
 -- Two checkpoints, two tasks, or two views of one run: each side is the latest analysis of
--- its run with the given view, summarised per head and query kind as in
--- heads_by_cluster_quality (quality: mean best silhouette, 0 where none). Heads rank by how
+-- its run with the given view (latest_analyses), its heads and query kinds as head_fits has
+-- them (quality: mean best silhouette, 0 where none). Heads rank by how
 -- much their quality changed (changed: by at least $min_delta). A head present in one run
 -- only (models of other shapes) has nulls on the other side and comes first.
 --
@@ -24,63 +24,23 @@
 --   mean_eta2_point_a, mean_eta2_point_b
 --   changed              |delta_quality| >= $min_delta, or the head is in one run only
 with
-analysis_a as (
-    select analysis_id,
-    from analyses
-    where run_id = $run_a and ($view_a is null or view = $view_a)
-    order by created_at desc, analysis_id desc
-    limit 1
-),
-
-analysis_b as (
-    select analysis_id,
-    from analyses
-    where run_id = $run_b and ($view_b is null or view = $view_b)
-    order by created_at desc, analysis_id desc
-    limit 1
-),
-
-problems as (
-    select 'a' as side, f.*,
-    from fits as f
-    join analysis_a using (analysis_id)
+chosen as (
+    select 'a' as side, analysis_id,
+    from latest_analyses
+    where run_id = $run_a
+        and (($view_a is null and latest_of_run) or (view = $view_a and latest_of_view))
     union all
-    select 'b' as side, f.*,
-    from fits as f
-    join analysis_b using (analysis_id)
+    select 'b' as side, analysis_id,
+    from latest_analyses
+    where run_id = $run_b
+        and (($view_b is null and latest_of_run) or (view = $view_b and latest_of_view))
 ),
 
-k_counts as (
-    select side, layer, head, query_kind, best_k, count(*) as n,
-    from problems
-    where best_k >= 2
-    group by all
-),
-
-modal as (
-    select side, layer, head, query_kind, best_k as modal_k, n as modal_n,
-    from k_counts
-    qualify row_number() over (
-        partition by side, layer, head, query_kind order by n desc, best_k
-    ) = 1
-),
-
-per_head as (
-    select
-        p.side,
-        p.layer,
-        p.head,
-        p.query_kind,
-        any_value(p.analysis_id) as analysis_id,
-        -- the analysis writes NaN where a problem has no clustering: read it as null
-        avg(coalesce(nullif(p.best_silhouette, 'nan'), 0)) as quality,
-        any_value(m.modal_k) as modal_k,
-        coalesce(any_value(m.modal_n), 0) / count(*) as modal_k_share,
-        avg(nullif(p.nmi_y, 'nan')) as mean_nmi_y,
-        avg(nullif(p.eta2_point, 'nan')) as mean_eta2_point,
-    from problems as p
-    left join modal as m using (side, layer, head, query_kind)
-    group by p.side, p.layer, p.head, p.query_kind
+per_head as materialized (
+    select c.side, h.*,
+    from head_fits as h
+    join chosen as c using (analysis_id)
+    where h.run_id in ($run_a, $run_b)  -- redundant, but pushed down: only these runs' fits
 ),
 
 side_a as (select * from per_head where side = 'a'),

@@ -3,7 +3,7 @@
 -- What a cluster holds: its points, how many of them are positive examples, and the
 -- literals that dominate it (sign + for x_j, - for not x_j, in rank order, * where the
 -- literal is in the sample's hidden function). Reads one analysis: the latest of the run with
--- the given view.
+-- the given view (latest_analyses).
 --
 -- Parameters:
 --   $run_id = latest_run     the run [default: the latest run in the store]
@@ -16,8 +16,8 @@
 -- Columns:
 --   analysis_id, layer, head, sample, query_kind,
 --   best_k               the k chosen for this problem
---   best_silhouette      its silhouette
---   svm_accuracy         training accuracy of the SVM from x to the clusters
+--   best_silhouette      its silhouette (null where not clustered)
+--   svm_accuracy         training accuracy of the SVM from x to the clusters (null: no SVM)
 --   cluster              the cluster label
 --   size                 query rows (points) in it
 --   positive_share       share of its points whose y is +1
@@ -27,18 +27,13 @@
 with
 chosen as (
     select analysis_id, run_id,
-    from analyses
-    where run_id = $run_id and ($view is null or view = $view)
-    order by created_at desc, analysis_id desc
-    limit 1
+    from latest_analyses
+    where run_id = $run_id
+        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
 ),
 
 problem as (
-    select
-        f.analysis_id,
-        f.best_k,
-        nullif(f.best_silhouette, 'nan') as best_silhouette,  -- NaN: no clustering
-        nullif(f.svm_accuracy, 'nan') as svm_accuracy,
+    select f.analysis_id, f.best_k, f.best_silhouette, f.svm_accuracy,
     from fits as f
     join chosen using (analysis_id)
     where f.layer = $layer and f.head = $head and f.sample = $sample

@@ -5,7 +5,7 @@
 -- counting 0 for a sample whose rows could not be clustered (constant rows), so a head that
 -- never varies ranks last; modal_k_share says how consistently one k is chosen. Raw rows
 -- often cluster by position alone: a high mean_eta2_point says so (view shared_keys avoids
--- it; see docs/analysis.md).
+-- it; see docs/analysis.md). Every column but rank is head_fits'.
 --
 -- Parameters:
 --   $run_id = latest_run     the run [default: the latest run in the store]
@@ -27,77 +27,16 @@
 --   mean_nmi_y           mean normalised mutual information of the clusters with y
 --   mean_eta2_point      mean share of the point index's variance the clusters explain
 with
-chosen as (
-    select analysis_id, view, backend,
-    from analyses
-    where run_id = $run_id and ($view is null or view = $view)
-),
-
-problems as (
-    select
-        f.analysis_id,
-        c.view,
-        c.backend,
-        f.layer,
-        f.head,
-        f.query_kind,
-        f.sample,
-        f.best_k,
-        -- the analysis writes NaN where a problem has no clustering: read it as null
-        nullif(f.best_silhouette, 'nan') as best_silhouette,
-        nullif(f.runner_up_silhouette, 'nan') as runner_up_silhouette,
-        nullif(f.nmi_y, 'nan') as nmi_y,
-        nullif(f.eta2_point, 'nan') as eta2_point,
-    from fits as f
-    join chosen as c using (analysis_id)
-    where $query_kind is null or f.query_kind = $query_kind
-),
-
-k_counts as (
-    select analysis_id, layer, head, query_kind, best_k, count(*) as n,
-    from problems
-    where best_k >= 2
-    group by all
-),
-
-modal as (
-    select analysis_id, layer, head, query_kind, best_k as modal_k, n as modal_n,
-    from k_counts
-    qualify row_number() over (
-        partition by analysis_id, layer, head, query_kind order by n desc, best_k
-    ) = 1
-),
-
-per_head as (
-    select
-        analysis_id,
-        any_value(view) as view,
-        any_value(backend) as backend,
-        layer,
-        head,
-        query_kind,
-        count(*) as n_samples,
-        avg(coalesce(best_silhouette, 0)) as quality,
-        avg(best_silhouette) as mean_silhouette,
-        avg((best_k >= 2)::int) as clustered_share,
-        avg(best_silhouette - runner_up_silhouette) as mean_margin,
-        avg(nmi_y) as mean_nmi_y,
-        avg(eta2_point) as mean_eta2_point,
-    from problems
-    group by analysis_id, layer, head, query_kind
-),
-
 ranked as (
     select
-        h.*,
-        m.modal_k,
-        coalesce(m.modal_n, 0) / h.n_samples as modal_k_share,
+        *,
         row_number() over (
-            partition by h.analysis_id
-            order by h.quality desc, modal_k_share desc, h.layer, h.head, h.query_kind
+            partition by analysis_id
+            order by quality desc, modal_k_share desc, layer, head, query_kind
         ) as rank,
-    from per_head as h
-    left join modal as m using (analysis_id, layer, head, query_kind)
+    from head_fits
+    where run_id = $run_id and ($view is null or view = $view)
+        and ($query_kind is null or query_kind = $query_kind)
 )
 
 select

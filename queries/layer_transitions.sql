@@ -1,10 +1,11 @@
 -- layer_transitions: which heads keep the partition of a head in the layer below.
 --
 -- For every head at layer l and every head at layer l + 1, the adjusted Rand index between
--- their clusterings of the same query rows (same sample, point and query kind), averaged
--- over samples: 1 when the head above splits the tokens exactly as the head below, 0 when
--- no more alike than chance. cluster_transitions shows the flows of one sample. Reads one
--- analysis: the latest of the run with the given view.
+-- their clusterings of the same query rows (same sample, point and query kind; the shared
+-- macro adjusted_rand_index), averaged over samples: 1 when the head above splits the tokens
+-- exactly as the head below, 0 when no more alike than chance. cluster_transitions shows the
+-- flows of one sample. Reads one analysis: the latest of the run with the given view
+-- (latest_analyses).
 --
 -- Parameters:
 --   $run_id = latest_run     the run [default: the latest run in the store]
@@ -22,10 +23,9 @@
 with
 chosen as (
     select analysis_id,
-    from analyses
-    where run_id = $run_id and ($view is null or view = $view)
-    order by created_at desc, analysis_id desc
-    limit 1
+    from latest_analyses
+    where run_id = $run_id
+        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
 ),
 
 tokens as (
@@ -35,72 +35,21 @@ tokens as (
     where c.query_kind = $query_kind
 ),
 
--- Adjusted Rand index from the contingency table of each (head pair, sample).
-cells as (
+-- the labels of the same points under a head and a head of the layer above, per sample
+agreement as (
     select
         lo.analysis_id,
         lo.layer,
         lo.head,
         hi.head as next_head,
         lo.sample,
-        lo.label as label_lo,
-        hi.label as label_hi,
-        lo.best_k = hi.best_k as same_k,
-        count(*) as n,
+        any_value(lo.best_k) = any_value(hi.best_k) as same_k,
+        adjusted_rand_index(lo.label, hi.label) as ari,
     from tokens as lo
     join tokens as hi
         on hi.analysis_id = lo.analysis_id and hi.sample = lo.sample and hi.point = lo.point
         and hi.layer = lo.layer + 1
-    group by all
-),
-
-pairs_both as (
-    select analysis_id, layer, head, next_head, sample,
-        bool_and(same_k) as same_k,
-        sum(n * (n - 1) / 2) as same_both,
-        sum(n) * (sum(n) - 1) / 2 as total,
-    from cells
-    group by all
-),
-
-pairs_lo as (
-    select analysis_id, layer, head, next_head, sample, sum(n * (n - 1) / 2) as same_lo,
-    from (
-        select analysis_id, layer, head, next_head, sample, label_lo, sum(n) as n,
-        from cells
-        group by all
-    )
-    group by all
-),
-
-pairs_hi as (
-    select analysis_id, layer, head, next_head, sample, sum(n * (n - 1) / 2) as same_hi,
-    from (
-        select analysis_id, layer, head, next_head, sample, label_hi, sum(n) as n,
-        from cells
-        group by all
-    )
-    group by all
-),
-
-ari as (
-    select
-        analysis_id,
-        layer,
-        head,
-        next_head,
-        sample,
-        same_k,
-        same_lo * same_hi / total as expected,
-        (same_lo + same_hi) / 2 as maximum,
-        -- identical trivial partitions (one cluster each, or all singletons) agree fully
-        case
-            when maximum = expected then 1.0
-            else (same_both - expected) / (maximum - expected)
-        end as ari,
-    from pairs_both
-    join pairs_lo using (analysis_id, layer, head, next_head, sample)
-    join pairs_hi using (analysis_id, layer, head, next_head, sample)
+    group by lo.analysis_id, lo.layer, lo.head, hi.head, lo.sample
 )
 
 select
@@ -113,6 +62,6 @@ select
     count(*) as n_samples,
     avg(ari) as mean_ari,
     avg(same_k::int) as same_k_share,
-from ari
+from agreement
 group by analysis_id, layer, head, next_head
 order by layer, head, next_head

@@ -2,7 +2,7 @@
 --
 -- The curve behind a head's choice of k: for every k tried, the silhouette averaged over
 -- samples and how often that k was the best. Reads one analysis: the latest of the run with
--- the given view.
+-- the given view (latest_analyses).
 --
 -- Parameters:
 --   $run_id = latest_run     the run [default: the latest run in the store]
@@ -22,10 +22,9 @@
 with
 chosen as (
     select analysis_id, view,
-    from analyses
-    where run_id = $run_id and ($view is null or view = $view)
-    order by created_at desc, analysis_id desc
-    limit 1
+    from latest_analyses
+    where run_id = $run_id
+        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
 ),
 
 curve as (
@@ -38,14 +37,7 @@ curve as (
         median(s.silhouette) as median_silhouette,
         stddev_samp(s.silhouette) as std_silhouette,
         avg(s.inertia) as mean_inertia,
-    from (
-        select
-            * replace (
-                nullif(silhouette, 'nan') as silhouette,
-                nullif(inertia, 'nan') as inertia
-            ),
-        from silhouette
-    ) as s
+    from silhouette as s  -- null where k was skipped (above the distinct rows)
     join chosen using (analysis_id)
     where s.layer = $layer and s.head = $head
         and ($query_kind is null or s.query_kind = $query_kind)

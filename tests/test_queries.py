@@ -590,7 +590,8 @@ def test_queries_ship_in_the_wheel(tmp_path, tiny_analysed_store):
 
 
 def test_no_clustering_reads_as_null_not_nan(synthetic):
-    """fits holds NaN where a sample could not be clustered; the means skip those samples."""
+    """The analysis stores null (not NaN) where a sample could not be clustered; the means
+    skip those samples."""
     path = synthetic[0]
     quality = query(path, "heads_by_cluster_quality", run_id="planted")
     partly = quality[(quality.clustered_share > 0) & (quality.clustered_share < 1)]

@@ -1,0 +1,393 @@
+"""The shared SQL layer of connect(): every view and macro file is listed and documented, a
+column name means one thing in every named query that outputs it, "the latest analysis" in
+SQL is Store.ids' order, ties included, and the formulas (adjusted Rand index, literal
+precision against chance) give the values their definitions give."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from attnstore.connection import SHARED_MACROS, SHARED_VIEWS, connect, sql_dir
+from attnstore.queries import Latest, Query, load_queries, query
+from attnstore.schema import TABLES
+from attnstore.store import Store
+from tests.test_queries import synthetic  # noqa: F401  (the planted store, as a fixture)
+
+# A row of these names, in any query's output, is one (analysis or run) x head x query kind.
+HEAD_GRAIN = {"analysis_id", "run_id", "layer", "head", "query_kind"}
+# Each ranking's own order: the one column that may differ between queries by design.
+OWN_ORDER = {"rank"}
+DUMMY = {"int": 0, "float": 0.0, "str": "x", "bool": False}
+
+
+def _files(folder: str) -> set[str]:
+    return {p.stem for p in (sql_dir() / folder).glob("*.sql")}
+
+
+def _header(path: Path) -> str:
+    return Query(path.stem, path, path.read_text()).header
+
+
+def _body(path: Path) -> str:
+    return re.sub(r"--[^\n]*", "", path.read_text())
+
+
+# --- the files -------------------------------------------------------------------------------
+
+
+def test_every_shared_file_is_listed_and_every_listed_name_has_a_file():
+    assert _files("views") == set(SHARED_VIEWS) and len(SHARED_VIEWS) == len(set(SHARED_VIEWS))
+    assert _files("macros") == set(SHARED_MACROS)
+    assert len(SHARED_MACROS) == len(set(SHARED_MACROS))
+    # a named query of a view's name shows that view, and only head_summary does
+    assert set(SHARED_VIEWS) & set(load_queries()) == {"head_summary"}
+
+
+def test_shared_files_are_documented_and_create_what_they_are_named(tmp_path):
+    Store(tmp_path / "empty", create=True)
+    con = connect(tmp_path / "empty")  # creates every macro and view, in order
+    macros = {
+        r[0]
+        for r in con.execute(
+            "select function_name from duckdb_functions() where function_type like '%macro' "
+            "and not internal"
+        ).fetchall()
+    }
+    assert macros == set(SHARED_MACROS)
+    for name in SHARED_MACROS:
+        path = sql_dir() / "macros" / f"{name}.sql"
+        assert _header(path).startswith(f"{name}: "), name
+        assert re.match(rf"\s*create macro {name}\(", _body(path)), name
+        for section in ("Arguments:", "Returns:"):
+            assert section in _header(path), (name, section)
+    views = {r[0] for r in con.execute("select view_name from duckdb_views()").fetchall()}
+    assert set(SHARED_VIEWS) <= views
+    for name in SHARED_VIEWS:
+        path = sql_dir() / "views" / f"{name}.sql"
+        header = _header(path)
+        assert header.startswith(f"{name}: "), name
+        for section in ("Parameters: none.", "Grain:", "Columns:"):
+            assert section in header, (name, section)
+        (statement,) = duckdb.extract_statements(path.read_text())
+        assert statement.type == duckdb.StatementType.SELECT, name
+        assert "$" not in _body(path), name  # a view takes no parameters
+        columns = [d[0] for d in con.execute(f"select * from {name} limit 0").description]
+        for column in columns:
+            assert re.search(rf"\b{column}\b", header), (name, column)
+    for path in sql_dir().glob("**/*.sql"):
+        assert all(len(line) <= 100 for line in path.read_text().splitlines()), path
+
+
+def test_the_analysis_writes_null_and_no_sql_reads_nan(tiny_analysed_store):
+    """The analysis stores null where a problem has no clustering or no SVM (never NaN), so no
+    query needs nullif(x, 'nan'), and no comment says it writes NaN."""
+    for path in sql_dir().glob("**/*.sql"):
+        text = path.read_text()
+        assert not re.search(r"'nan'|\bNaN\b", text, re.I), path
+    path = tiny_analysed_store[0]
+    con = connect(path)
+    for table, columns in {
+        "fits": ["best_silhouette", "runner_up_silhouette", "svm_accuracy", "nmi_y"],
+        "silhouette": ["silhouette", "inertia"],
+    }.items():
+        for column in columns:
+            nans = con.execute(f"select count(*) from {table} where isnan({column})").fetchall()
+            assert nans == [(0,)], (table, column)
+
+
+def _bind_values(q: Query, run_id: str | None) -> dict:
+    values = {}
+    for p in q.params:
+        if isinstance(p.default, Latest) or p.name.startswith("run"):
+            values[p.name] = run_id if run_id is not None else "none"
+        elif p.required:
+            values[p.name] = DUMMY[p.type]
+        else:
+            values[p.name] = p.default
+    return {n: values[n] for n in q.used_params}
+
+
+def test_every_named_query_binds_on_an_empty_store(tmp_path):
+    """Each query parses and binds against the tables and shared views (no rows needed)."""
+    Store(tmp_path / "empty", create=True)
+    con = connect(tmp_path / "empty")
+    for name, q in load_queries().items():
+        df = con.execute(q.sql, _bind_values(q, None) or None).df()
+        assert df.empty, name
+
+
+# --- one name, one value ---------------------------------------------------------------------
+
+
+def _grain(q: Query) -> set[str]:
+    line = next(ln for ln in q.header.splitlines() if ln.startswith("Grain:"))
+    return {c.strip() for c in line.removeprefix("Grain:").rstrip(".").split(",")}
+
+
+def _per_head_outputs(path) -> dict[str, pd.DataFrame]:
+    """Every named query whose rows are one (analysis or run) x layer x head x query kind,
+    run on every run of the store and, where query_kind is a parameter, on both kinds.
+    Parameters that several of these queries declare take one value: the first non-null
+    default among them (a name means one thing in parameters too)."""
+    store = Store(path)
+    queries = {
+        n: q
+        for n, q in load_queries().items()
+        if {"layer", "head"} <= _grain(q) <= HEAD_GRAIN
+        and re.search(r"\b(analysis_id|run_id)\b", q.header.split("Columns:")[1])
+    }
+    shared = {}
+    for q in queries.values():
+        for p in q.params:
+            if p.name not in ("run_id", "query_kind") and p.default is not None:
+                shared.setdefault(p.name, p.default)
+    out = {}
+    for name, q in queries.items():
+        declared = {p.name for p in q.params}
+        frames = []
+        for run_id in store.ids("run") if "run_id" in declared else [None]:
+            for kind in ("x", "y") if "query_kind" in declared else [None]:
+                params = {k: v for k, v in shared.items() if k in declared}
+                params |= {"run_id": run_id} if run_id else {}
+                params |= {"query_kind": kind} if kind else {}
+                frames.append(query(path, name, **params))
+        df = pd.concat(frames, ignore_index=True).drop_duplicates(
+            subset=[c for c in frames[0].columns if c in HEAD_GRAIN]
+        )
+        if {"layer", "head", "query_kind"} <= set(df.columns):
+            out[name] = df
+    return out
+
+
+def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
+    both_null = a.isna().to_numpy() & b.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+        x, y = a.to_numpy(float), b.to_numpy(float)
+        return both_null | np.isclose(x, y, rtol=1e-9, atol=1e-12)
+    return both_null | (a.astype(str).to_numpy() == b.astype(str).to_numpy())
+
+
+@pytest.mark.parametrize("store", ["tiny_analysed_store", "synthetic"])
+def test_a_column_name_means_one_value_for_one_head(request, store):
+    """Join the outputs of every per-head named query on their grain; every column name two
+    of them share (rank aside) holds the same value for the same head."""
+    path = request.getfixturevalue(store)[0]
+    outputs = _per_head_outputs(path)
+    assert {"head_summary", "heads_by_cluster_quality", "heads_by_literals"} <= set(outputs)
+    assert {"head_patterns", "heads_by_label_routing"} <= set(outputs)
+    runs = connect(path).execute("select analysis_id, run_id from analyses").df()
+    compared = set()
+    names = sorted(outputs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            left, right = outputs[a], outputs[b]
+            ids = [c for c in ("analysis_id", "run_id") if c in left and c in right]
+            if not ids:  # one per analysis, one per run: the run of each analysis
+                left = left.merge(runs, on="analysis_id") if "run_id" not in left else left
+                right = right.merge(runs, on="analysis_id") if "run_id" not in right else right
+                ids = ["run_id"]
+            keys = [*ids, "layer", "head", "query_kind"]
+            shared = (set(left.columns) & set(right.columns)) - set(keys) - OWN_ORDER
+            joined = left.merge(right, on=keys, suffixes=("_a", "_b"))
+            if not shared:
+                continue
+            assert len(joined) > 0, (a, b)
+            for column in sorted(shared):
+                same = _same(joined[f"{column}_a"], joined[f"{column}_b"])
+                bad = joined.loc[~same, [*keys, f"{column}_a", f"{column}_b"]]
+                assert same.all(), f"{column}: {a} vs {b}\n{bad.head()}"
+                compared.add((a, b, column))
+    # the issue's case, and the ones the shared views now define once
+    for pair, column in [
+        (("head_summary", "heads_by_literals"), "chance_precision"),
+        (("head_summary", "heads_by_literals"), "precision_lift"),
+        (("head_summary", "heads_by_literals"), "literal_recall"),
+        (("head_summary", "heads_by_cluster_quality"), "modal_k_share"),
+        (("head_patterns", "heads_by_label_routing"), "mean_mass_y"),
+    ]:
+        assert (*pair, column) in compared, (pair, column)
+
+
+def test_compare_runs_and_xy_difference_read_head_fits(synthetic):  # noqa: F811
+    """The suffixed columns are head_fits' columns of each side or kind."""
+    path = synthetic[0]
+    fits = query(path, "head_summary").set_index(["analysis_id", "layer", "head", "query_kind"])
+    diff = query(path, "compare_runs")
+    for row in diff.itertuples():
+        for side in ("a", "b"):
+            h = fits.loc[(getattr(row, f"analysis_{side}"), row.layer, row.head, row.query_kind)]
+            for column in ("quality", "modal_k_share", "mean_nmi_y", "mean_eta2_point"):
+                assert _same(pd.Series([getattr(row, f"{column}_{side}")]), pd.Series([h[column]]))
+    xy = query(path, "heads_by_xy_difference", run_id="planted")
+    for row in xy.itertuples():
+        for kind in ("x", "y"):
+            h = fits.loc[(row.analysis_id, row.layer, row.head, kind)]
+            assert getattr(row, f"quality_{kind}") == pytest.approx(h.quality)
+            assert _same(pd.Series([getattr(row, f"modal_k_{kind}")]), pd.Series([h.modal_k]))
+
+
+# --- definitions -----------------------------------------------------------------------------
+
+
+def test_literal_precision_recall_and_chance_follow_their_definition(tiny_analysed_store):
+    """head_literals against a pandas recomputation from the stored tables: precision pooled
+    over samples, chance as the same ratio for as many random literals, recall per sample."""
+    path, run_id, ids = tiny_analysed_store
+    s = Store(path)
+    n_literals = 2 * s.run(run_id)["n_dims"]
+    functions = s.df("functions", run_id=run_id)
+    target = functions[functions.weight != 0].drop_duplicates(["sample", "literal", "sign"])
+    n_target = target.groupby("sample").size()
+    problem = ["layer", "head", "sample", "query_kind"]
+    got = query(path, "head_summary").set_index(["analysis_id", "layer", "head", "query_kind"])
+    for analysis_id in ids.values():
+        fits = s.df("fits", analysis_id=analysis_id)[problem]
+        dom = s.df("dominant_literals", analysis_id=analysis_id)
+        dom = dom[dom.is_dominant].groupby([*problem, "literal", "sign"]).in_target.any()
+        per = (
+            dom.groupby(problem)
+            .agg(["size", "sum"])
+            .rename(columns={"size": "n_dominant", "sum": "n_hits"})
+        )
+        per = fits.merge(per.reset_index(), on=problem, how="left").fillna(0)
+        per["n_target"] = per["sample"].map(n_target).fillna(0)
+        per["expected"] = per.n_dominant * per.n_target / n_literals
+        has_target = per.n_target > 0
+        per["recall"] = np.where(has_target, per.n_hits / per.n_target.where(has_target), np.nan)
+        per["chance_recall"] = np.where(has_target, per.n_dominant / n_literals, np.nan)
+        for (layer, head, kind), g in per.groupby(["layer", "head", "query_kind"]):
+            row = got.loc[(analysis_id, layer, head, kind)]
+            if g.n_dominant.sum() == 0:
+                assert np.isnan(row.literal_precision) and np.isnan(row.chance_precision)
+                continue
+            precision = g.n_hits.sum() / g.n_dominant.sum()
+            chance = g.expected.sum() / g.n_dominant.sum()
+            assert row.literal_precision == pytest.approx(precision)
+            assert row.chance_precision == pytest.approx(chance)
+            assert row.precision_lift == pytest.approx(g.n_hits.sum() / g.expected.sum())
+            assert row.literal_recall == pytest.approx(g.recall.mean())
+            assert row.chance_recall == pytest.approx(g.chance_recall.mean())
+            assert row.mean_dominant == pytest.approx(g.n_dominant.mean())
+
+
+def test_adjusted_rand_index_equals_scikit_learn(tmp_path):
+    Store(tmp_path / "empty", create=True)
+    con = connect(tmp_path / "empty")
+    rng = np.random.default_rng(0)
+    cases = [
+        ([0, 0, 1, 1], [1, 1, 0, 0]),  # the same partition, renamed
+        ([0, 0, 0], [0, 0, 0]),  # one cluster each
+        ([0, 1, 2], [2, 0, 1]),  # all singletons each
+        ([0, 0, 0, 0], [0, 1, 2, 3]),
+        ([0, 1, 1], [0, 0, 1]),
+    ]
+    for n in (2, 5, 20, 40):
+        for k in (1, 2, 3, 9):
+            cases.append((list(rng.integers(0, k, n)), list(rng.integers(0, 3, n))))
+    table = pa.table(
+        {
+            "g": np.concatenate([np.full(len(la), g) for g, (la, _) in enumerate(cases)]),
+            "a": np.concatenate([la for la, _ in cases]),
+            "b": np.concatenate([lb for _, lb in cases]),
+        }
+    )
+    con.register("items", table)
+    got = dict(con.execute("select g, adjusted_rand_index(a, b) from items group by g").fetchall())
+    for g, (la, lb) in enumerate(cases):
+        assert got[g] == pytest.approx(adjusted_rand_score(la, lb), abs=1e-12), (la, lb)
+    one = con.execute("select adjusted_rand_index(a, b) from (select 1 as a, 2 as b)").fetchall()
+    assert one == [(None,)]  # fewer than two items: no pairs to compare
+    assert con.execute("select same_pairs([0, 0, 1, 1, 1])").fetchall() == [(4,)]
+
+
+# --- the latest analysis ---------------------------------------------------------------------
+
+
+def _clone_analysis(store: Store, source: str, new_id: str, created_at: datetime) -> None:
+    """Copy an analysis under another id and creation time (the same results)."""
+    with store.transaction("analysis", new_id) as txn:
+        for name, t in TABLES.items():
+            if t.level != "analysis":
+                continue
+            data = store.read(name, analysis_id=source).drop_columns(["analysis_id"])
+            if name == "analyses":
+                data = data.set_column(
+                    data.schema.get_field_index("created_at"),
+                    "created_at",
+                    pa.array([created_at], t.schema.field("created_at").type),
+                )
+            txn.write(name, data)
+
+
+@pytest.fixture(scope="module")
+def tied_store(tiny_analysed_store, tmp_path_factory):
+    """The tiny store with four more analyses: two of view raw and one of view shared_keys
+    made at one instant T, the newest (ties broken by the greater id), and one with the
+    greatest id but the oldest time."""
+    src, run_id, ids = tiny_analysed_store
+    path = tmp_path_factory.mktemp("tied") / "store"
+    shutil.copytree(src, path)
+    store = Store(path)
+    t = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    _clone_analysis(store, ids["raw"], "tie_raw_b", t)
+    _clone_analysis(store, ids["raw"], "tie_raw_a", t)
+    _clone_analysis(store, ids["shared_keys"], "tie_shared", t)
+    _clone_analysis(store, ids["shared_keys"], "zzz_oldest", t - timedelta(days=365 * 200))
+    return path, run_id
+
+
+def test_latest_analyses_orders_as_store_ids(tied_store):
+    path, run_id = tied_store
+    store = Store(path)
+    con = connect(path)
+    by_run = con.execute(
+        "select analysis_id from latest_analyses where run_id = $r order by run_recency",
+        {"r": run_id},
+    ).fetchall()
+    assert [r[0] for r in by_run] == store.ids("analysis", run_id=run_id)
+    assert store.ids("analysis", run_id=run_id)[0] == "tie_shared"  # greatest id at T
+    for view in ("raw", "shared_keys"):
+        by_view = con.execute(
+            "select analysis_id from latest_analyses where run_id = $r and view = $v "
+            "order by view_recency",
+            {"r": run_id, "v": view},
+        ).fetchall()
+        assert [r[0] for r in by_view] == store.ids("analysis", run_id=run_id, view=view)
+    flags = con.execute(
+        "select analysis_id, latest_of_run, latest_of_view from latest_analyses order by all"
+    ).fetchall()
+    latest = {a for a, of_run, _ in flags if of_run}
+    assert latest == {"tie_shared"}
+    assert {a for a, _, of_view in flags if of_view} == {"tie_raw_b", "tie_shared"}
+
+
+@pytest.mark.parametrize("view", [None, "raw", "shared_keys"])
+def test_one_analysis_queries_read_the_analysis_store_picks(tied_store, view):
+    """Every named query that reads latest_analyses outputs Store.analysis's pick only."""
+    path, run_id = tied_store
+    expected = Store(path).analysis(run_id=run_id, view=view)["analysis_id"]
+    readers = {n: q for n, q in load_queries().items() if "latest_analyses" in q.reads}
+    assert {"silhouette_curve", "head_clusters", "compare_runs", "layer_transitions"} <= set(
+        readers
+    )
+    for name, q in readers.items():
+        params = {p.name: 0 for p in q.params if p.required}
+        for p in q.params:
+            if p.name.startswith("run"):
+                params[p.name] = run_id
+            elif p.name.startswith("view"):
+                params[p.name] = view
+        df = query(path, name, **params)
+        assert len(df) > 0, name
+        picked = {v for c in df.columns if c.startswith("analysis") for v in df[c]}
+        assert picked == {expected}, (name, view, picked)
