@@ -4,7 +4,7 @@
     python benchmarks/bench_queries.py --store /tmp/bench   # builds it there, or reuses it
     python benchmarks/bench_queries.py --samples 200 --backend sklearn
 
-    git archive HEAD~3 queries | tar -x -C /tmp/old          # an older query library ...
+    mkdir /tmp/old && git archive HEAD~3 queries | tar -x -C /tmp/old   # an older library ...
     python benchmarks/bench_queries.py --baseline /tmp/old/queries   # ... timed against this one
 
 The store holds one extraction of the bundled model (``extract(store, samples=N)``) and one
