@@ -16,14 +16,21 @@ Named queries (:mod:`attnstore.queries`, ``queries/*.sql``) select from these vi
 copying their CTEs, so a column name means one thing in every query that outputs it. Each view
 file opens with the same header as a named query (what it holds, its grain, its columns) and
 takes no parameters. A test holds the two tuples to the files in the folders.
+
+**The engine cannot touch files.** The tables are not read by DuckDB's ``read_parquet`` but
+handed to it as pyarrow datasets (:meth:`attnstore.store.Store.dataset`): the store lists its
+own files, so a store path holding ``[ab]`` or ``?`` is never read as a glob, and partition keys
+come only from the folders below each table, never from a parent folder named ``layer=7``.
+Then, before any SQL of a query or a user runs, ``enable_external_access`` is switched off and
+the configuration locked: no statement on the connection, however wrapped (``EXPLAIN ANALYZE
+COPY ... TO``, ``read_csv('/etc/passwd')``, ``glob``, ``ATTACH``, ``INSTALL``), can read or write
+a file, and none can switch that back on.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-
-import pyarrow as pa
 
 from attnstore.schema import TABLES
 from attnstore.store import PRIMARY, Store, open_store
@@ -45,7 +52,6 @@ SHARED_VIEWS: tuple[str, ...] = (
     "head_literals",  # per analysis x head x query kind: literal precision, recall, chance
     "head_summary",  # head_fits next to head_literals: every per-head metric
 )
-_DUCKDB_TYPES = {pa.string(): "VARCHAR", pa.int16(): "SMALLINT"}
 
 
 def sql_dir() -> Path:
@@ -79,32 +85,23 @@ def connect(store: str | Path | Store, verify: bool = True):
     s = open_store(store)
     if verify:
         s.verify()
-    con = duckdb.connect()
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
     for name, t in TABLES.items():
         key = t.partition[0][0]
         primary = PRIMARY[t.level]
-        if s.files(name):
-            glob = _sql_str(str(s.path / name) + "/**/*.parquet")
-            types = ", ".join(f"'{k}': {_DUCKDB_TYPES[ty]}" for k, ty in t.partition)
-            source = f"read_parquet({glob}, hive_partitioning = true, hive_types = {{{types}}})"
-        else:
-            empty = pa.schema([pa.field(k, ty) for k, ty in t.partition] + list(t.schema))
-            con.register(f"__empty_{name}", empty.empty_table())
-            source = f"__empty_{name}"
+        con.register(f"__{name}_files", s.dataset(name))
         cols = ", ".join(f'"{c}"' for c in t.columns)
+        source = f"select {cols} from __{name}_files"
         if name == primary:
-            con.execute(f"create view {name} as select {cols} from {source}")
+            con.execute(f"create view {name} as {source}")
         else:
             con.execute(
-                f"create view {name} as select {cols} from {source} "
-                f"where {key} in (select {key} from {primary})"
+                f"create view {name} as {source} where {key} in (select {key} from {primary})"
             )
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
     for name in SHARED_VIEWS:
         con.execute(f"create view {name} as {view_sql(name)}")
+    con.execute("set enable_external_access = false")
+    con.execute("set lock_configuration = true")
     return con
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from attnstore.connection import SHARED_VIEWS, connect, sql_dir
 from attnstore.errors import ConfigError, NotFoundError, QueryError, known
 from attnstore.schema import TABLES
-from attnstore.store import Store, open_store
+from attnstore.store import READ_ATTEMPTS, Store, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,8 +48,7 @@ TYPES = ("bool", "float", "int", "str")
 # What an analysis writes (its tables but the primary, and the shared views over them): a query
 # reading one needs an analysis of its run.
 ANALYSIS_RESULTS = frozenset(
-    {n for n, t in TABLES.items() if t.level == "analysis" and n != "analyses"}
-    | set(SHARED_VIEWS)
+    {n for n, t in TABLES.items() if t.level == "analysis" and n != "analyses"} | set(SHARED_VIEWS)
 )
 _PARAM = re.compile(
     r"^\$(?P<name>[A-Za-z_]\w*)\s*(?::\s*(?P<type>\w+))?\s*(?:=\s*(?P<default>'[^']*'|\S+))?"
@@ -308,22 +308,35 @@ def run_query(
     values = q.bind(params or {})
     _check_read_only(q.sql, f"query '{name}' ({q.path})")
     s = open_store(store)
-    con = connect(s)
-    try:
-        values = _resolve(con, s, q, values)
-        return _execute(con, q.sql, {n: values[n] for n in q.used_params}, f"query '{name}'")
-    finally:
-        con.close()
+
+    def run(con):
+        bound = _resolve(con, s, q, values)
+        return _execute(con, q.sql, {n: bound[n] for n in q.used_params}, f"query '{name}'")
+
+    return _on_fresh_files(s, run)
 
 
 def sql(store: str | Path | Store, text: str) -> pd.DataFrame:
     """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame."""
     _check_read_only(text, "SQL")
-    con = connect(open_store(store))
-    try:
-        return _execute(con, text, None, "SQL")
-    finally:
-        con.close()
+    return _on_fresh_files(open_store(store), lambda con: _execute(con, text, None, "SQL"))
+
+
+def _on_fresh_files(s: Store, run: Callable[[Any], pd.DataFrame]) -> pd.DataFrame:
+    """``run(con)`` on a new connection; again on a newer one if a commit (an ``--overwrite``)
+    replaced the store's files between listing and reading them, so that a reader sees the
+    old version or the new one, never an error."""
+    for attempt in range(READ_ATTEMPTS):
+        con = connect(s)
+        try:
+            return run(con)
+        except QueryError as e:
+            vanished = "No such file or directory" in str(e.__cause__)
+            if not vanished or attempt == READ_ATTEMPTS - 1:
+                raise
+        finally:
+            con.close()
+    raise AssertionError("unreachable")
 
 
 def _resolve(con, s: Store, q: Query, values: dict[str, Any]) -> dict[str, Any]:

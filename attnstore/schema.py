@@ -47,6 +47,11 @@ class Table:
         return self.partition[0][0].removesuffix("_id")
 
     @property
+    def full_schema(self) -> pa.Schema:
+        """Partition keys first, then the columns in the files: the table as readers see it."""
+        return pa.schema([pa.field(k, ty) for k, ty in self.partition] + list(self.schema))
+
+    @property
     def columns(self) -> list[str]:
         return [k for k, _ in self.partition] + self.schema.names
 

@@ -291,37 +291,25 @@ class Store:
         """One table as Arrow, committed rows only: ``columns`` to read, ``where`` a pyarrow
         compute expression, and ``column=value`` equality filters."""
         import pyarrow.compute as pc
-        import pyarrow.dataset as ds
 
         t = TABLES.get(name)
         if t is None:
             raise NotFoundError(f"unknown table '{name}'; known: {known(sorted(TABLES))}")
-        schema = pa.schema([pa.field(k, ty) for k, ty in t.partition] + list(t.schema))
+        schema = t.full_schema
         for col in [*filters, *(columns or [])]:
             if col not in schema.names:
                 raise NotFoundError(
                     f"table {name} has no column '{col}'; known: {known(schema.names)}"
                 )
         key = t.partition[0][0]
-        expr = pc.field(key).isin(self.keys(t.level))
+        expr = pc.field(key).isin(pa.array(self.keys(t.level), pa.string()))
         for col, value in filters.items():
             expr = expr & (pc.field(col) == value)
         if where is not None:
             expr = expr & where
         for attempt in range(READ_ATTEMPTS):
-            files = self.files(name)
-            if not files:
-                return schema.empty_table().select(columns or schema.names)
-            part = ds.partitioning(pa.schema(list(t.partition)), flavor="hive")
-            data = ds.dataset(
-                [str(f) for f in files],
-                partitioning=part,
-                partition_base_dir=str(self.path / name),
-                schema=schema,
-                filesystem=self.fs.arrow(),
-            )
             try:
-                return data.to_table(columns=columns, filter=expr)
+                return self.dataset(name).to_table(columns=columns, filter=expr)
             except FileNotFoundError:
                 # A commit (an --overwrite) replaced files between listing and reading:
                 # list again; the old version or the new one is read, never an error.
@@ -329,6 +317,22 @@ class Store:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def dataset(self, name: str):
+        """A pyarrow dataset of a table's files as they are now (committed or not: filter on
+        the primary table's ids). The partition keys come from the folder names *below* the
+        table's own folder, never from the path above the store, and the store's path is
+        never read as a glob pattern."""
+        import pyarrow.dataset as ds
+
+        t = TABLES[name]
+        return ds.dataset(
+            [str(f) for f in self.files(name)],
+            partitioning=ds.partitioning(pa.schema(list(t.partition)), flavor="hive"),
+            partition_base_dir=str(self.path / name),
+            schema=t.full_schema,
+            filesystem=self.fs.arrow(),
+        )
 
     def df(self, name: str, columns: list[str] | None = None, where: Any = None, **filters: Any):
         """:meth:`read` as a pandas DataFrame."""

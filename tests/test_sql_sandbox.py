@@ -1,0 +1,152 @@
+"""The SQL engine cannot touch files: "read-only" statements that write, reads outside the
+store, and store paths that look like glob patterns or Hive partitions."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from attnstore.cli import cli
+from attnstore.connection import connect
+from attnstore.errors import QueryError
+from attnstore.queries import query, sql
+from tests.conftest import TINY, TINY_SAMPLES
+
+
+def _snapshot(path):
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.relative_to(path).parts[0] != ".locks"
+    }
+
+
+@pytest.fixture
+def store(tiny_store, tmp_path):
+    src, run_id = tiny_store
+    path = tmp_path / "store"
+    shutil.copytree(src, path)
+    return path, run_id
+
+
+def attacks(path, run_id):
+    part = path / "attention" / f"run_id={run_id}" / "layer=0" / "part-0.parquet"
+    return [
+        "EXPLAIN ANALYZE COPY (select 'deadbeefdeadbeef' as run_id, * exclude (run_id) from runs)"
+        f" TO '{path}/runs' (FORMAT parquet, PARTITION_BY (run_id), OVERWRITE_OR_IGNORE)",
+        f"explain analyze copy (select * from attention limit 1) to '{part}' (format parquet)",
+        "select * from read_csv('/etc/passwd')",
+        "select * from glob('/root/**')",
+        f"select * from read_parquet('{part}')",
+        "select * from read_text('/etc/hostname')",
+    ]
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_statements_that_touch_files_fail_in_one_line(store, i):
+    path, run_id = store
+    before = _snapshot(path)
+    with pytest.raises(QueryError) as err:
+        sql(path, attacks(path, run_id)[i])
+    assert "\n" not in str(err.value)
+    assert _snapshot(path) == before
+
+
+def test_the_cli_refuses_them_with_one_line_and_leaves_the_store(store):
+    path, run_id = store
+    before = _snapshot(path)
+    for text in attacks(path, run_id):
+        out = CliRunner().invoke(cli, ["sql", "--store", str(path), text])
+        assert out.exit_code != 0 and "Traceback" not in out.output, out.output
+        assert len([line for line in out.output.splitlines() if line.strip()]) == 1, out.output
+    assert _snapshot(path) == before
+    assert len(sql(path, "select * from runs")) == 1
+
+
+def test_the_engine_cannot_be_unlocked(store):
+    path, _ = store
+    con = connect(path)
+    for text in (
+        "set enable_external_access = true",
+        "reset enable_external_access",
+        "set lock_configuration = false",
+        "attach '/tmp/other.db'",
+        "install httpfs",
+        "load httpfs",
+    ):
+        with pytest.raises(Exception, match="lock|disabled|Permission|Cannot"):
+            con.execute(text)
+
+
+def test_a_users_query_folder_cannot_write_but_can_read(store, tmp_path):
+    path, run_id = store
+    folder = tmp_path / "my_queries"
+    folder.mkdir()
+    (folder / "plant.sql").write_text(
+        "-- plant: an attack in a query file\n"
+        "explain analyze copy (select 'deadbeefdeadbeef' as run_id, * exclude (run_id) "
+        f"from runs) to '{path}/runs' (format parquet, partition_by (run_id), "
+        "overwrite_or_ignore)\n"
+    )
+    (folder / "mine.sql").write_text(
+        "-- mine: heads by mean entropy\n"
+        "select layer, head, avg(entropy) as entropy from attention group by all order by all\n"
+    )
+    before = _snapshot(path)
+    with pytest.raises(QueryError):
+        query(path, "plant", extra_dirs=[folder])
+    assert _snapshot(path) == before
+    df = query(path, "mine", extra_dirs=[folder])
+    assert len(df) == TINY["n_layers"] * TINY["n_heads"]
+
+
+def test_a_store_path_is_not_a_glob_pattern(tiny_store, tmp_path):
+    """A store in 'x[ab]' must not read the sibling store 'xa' (which '[ab]' would match)."""
+    src, _ = tiny_store
+    shutil.copytree(src, tmp_path / "x[ab]")
+    shutil.copytree(src, tmp_path / "xa")
+    for layer in (tmp_path / "xa" / "attention").glob("run_id=*/layer=1"):
+        shutil.rmtree(layer)  # the sibling differs: a glob reading it would count fewer rows
+    for odd in ("x[ab]", "x?"):
+        if odd != "x[ab]":
+            shutil.copytree(src, tmp_path / odd)
+        n = sql(tmp_path / odd, "select count(*) as n from attention").n[0]
+        assert n == TINY["n_layers"] * TINY["n_heads"] * TINY_SAMPLES * 2 * TINY["n_points"]
+        assert len(sql(tmp_path / odd, "select * from runs")) == 1
+
+
+@pytest.mark.parametrize("parent", ["layer=7", "run_id=x", "analysis_id=y"])
+def test_partition_keys_come_from_below_the_store(tiny_analysed_store, tmp_path, parent):
+    src, run_id, _ = tiny_analysed_store
+    path = tmp_path / parent / "store"
+    shutil.copytree(src, path)
+    layers = sql(path, "select distinct layer from attention order by layer").layer.tolist()
+    assert layers == list(range(TINY["n_layers"]))
+    assert sql(path, "select distinct run_id from attention").run_id.tolist() == [run_id]
+    assert len(sql(path, "select distinct analysis_id from fits")) == 2
+
+
+def test_a_reader_racing_an_overwrite_reads_again(store, monkeypatch):
+    """A file listed by the connection and replaced by a commit before DuckDB reads it: the
+    query runs again on a fresh listing instead of failing (simulated deterministically)."""
+    import attnstore.queries as queries
+
+    path, run_id = store
+    victim = next((path / "attention").glob("**/*.parquet"))
+    real_connect, calls = queries.connect, []
+
+    def racing_connect(s):
+        calls.append(1)
+        if len(calls) == 1:
+            con = real_connect(s)
+            victim.rename(victim.with_suffix(".away"))  # the commit's discard ...
+            return con
+        victim.with_suffix(".away").rename(victim)  # ... and its new file in place
+        return real_connect(s)
+
+    monkeypatch.setattr(queries, "connect", racing_connect)
+    n = sql(path, "select count(*) as n from attention").n[0]
+    assert len(calls) == 2
+    assert n == TINY["n_layers"] * TINY["n_heads"] * TINY_SAMPLES * 2 * TINY["n_points"]
