@@ -69,7 +69,7 @@ def test_eval_json(tiny_checkpoint):
 
 
 def _one_line_error(result, *needles):
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert "Traceback" not in result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
@@ -154,3 +154,18 @@ def test_unusable_device_is_named(tmp_path):
     _one_line_error(_run("eval", "--device", "cuda"), "'cuda'", "usable: cpu")
     _one_line_error(_run("extract", "--store", str(tmp_path / "s"), "--device", "tpu"), "'tpu'")
     assert not (tmp_path / "s").exists()
+
+
+def test_task_params_are_plain_values():
+    from attnstore.cli.options import parse_params
+
+    values = parse_params(("a=1e-3", "b=4", "c=true", "d=abc", "e='1'", "f=0.5"))
+    assert values == {"a": 0.001, "b": 4, "c": True, "d": "abc", "e": "1", "f": 0.5}
+    assert type(values["b"]) is int and type(values["a"]) is float
+
+
+@pytest.mark.parametrize("command", [(), ("query",), ("plot", "--help")], ids=" ".join)
+def test_a_group_without_arguments_still_prints_its_help(command):
+    result = _run(*command)
+    assert "Usage:" in result.output and "Commands:" in result.output, result.output
+    assert "Error" not in result.output

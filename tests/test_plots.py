@@ -264,7 +264,7 @@ def test_manifest_errors(tiny_analysed_store, tmp_path):
         plots.plot_manifest(None, manifest)
     assert not (tmp_path / "figs").exists()  # nothing written
     result = _run("plot", "--manifest", manifest)
-    assert result.exit_code == 1 and "samples 0..11" in result.output
+    assert result.exit_code == 2 and "samples 0..11" in result.output
     no_store = _manifest(tmp_path, store, run_id, ids["raw"], with_store=False)
     with pytest.raises(ConfigError, match="names no store"):
         plots.plot_manifest(None, no_store)
@@ -327,7 +327,7 @@ def test_what_is_not_in_the_store_is_named(args, message, tiny_analysed_store, t
     problem.update(dict(zip(args[::2], args[1::2], strict=True)))
     flat = [str(v).format(run=run_id) for kv in problem.items() for v in kv]
     result = _run("plot", "head", "--store", path, *flat, "--out", tmp_path / "h.png")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message.format(run=run_id) in lines[0], result.output
     assert not (tmp_path / "h.png").exists()
@@ -377,9 +377,9 @@ def test_plot_a_query_output(tiny_analysed_store, tmp_path):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert len(texts) == 4  # 2 layers x 2 heads, each value written in its cell
     both = CliRunner().invoke(cli, [*args[:7], "--column", "quality", "--out", str(out)])
-    assert both.exit_code == 1 and "several rows per (layer, head)" in both.output
+    assert both.exit_code == 2 and "several rows per (layer, head)" in both.output
     bad = CliRunner().invoke(cli, [*args[:7], "--column", "nope", "--out", str(out)])
-    assert bad.exit_code == 1 and "no column nope" in bad.output
+    assert bad.exit_code == 2 and "no column nope" in bad.output
 
 
 def attnstore_query(*args, **kwargs):

@@ -1,7 +1,8 @@
 """The ``attnstore`` group: every verb, each a thin call into the library.
 
 Only the command line catches :class:`~attnstore.errors.AttnStoreError` (:class:`ErrorGroup`):
-it prints one line and exits 1. Anything else is a bug and keeps its traceback.
+it prints one line on stderr and exits 2, as click's usage errors do. Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations

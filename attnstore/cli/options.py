@@ -7,6 +7,7 @@ neither torch nor matplotlib.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -22,27 +23,81 @@ DEFAULT_BACKEND = "torch"  # at parity with the sklearn reference (docs/measurem
 DEFAULT_VIEW = "shared_keys"  # removes the causal-position artefact (docs/analysis.md)
 
 
+class UserError(click.ClickException):
+    """A mistake the user can fix, shown as one line on stderr (``Error: ...``), exit 2."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        # One line whatever the message holds (a parser's report may span several).
+        super().__init__(" ".join(ln.strip() for ln in message.splitlines() if ln.strip()))
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True, file=file)
+
+
+def _usage_error(e: click.UsageError) -> click.UsageError:
+    """click's usage error as one line that still says where the help is (a group called
+    with no arguments still prints its help)."""
+    if isinstance(e, click.exceptions.NoArgsIsHelpError):
+        return e
+    where = f"; see '{e.ctx.command_path} --help'" if e.ctx is not None else ""
+    return UserError(e.format_message().rstrip(".") + where)
+
+
 class ErrorGroup(click.Group):
     """A group that turns an :class:`~attnstore.errors.AttnStoreError` raised by any command
-    under it into one line on stderr and exit status 1; anything else keeps its traceback."""
+    under it, and click's own usage errors (a bad option value, a missing argument), into
+    one line on stderr and exit status 2; anything else keeps its traceback."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as e:
+            raise _usage_error(e) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except AttnStoreError as e:
-            raise click.ClickException(str(e)) from None
+            raise UserError(str(e)) from None
+        except click.UsageError as e:
+            raise _usage_error(e) from None
+
+
+_PLAIN = "a plain value (a number, true/false, or text)"
+
+
+def _plain_value(name: str, text: str) -> bool | int | float | str:
+    """``text`` read as a YAML scalar (``0.3`` → float, ``4`` → int, ``true`` → bool,
+    ``1e-3`` → float); ConfigError for anything else (a YAML tag, a list, a mapping, null)."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(text)  # YAML 1.1 reads 1e-3 as text
+    if value is None or not isinstance(value, (bool, int, float, str)):
+        raise ConfigError(f"--task-param {name}: '{text}' is not {_PLAIN}")
+    return value
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """``name=value`` pairs; values read as YAML scalars (``0.3`` → float, ``4`` → int)."""
-    import yaml
-
+    """``--task-param`` pairs ``name=value``, each value a plain YAML scalar (``0.3`` →
+    float, ``4`` → int); ConfigError for a pair without ``=``, a name given twice, or a value
+    that is not a number, true/false or text."""
     out: dict[str, Any] = {}
     for pair in pairs:
-        name, sep, value = pair.partition("=")
+        name, sep, text = pair.partition("=")
+        name = name.strip()
         if not sep or not name:
-            raise ConfigError(f"parameter '{pair}' is not of the form name=value")
-        out[name] = yaml.safe_load(value)
+            raise ConfigError(f"--task-param '{pair}' is not of the form name=value")
+        if name in out:
+            raise ConfigError(f"--task-param {name} is given twice")
+        out[name] = _plain_value(name, text)
     return out
 
 
