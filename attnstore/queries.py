@@ -11,18 +11,20 @@ A query file opens with a comment block, and its parameters are declared there, 
     --
     -- Parameters:
     --   $run_id = latest_run     the run [default: the latest run in the store]
-    --   $view: str = null        a row view; null: every view
-    --   $top = 20                an int, from its default
-    --   $layer: int              required: no default
+    --   $view: str{raw,shared_keys} = null   a row view; null: every view
+    --   $top: int[1..] = 20      an int of at least 1
+    --   $layer: int[0..]         required: no default
     -- Grain: ...
     -- Columns: ...
 
 A parameter's type is ``int``, ``float``, ``str`` or ``bool``, given after a colon or read
-from its default (``'text'``, ``20``, ``0.5``, ``true``; ``null`` needs a type). The default
-``latest_run`` (or ``previous_run``, ``latest_analysis``, ``previous_analysis``) is filled from
-the store when the query runs: the newest run (analysis) by ``created_at``, or the one before
-it. A value given for such a parameter must name a run (analysis) in the store. Values reach
-DuckDB only as ``$name`` parameters, never as SQL text.
+from its default (``'text'``, ``20``, ``0.5``, ``true``; ``null`` needs a type). A type may
+carry what it accepts: a range ``int[low..high]`` / ``float[low..high]`` (either bound may be
+left out) or choices ``str{a,b,c}``; a value outside is refused naming what is accepted. The
+default ``latest_run`` (or ``previous_run``, ``latest_analysis``, ``previous_analysis``) is
+filled from the store when the query runs (``Store.ids``: the newest run (analysis) by
+``created_at``, or the one before it). A value given for such a parameter must name a run
+(analysis) in the store. Values reach DuckDB only as ``$name`` parameters, never as SQL text.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ ANALYSIS_RESULTS = frozenset(
     {n for n, t in TABLES.items() if t.level == "analysis" and n != "analyses"} | set(SHARED_VIEWS)
 )
 _PARAM = re.compile(
-    r"^\$(?P<name>[A-Za-z_]\w*)\s*(?::\s*(?P<type>\w+))?\s*(?:=\s*(?P<default>'[^']*'|\S+))?"
-    r"(?:\s+(?P<doc>.*))?$"
+    r"^\$(?P<name>[A-Za-z_]\w*)\s*"
+    r"(?::\s*(?P<type>\w+)(?:\[(?P<low>[-\d.]*)\.\.(?P<high>[-\d.]*)\]|\{(?P<choices>[^}]*)\})?)?"
+    r"\s*(?:=\s*(?P<default>'[^']*'|\S+))?(?:\s+(?P<doc>.*))?$"
 )
 _USED = re.compile(r"\$([A-Za-z_]\w*)")
 _READS = re.compile(r"\b(?:from|join)\s+([A-Za-z_]\w*)", re.IGNORECASE)
@@ -80,6 +83,35 @@ class Param:
     default: Any  # a value, None (null), or a Latest
     required: bool
     doc: str
+    low: float | None = None  # int[low..high], float[low..high]: the accepted range
+    high: float | None = None
+    choices: tuple[str, ...] = ()  # str{a,b}: the accepted values
+
+    @property
+    def accepted(self) -> str:
+        """What values are accepted, in words: ``1 <= top``, ``one of x, y``, or the type."""
+        if self.choices:
+            return f"one of {known(self.choices)}"
+        if self.low is None and self.high is None:
+            return f"a {self.type}"
+        lo = "" if self.low is None else f"{self.low:g} <= "
+        hi = "" if self.high is None else f" <= {self.high:g}"
+        return f"{lo}{self.name}{hi}"
+
+    def check(self, value: Any, query: str) -> Any:
+        """``value`` (already of this type, or None) if it is in the declared range."""
+        if value is None:
+            return None
+        if (
+            (self.choices and value not in self.choices)
+            or (self.low is not None and value < self.low)
+            or (self.high is not None and value > self.high)
+        ):
+            raise ConfigError(
+                f"parameter {self.name}={value!r} of query '{query}' is out of range; "
+                f"accepted: {self.accepted}"
+            )
+        return value
 
     def coerce(self, value: Any, query: str) -> Any:
         """``value`` as this parameter's type; strings (from the command line) are parsed."""
@@ -120,7 +152,8 @@ class Param:
         else:
             shown = "null" if self.default is None else repr(self.default)
             default = f"default: {shown}"
-        return f"${self.name} ({self.type}, {default})  {self.doc}".rstrip()
+        kind = self.type if self.accepted == f"a {self.type}" else f"{self.type}, {self.accepted}"
+        return f"${self.name} ({kind}, {default})  {self.doc}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -173,8 +206,9 @@ class Query:
         name, type_, raw, doc = m.group("name", "type", "default", "doc")
         if type_ is not None and type_ not in TYPES:
             raise QueryError(f"{bad}: unknown type '{type_}'; known: {known(TYPES)}")
+        limits = _limits(m, type_, bad)
         if raw is None:
-            return Param(name, type_ or "str", None, True, doc or "")
+            return Param(name, type_ or "str", None, True, doc or "", **limits)
         default = _literal(raw)
         if isinstance(default, Latest):
             inferred = "str"
@@ -186,7 +220,13 @@ class Query:
             raise QueryError(f"{bad}: default {raw} is not a {type_}")
         if type_ == "float" and isinstance(default, int):
             default = float(default)
-        return Param(name, type_ or inferred, default, False, doc or "")
+        param = Param(name, type_ or inferred, default, False, doc or "", **limits)
+        if not isinstance(default, Latest):
+            try:
+                param.check(default, self.name)
+            except ConfigError as e:
+                raise QueryError(f"{bad}: its default is out of its own range") from e
+        return param
 
     @cached_property
     def used_params(self) -> list[str]:
@@ -219,7 +259,7 @@ class Query:
         out = {}
         for p in self.params:
             if p.name in values:
-                out[p.name] = p.coerce(values[p.name], self.name)
+                out[p.name] = p.check(p.coerce(values[p.name], self.name), self.name)
             elif p.required:
                 raise ConfigError(
                     f"query '{self.name}' needs parameter '{p.name}' ({p.type}); "
@@ -228,6 +268,23 @@ class Query:
             else:
                 out[p.name] = p.default
         return out
+
+
+def _limits(m: re.Match, type_: str | None, bad: str) -> dict[str, Any]:
+    """The range (``int[1..]``, ``float[0..1]``) or choices (``str{x,y}``) of a parameter."""
+    low, high, choices = m.group("low", "high", "choices")
+    if choices is not None:
+        if type_ != "str":
+            raise QueryError(f"{bad}: choices {{...}} are for str parameters")
+        return {"choices": tuple(c.strip() for c in choices.split(",") if c.strip())}
+    if low is None and high is None:
+        return {}
+    if type_ not in ("int", "float"):
+        raise QueryError(f"{bad}: a range [low..high] is for int and float parameters")
+    try:
+        return {"low": float(low) if low else None, "high": float(high) if high else None}
+    except ValueError as e:
+        raise QueryError(f"{bad}: range bounds must be numbers") from e
 
 
 def _literal(raw: str) -> Any:
@@ -265,7 +322,11 @@ def load_queries(extra_dirs: list[str | Path] | tuple = ()) -> dict[str, Query]:
     found: dict[str, Query] = {}
     for d in query_dirs(extra_dirs):
         for f in sorted(d.glob("*.sql")) if d.is_dir() else []:
-            found[f.stem] = Query(f.stem, f, f.read_text())
+            try:
+                found[f.stem] = Query(f.stem, f, f.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, OSError) as e:
+                reason = "is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else "unreadable"
+                raise QueryError(f"query file '{f}' {reason} ({e}); fix it or move it away") from e
     return dict(sorted(found.items()))
 
 

@@ -8,11 +8,11 @@
 -- the run with the given view (latest_analyses).
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $view: str = null        row view of the analysis; null: the run's latest analysis
---   $sample = 0              the sample (prompt)
---   $query_kind = 'x'        'x' or 'y'
---   $layer: int = null       the lower layer l; null: every layer but the last
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $sample: int[0..] = 0      the sample (prompt)
+--   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
+--   $layer: int[0..] = null    the lower layer l; null: every layer but the last
 -- Grain: layer, head, label, next_head, next_label.
 -- Columns:
 --   analysis_id, sample, query_kind,

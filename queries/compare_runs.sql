@@ -7,11 +7,11 @@
 -- only (models of other shapes) has nulls on the other side and comes first.
 --
 -- Parameters:
---   $run_a = previous_run    the first run [default: the run before the latest]
---   $run_b = latest_run      the second run [default: the latest run in the store]
---   $view_a: str = null      row view of run_a's analysis; null: its latest analysis
---   $view_b: str = null      row view of run_b's analysis; null: its latest analysis
---   $min_delta = 0.1         change in quality that counts as changed
+--   $run_a = previous_run      the first run [default: the run before the latest]
+--   $run_b = latest_run        the second run [default: the latest run in the store]
+--   $view_a: str{raw,shared_keys,per_example} = null  run_a's row view; null: latest
+--   $view_b: str{raw,shared_keys,per_example} = null  run_b's row view; null: latest
+--   $min_delta: float[0..] = 0.1  change in quality that counts as changed
 -- Grain: layer, head, query_kind.
 -- Columns:
 --   rank                 1 = the largest change in quality

@@ -6,12 +6,12 @@
 -- the given view (latest_analyses).
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $view: str = null        row view of the analysis; null: the run's latest analysis
---   $layer: int              the head's layer
---   $head: int               the head
---   $sample = 0              the sample (prompt)
---   $query_kind = 'x'        'x' or 'y'
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $layer: int[0..]           the head's layer
+--   $head: int[0..]            the head
+--   $sample: int[0..] = 0      the sample (prompt)
+--   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
 -- Grain: cluster.
 -- Columns:
 --   analysis_id, layer, head, sample, query_kind,

@@ -6,8 +6,8 @@
 -- point's x), or the first token of the prompt.
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $min_point = 1           first point whose query rows count (the first rows see 1-2 keys)
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $min_point: int[0..] = 1   first point whose query rows count (the first rows see 1-2 keys)
 -- Grain: layer, head, query_kind.
 -- Columns:
 --   run_id, layer, head, query_kind,

@@ -8,10 +8,10 @@
 -- mass columns only: no analysis needed.
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $query_kind = 'x'        'x' or 'y'
---   $min_point: int = null   first point whose query rows count; null: n_points // 2
---   $top: int = null         keep the first $top ranks; null: all
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
+--   $min_point: int[0..] = null  first point whose query rows count; null: n_points // 2
+--   $top: int[1..] = null      keep the first $top ranks; null: all
 -- Grain: layer, head.
 -- Columns:
 --   rank                 1 = the most excess mass on positive examples

@@ -12,10 +12,10 @@
 -- (half-spaces, nearest_neighbours). Every column but rank is head_summary's.
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $view: str = null        row view: raw, shared_keys or per_example; null: every view
---   $query_kind: str = null  'x' or 'y'; null: both
---   $top: int = null         keep the first $top ranks of each analysis; null: all
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $view: str{raw,shared_keys,per_example} = null  row view; null: every view
+--   $query_kind: str{x,y} = null  'x' or 'y'; null: both
+--   $top: int[1..] = null      keep the first $top ranks of each analysis; null: all
 -- Grain: analysis_id, layer, head, query_kind.
 -- Columns:
 --   rank                 1 = best explained within the analysis (literal_f1, then

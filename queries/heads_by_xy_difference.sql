@@ -9,9 +9,9 @@
 -- (1 - max(mean_ari_xy, 0)).
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $view: str = null        row view: raw, shared_keys or per_example; null: every view
---   $top: int = null         keep the first $top ranks of each analysis; null: all
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $view: str{raw,shared_keys,per_example} = null  row view; null: every view
+--   $top: int[1..] = null      keep the first $top ranks of each analysis; null: all
 -- Grain: analysis_id, layer, head.
 -- Columns:
 --   rank                 1 = most different within the analysis

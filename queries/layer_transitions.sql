@@ -8,9 +8,9 @@
 -- (latest_analyses).
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $view: str = null        row view of the analysis; null: the run's latest analysis
---   $query_kind = 'x'        'x' or 'y'
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
 -- Grain: layer, head, next_head.
 -- Columns:
 --   analysis_id, query_kind,

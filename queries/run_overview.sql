@@ -8,7 +8,7 @@
 -- for other tasks). These are the baselines of attnstore eval (attnstore/train.py).
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
+--   $run_id = latest_run       the run [default: the latest run in the store]
 -- Grain: point.
 -- Columns:
 --   run_id, task, point,

@@ -5,11 +5,11 @@
 -- the given view (latest_analyses).
 --
 -- Parameters:
---   $run_id = latest_run     the run [default: the latest run in the store]
---   $view: str = null        row view of the analysis; null: the run's latest analysis
---   $layer: int              the head's layer
---   $head: int               the head
---   $query_kind: str = null  'x' or 'y'; null: both
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $layer: int[0..]           the head's layer
+--   $head: int[0..]            the head
+--   $query_kind: str{x,y} = null  'x' or 'y'; null: both
 -- Grain: query_kind, k.
 -- Columns:
 --   analysis_id, view, layer, head, query_kind, k,

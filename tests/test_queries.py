@@ -433,12 +433,15 @@ def test_store_without_analysis_names_the_command(tiny_store, tmp_path):
 def test_values_never_become_sql(tiny_analysed_store):
     path, run_id, _ = tiny_analysed_store
     before = _digest(path)
-    assert query(path, "heads_by_cluster_quality", view=INJECTION).empty
-    assert query(path, "head_clusters", layer=0, head=0, query_kind=INJECTION).empty
+    # Values with declared choices are refused before any SQL runs; the others are bound.
+    with pytest.raises(ConfigError, match="accepted: one of raw, shared_keys, per_example"):
+        query(path, "heads_by_cluster_quality", view=INJECTION)
+    with pytest.raises(ConfigError, match="accepted: one of x, y"):
+        query(path, "head_clusters", layer=0, head=0, query_kind=INJECTION)
     with pytest.raises(NotFoundError, match=re.escape(f"unknown run '{INJECTION}'")):
         query(path, "heads_by_literals", run_id=INJECTION)
     result = _run("query", "heads_by_cluster_quality", "--store", path, "-p", f"view={INJECTION}")
-    assert result.exit_code == 0 and "(no rows)" in result.output
+    assert result.exit_code != 0 and "accepted: one of raw" in result.output
     for bad in (
         "select 1; drop view attention",
         f"copy (select 1) to '{path}/x.csv'",
@@ -499,7 +502,7 @@ def test_cli_list_show_and_run(tiny_analysed_store, tmp_path):
 
     shown = _run("query", "show", "silhouette_curve")
     assert shown.exit_code == 0
-    assert "$layer (int, required)" in shown.output
+    assert "$layer (int, 0 <= layer, required)" in shown.output
     assert "$run_id (str, default: the latest run)" in shown.output
     assert get_query("silhouette_curve").sql.strip() in shown.output
 
@@ -601,3 +604,52 @@ def test_no_clustering_reads_as_null_not_nan(synthetic):
         s = summary.loc[("planted", row.layer, row.head, row.query_kind)]
         assert s.mean_silhouette == pytest.approx(row.mean_silhouette)
         assert np.isfinite(s.mean_svm_accuracy)
+
+
+def test_parameters_outside_their_declared_range_are_refused(tiny_analysed_store):
+    path, _, _ = tiny_analysed_store
+    before = _digest(path)
+    cases = [
+        ("heads_by_cluster_quality", {"top": -1}, "top=-1 .* accepted: 1 <= top"),
+        ("heads_by_literals", {"top": 0}, "top=0 .* accepted: 1 <= top"),
+        ("silhouette_curve", {"layer": -2, "head": 0}, "accepted: 0 <= layer"),
+        ("head_clusters", {"layer": 0, "head": 0, "sample": -1}, "accepted: 0 <= sample"),
+        ("heads_by_literals", {"query_kind": "z"}, "accepted: one of x, y"),
+        ("compare_runs", {"min_delta": -0.5}, "accepted: 0 <= min_delta"),
+    ]
+    for name, params, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            query(path, name, **params)
+        pairs = [x for k, v in params.items() for x in ("-p", f"{k}={v}")]
+        out = _run("query", name, "--store", path, *pairs)
+        assert out.exit_code != 0 and "Traceback" not in out.output
+    assert _digest(path) == before
+
+
+def test_declared_ranges_and_choices_parse(tmp_path):
+    (tmp_path / "ranged.sql").write_text(
+        "-- ranged: a test\n--\n-- Parameters:\n"
+        "--   $frac: float[0..1] = 0.5   a share\n"
+        "--   $kind: str{a,b}            required\n"
+        "select $frac as frac, $kind as kind\n"
+    )
+    q = get_query("ranged", [tmp_path])
+    frac, kind = q.params
+    assert (frac.low, frac.high, frac.default) == (0.0, 1.0, 0.5) and kind.choices == ("a", "b")
+    assert q.bind({"frac": "1", "kind": "b"}) == {"frac": 1.0, "kind": "b"}
+    with pytest.raises(ConfigError, match="accepted: 0 <= frac <= 1"):
+        q.bind({"frac": 1.5, "kind": "a"})
+    (tmp_path / "broken.sql").write_text(
+        "-- broken: default outside its range\n--\n-- Parameters:\n"
+        "--   $n: int[1..] = 0   a count\nselect $n\n"
+    )
+    with pytest.raises(QueryError, match="out of its own range"):
+        _ = get_query("broken", [tmp_path]).params
+
+
+def test_a_query_file_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "latin.sql").write_bytes("-- latin: caf\xe9\nselect 1\n".encode("latin-1"))
+    with pytest.raises(QueryError, match="latin.sql' is not UTF-8 text"):
+        load_queries([tmp_path])
+    out = _run("query", "list", "--query-dir", tmp_path)
+    assert out.exit_code != 0 and "not UTF-8" in out.output and "Traceback" not in out.output
