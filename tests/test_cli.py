@@ -164,6 +164,16 @@ def test_task_params_are_plain_values():
     assert type(values["b"]) is int and type(values["a"]) is float
 
 
+def test_train_on_short_prompts_prints_its_accuracy(tmp_path):
+    """Prompts shorter than 10 points: the card's accuracy_last_N, not a KeyError."""
+    result = _run(
+        "train", "--n-dims", "3", "--n-points", "6", "--n-layers", "1", "--n-heads", "1",
+        "--d-model", "8", "--steps", "2", "--eval-samples", "8", "--out", str(tmp_path / "m"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["accuracy_last_6"]) == {"model", "majority", "elimination"}
+
+
 @pytest.mark.parametrize("command", [(), ("query",), ("plot", "--help")], ids=" ".join)
 def test_a_group_without_arguments_still_prints_its_help(command):
     result = _run(*command)

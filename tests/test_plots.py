@@ -448,3 +448,29 @@ def test_a_removed_kind_is_gone(tiny_analysed_store, tmp_path):
     assert result.exit_code == 2 and "No such command 'dummy'" in result.output
     with pytest.raises(ConfigError, match="unknown figure kind 'dummy'; known: head, heads"):
         plots.draw_figure("dummy", tiny_analysed_store[0])
+
+
+# --- where figures go: never into a store --------------------------------------------------
+
+
+def test_save_figure_refuses_a_store(raw_data, tiny_analysed_store, tmp_path):
+    """save_figure is what 'attnstore run' saves with: it refuses a path inside a store (by
+    attnstore.json above it, or the store it is given, which may not exist yet)."""
+    store = tiny_analysed_store[0]
+    fig = plots.silhouette_figure(raw_data)
+    with pytest.raises(ConfigError, match=r"output '.*/runs/s.png' lies inside the store '"):
+        plots.save_figure(fig, store / "runs" / "s.png")
+    with pytest.raises(ConfigError, match=r"lies inside the store '.*/new'"):
+        plots.save_figure(fig, tmp_path / "new" / "figures" / "s.png", store=tmp_path / "new")
+    assert not (store / "runs" / "s.png").exists() and not (tmp_path / "new").exists()
+    written = plots.save_figure(fig, tmp_path / "figures" / "s.png", store=tmp_path / "new")
+    assert written.stat().st_size > 0 and sorted(written.parent.iterdir()) == [written]
+
+
+def test_a_manifest_with_one_bad_output_writes_nothing(tiny_analysed_store, tmp_path):
+    store, run_id, ids = tiny_analysed_store
+    manifest = _manifest(tmp_path, store, run_id, ids["raw"])
+    manifest.write_text(manifest.read_text() + '\n[[figure]]\nkind = "heads"\nout = "x.gif"\n')
+    with pytest.raises(ConfigError, match=r"figure 4 of .*/x.gif' must end in one of"):
+        plots.plot_manifest(None, manifest)
+    assert not (tmp_path / "figs").exists()

@@ -28,7 +28,7 @@ from attnstore.cli.options import (
     "--store",
     required=True,
     type=click.Path(file_okay=False),
-    help="Store folder (made if it does not exist).",
+    help="Store folder (made if it does not exist; not inside another store).",
 )
 @checkpoint_option
 @model_config_option
@@ -62,8 +62,10 @@ def extract(
     Progress goes to stderr; the last line on stdout is the run id.
     """
     from attnstore.pipeline import extract_and_analyze
+    from attnstore.plots.outputs import check_new_store
     from attnstore.provenance import command_line
 
+    check_new_store(kwargs["store"])
     result, a = extract_and_analyze(
         analysis=not no_analysis,
         backend=backend,
@@ -131,14 +133,14 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
     default="attnstore-store",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Store folder (made if need be).",
+    help="Store folder (made if need be; not inside another store).",
 )
 @click.option(
     "--out",
     default="attnstore-figures",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the figures.",
+    help="Folder for the figures (made if need be; never inside a store).",
 )
 @checkpoint_option
 @model_config_option
@@ -159,18 +161,24 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
     help="Figure format.",
 )
 @device_option
-def run_(task_params: tuple[str, ...], **kwargs: Any) -> None:
+def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> None:
     """The whole job: extract, analyse, rank heads by cluster quality, draw the top heads.
 
     With no options: 300 prompts of the bundled model into ./attnstore-store, figures into
     ./attnstore-figures. Prints the top heads and the figures written.
     """
     from attnstore.pipeline import run_pipeline
+    from attnstore.plots.outputs import check_new_store, check_output_folder
     from attnstore.provenance import command_line
 
+    params = parse_params(task_params)
+    check_new_store(store)
+    check_output_folder(out, store)  # before the work: a folder that cannot be is one line
     result = run_pipeline(
+        store=store,
+        out=out,
         **kwargs,
-        task_params=parse_params(task_params),
+        task_params=params,
         progress=show_progress(),
         command=command_line(),
     )

@@ -53,7 +53,7 @@ def figure_command(kind: FigureKind) -> click.Command:
         ["--out"],
         required=True,
         type=click.Path(dir_okay=False),
-        help="Figure file: .png, .svg or .pdf.",
+        help="Figure file: .png, .svg or .pdf (its folder made if need be; never inside a store).",
     )
     params = [store, *map(_click_param, kind.params), out]
     return click.Command(kind.name, params=params, callback=draw, help=kind.doc)

@@ -31,7 +31,8 @@ def _output_options(f):
     f = click.option(
         "--out",
         type=click.Path(dir_okay=False),
-        help="Write to this file instead of stdout (needed for parquet).",
+        help="Write to this file instead of stdout (needed for parquet); its folder is made "
+        "if need be, as for figures. Never inside a store.",
     )(f)
     return click.option(
         "--format",
@@ -43,14 +44,15 @@ def _output_options(f):
     )(f)
 
 
-def _write_frame(df, fmt: str, out: str | None) -> None:
-    """Print (or write to ``out``) a query result as a table, CSV, JSON records or Parquet."""
-    from pathlib import Path
+def _write_frame(df, fmt: str, out: str | None, store: str) -> None:
+    """Print (or write to ``out``, outside any store) a query result as a table, CSV, JSON
+    records or Parquet."""
+    from attnstore.plots.outputs import write_output
 
     if fmt == "parquet":
         if out is None:
             raise ConfigError("--format parquet writes a file: give --out FILE")
-        df.to_parquet(out, index=False)
+        write_output(out, lambda f: df.to_parquet(f, index=False), store)
         return
     if fmt == "csv":
         text = df.to_csv(index=False)
@@ -63,7 +65,7 @@ def _write_frame(df, fmt: str, out: str | None) -> None:
     if out is None:
         click.echo(text, nl=False)
     else:
-        Path(out).write_text(text)
+        write_output(out, lambda f: f.write(text.encode()), store)
 
 
 class _QueryGroup(ErrorGroup):
@@ -131,9 +133,13 @@ def query_run(
     query_dirs: tuple[str, ...],
 ) -> None:
     """Run the query NAME on a store; 'attnstore query NAME ...' is the same."""
+    from attnstore.plots.outputs import check_output
     from attnstore.queries import run_query
 
-    _write_frame(run_query(store, name, parse_query_params(params), query_dirs), fmt, out)
+    if out is not None:
+        check_output(out, store)  # before the query runs
+    frame = run_query(store, name, parse_query_params(params), query_dirs)
+    _write_frame(frame, fmt, out, store)
 
 
 @click.command("sql")
@@ -147,6 +153,9 @@ def sql_(text: str, store: str, fmt: str, out: str | None) -> None:
     silhouette, clusters, svm_coefs, dominant_literals, pathways) and head_summary; the
     views show committed runs and analyses only.
     """
+    from attnstore.plots.outputs import check_output
     from attnstore.queries import sql
 
-    _write_frame(sql(store, text), fmt, out)
+    if out is not None:
+        check_output(out, store)  # before the query runs
+    _write_frame(sql(store, text), fmt, out, store)

@@ -31,28 +31,30 @@ from attnstore.cli.options import (
 @click.option("--seed", default=0, show_default=True, help="Seeds weights and every batch.")
 @click.option("--eval-samples", default=1000, show_default=True, help="Prompts for evaluation.")
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder (made if need be; never inside a store).",
+)
 def train(task_params: tuple[str, ...], out: str, device: str, **kwargs: Any) -> None:
     """Train a model on a task; write model.safetensors and card.json to --out.
 
     Prints the card's evaluation summary (accuracy over the last 10 positions for the model
     and the baselines).
     """
+    from attnstore.plots.outputs import check_output_folder
     from attnstore.provenance import command_line
     from attnstore.training import TrainConfig
     from attnstore.training import train as run_train
 
     cfg = TrainConfig(**kwargs, task_params=parse_params(task_params))
+    cfg.validate()  # a bad value is named before any folder is made
+    check_output_folder(out)  # and a folder that cannot be written before training
     card = run_train(cfg, out, command=command_line(), progress=show_progress(), device=device)
-    click.echo(
-        dumps(
-            {
-                "out": out,
-                "steps_per_s": card["steps_per_s"],
-                "accuracy_last_10": card["eval"]["accuracy_last_10"],
-            }
-        )
-    )
+    # accuracy_last_10, or over fewer positions for prompts shorter than 10 points
+    tail = next(k for k in card["eval"] if k.startswith("accuracy_last_"))
+    click.echo(dumps({"out": out, "steps_per_s": card["steps_per_s"], tail: card["eval"][tail]}))
 
 
 @click.command("eval")

@@ -8,6 +8,7 @@ The flow, one module each::
     heads     heads_figure, head_map                  (kind heads)
     query     query_figure                            (kind query)
     style     the fixed style; save_figure writes the same bytes every time
+    outputs   where outputs may go (never into a store), written whole (figures, query files)
     manifest  plot_figure (one registered kind), plot_manifest (a figures.toml)
 
 Names are re-exported lazily, so ``import attnstore.plots`` (and the command line's

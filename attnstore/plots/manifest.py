@@ -16,7 +16,11 @@ from attnstore.errors import ConfigError, NotFoundError, known
 from attnstore.plots.registry import FIGURES, Param, figure_kind
 from attnstore.store import Store, open_store
 
-_OUT = Param("out", required=True, help="Figure file: .png, .svg or .pdf.")
+_OUT = Param(
+    "out",
+    required=True,
+    help="Figure file: .png, .svg or .pdf (its folder made if need be; never inside a store).",
+)
 
 
 def draw_figure(kind: str, store: str | Path | Store, **params: Any):
@@ -29,10 +33,18 @@ def draw_figure(kind: str, store: str | Path | Store, **params: Any):
 
 def plot_figure(kind: str, store: str | Path | Store, out: str | Path, **params: Any) -> Path:
     """:func:`draw_figure`, saved to ``out`` (.png, .svg or .pdf) with
-    :func:`~attnstore.plots.style.save_figure`; returns the path written."""
-    from attnstore.plots.style import save_figure
+    :func:`~attnstore.plots.style.save_figure`; returns the path written. ``out`` is checked
+    before anything is drawn: a figure is never written inside a store."""
+    from attnstore.plots.style import check_figure_path, save_figure
 
+    check_figure_path(out)
     return save_figure(draw_figure(kind, store, **params), out)
+
+
+def _show(value: Any) -> str:
+    """A manifest value for a one-line message: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -41,9 +53,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
     else:  # pragma: no cover - the tomli backport, a dependency on Python 3.10 only
         import tomli as tomllib
     try:
-        return tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise NotFoundError(f"figure manifest '{path}' does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read figure manifest '{path}': {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"figure manifest '{path}' is not UTF-8 text (byte {e.start}); TOML files are UTF-8"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"figure manifest '{path}' is not valid TOML: {e}") from None
 
@@ -90,15 +108,36 @@ def read_manifest(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
         raise ConfigError(
             f"figure manifest '{path}': unknown keys {known(sorted(unknown))}; known: figure, store"
         )
+    store = doc.get("store")
+    if store is not None and not isinstance(store, str):
+        raise ConfigError(
+            f"figure manifest '{path}': store = {_show(store)} is not a string; accepted: a "
+            'folder, relative to the manifest (store = "store")'
+        )
     figures = doc.get("figure", [])
-    if not isinstance(figures, list) or not figures:
+    if not isinstance(figures, list):
+        raise ConfigError(
+            f"figure manifest '{path}': figure = {_show(figures)} is not an array of tables; "
+            "accepted: one [[figure]] table per figure"
+        )
+    if not figures:
         raise ConfigError(f"figure manifest '{path}' lists no [[figure]]")
     entries = []
     for i, f in enumerate(figures, 1):
-        kind = f.get("kind") if isinstance(f, dict) else None
-        if kind not in FIGURES:
+        if not isinstance(f, dict):
             raise ConfigError(
-                f"figure {i} of '{path}': unknown kind '{kind}'; known: {known(sorted(FIGURES))}"
+                f"figure {i} of '{path}' is {_show(f)}, not a table; accepted: one [[figure]] "
+                "table per figure"
+            )
+        kind = f.get("kind")
+        if kind is None:
+            raise ConfigError(
+                f"figure {i} of '{path}' has no kind; known: {known(sorted(FIGURES))}"
+            )
+        if not isinstance(kind, str) or kind not in FIGURES:
+            raise ConfigError(
+                f"figure {i} of '{path}': unknown kind {_show(kind)}; known: "
+                f"{known(sorted(FIGURES))}"
             )
         spec = FIGURES[kind]
         with_out = dataclasses.replace(spec, params=(*spec.params, _OUT))
@@ -106,7 +145,6 @@ def read_manifest(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
             {k: v for k, v in f.items() if k != "kind"}, f"figure {i} of '{path}' ({kind})"
         )
         entries.append({"kind": kind, **values, "out": path.parent / values["out"]})
-    store = doc.get("store")
     return (None if store is None else str(path.parent / store)), entries
 
 
@@ -114,16 +152,22 @@ def plot_manifest(
     store: str | Path | Store | None, manifest: str | Path, progress: bool = False
 ) -> list[Path]:
     """Rebuild every figure of ``manifest`` from ``store`` (None: the manifest's ``store``);
-    returns the files written. Every entry's rows are read before any file is written, so a
-    manifest naming something not in the store writes nothing."""
+    returns the files written. Every entry's output path is checked and its rows read before
+    any file is written, so a manifest naming something not in the store, or an output inside
+    a store, writes nothing."""
     from tqdm.auto import tqdm
 
-    from attnstore.plots.style import save_figure
+    from attnstore.plots.style import check_figure_path, save_figure
 
     from_file, entries = read_manifest(manifest)
     if store is None and from_file is None:
         raise ConfigError(f"figure manifest '{manifest}' names no store; give one (--store)")
     s = open_store(store if store is not None else from_file)
+    for i, e in enumerate(entries, 1):
+        try:
+            check_figure_path(e["out"], s.path)
+        except ConfigError as err:
+            raise ConfigError(f"figure {i} of '{manifest}': {err}") from None
     jobs = []
     for i, e in enumerate(entries, 1):
         params = {k: v for k, v in e.items() if k not in ("kind", "out")}
@@ -132,4 +176,4 @@ def plot_manifest(
         except (NotFoundError, ConfigError) as err:
             raise type(err)(f"figure {i} ({e['out'].name}): {err}") from None
     bar = tqdm(jobs, desc="plot", unit="figure", disable=not progress, file=sys.stderr)
-    return [save_figure(fig, out) for fig, out in bar]
+    return [save_figure(fig, out, s.path) for fig, out in bar]

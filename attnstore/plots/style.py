@@ -8,8 +8,6 @@ default style, whatever style the caller has set; files carry no dates or versio
 from __future__ import annotations
 
 import contextlib
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import matplotlib.style
 from matplotlib.figure import Figure
 
 from attnstore.errors import ConfigError, known
+from attnstore.plots.outputs import check_output, write_output
 
 FORMATS = (".pdf", ".png", ".svg")
 DPI = 100
@@ -37,20 +36,26 @@ def style() -> Iterator[None]:
         yield
 
 
-def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as .png, .svg or .pdf (from the suffix), byte-identical from run to run:
-    fixed dpi, no dates or version strings in the metadata, a fixed SVG id salt. The file is
-    written beside its destination and moved into place, so it is never seen half-written."""
-    path = Path(path)
+def check_figure_path(path: str | Path, store: str | Path | None = None) -> Path:
+    """``path`` if a figure may be written there: .png, .svg or .pdf, and outside any store
+    (:func:`~attnstore.plots.outputs.check_output`); else ConfigError naming it."""
+    path = check_output(path, store)
     if path.suffix.lower() not in FORMATS:
         raise ConfigError(f"figure file '{path}' must end in one of: {known(FORMATS)}")
-    fmt = path.suffix.lower()[1:]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with style():
-            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
+
+
+def save_figure(fig: Figure, path: str | Path, store: str | Path | None = None) -> Path:
+    """Write ``fig`` as .png, .svg or .pdf (from the suffix), byte-identical from run to run:
+    fixed dpi, no dates or version strings in the metadata, a fixed SVG id salt. Written as
+    :func:`~attnstore.plots.outputs.write_output` writes (its folder made if need be, whole or
+    not at all, never inside a store or ``store``); a path that cannot be written is a
+    ConfigError naming it."""
+    path = check_figure_path(path, store)
+    fmt = path.suffix.lower()[1:]
+
+    def write(f) -> None:
+        with style():
+            fig.savefig(f, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
+
+    return write_output(path, write, store)
