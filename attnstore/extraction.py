@@ -23,6 +23,7 @@ from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, load_checkpoint
 from attnstore.errors import ConfigError
 from attnstore.model import check_device
+from attnstore.provenance import versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
 
@@ -51,6 +52,99 @@ def run_id_for(
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class Extraction:
+    """An extraction checked and ready to write (:func:`prepare`); nothing is written yet."""
+
+    checkpoint: str
+    loaded: LoadedModel
+    task: str
+    batch: tasks.TaskBatch  # the prompts, drawn up front
+    seed: int
+    run_id: str
+
+    @property
+    def n_points(self) -> int:
+        return self.batch.x.shape[1]
+
+
+def prepare(
+    checkpoint: str = "default",
+    model_config: str | Path | None = None,
+    task: str | None = None,
+    samples: int = 1000,
+    points: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    task_params: dict[str, Any] | None = None,
+    n_dims: int | None = None,
+) -> Extraction:
+    """Load the checkpoint, check every parameter and draw the prompts; touches no store.
+
+    ``task`` and ``points`` default to those the checkpoint was trained on; ``n_dims``, if
+    given, must match the checkpoint's.
+    """
+    if samples < 1:
+        raise ConfigError(f"samples={samples} must be at least 1")
+    if points is not None and points < 1:
+        raise ConfigError(f"points={points} must be at least 1")
+    check_device(device)
+    loaded = load_checkpoint(checkpoint, model_config, device=device)
+    cfg = loaded.config
+    card = loaded.card
+    task = task or card.get("task", "conjunction")
+    params = dict(card.get("task_params", {})) if task == card.get("task") else {}
+    params = tasks.task_params(task, **{**params, **(task_params or {})})
+    if n_dims is not None and n_dims != cfg.n_dims:
+        raise ConfigError(
+            f"n_dims={n_dims} contradicts the checkpoint, whose model reads n_dims={cfg.n_dims}"
+        )
+    points = points or card.get("train", {}).get("n_points") or cfg.max_points
+    if points > cfg.max_points:
+        raise ConfigError(
+            f"points={points} exceeds what the checkpoint's positions allow ({cfg.max_points})"
+        )
+    batch = tasks.sample_task(task, samples, points, cfg.n_dims, seed, **params)
+    run_id = run_id_for(loaded.sha256, task, batch.params, points, samples, seed)
+    return Extraction(str(checkpoint), loaded, task, batch, seed, run_id)
+
+
+def write(
+    store: str | Path,
+    extraction: Extraction,
+    batch_size: int = 128,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: bool = False,
+    command: str = "",
+) -> ExtractResult:
+    """Run the model on the prepared prompts and write the run into ``store`` (made if need
+    be), in one transaction; a run already there is left as it is unless ``overwrite``."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    e, batch = extraction, extraction.batch
+    s = Store(store, create=True)
+    s.verify()  # a corrupted store is named before the model runs
+    if e.run_id in s.keys("run") and not overwrite:
+        return ExtractResult(e.run_id, existed=True)
+    cfg = e.loaded.config
+    S, N = batch.y.shape
+    with s.transaction("run", e.run_id, overwrite=overwrite) as txn:
+        txn.expect_rows(
+            runs=1,
+            inputs=S * N,
+            predictions=S * N,
+            functions=batch.weights.size,
+            attention=cfg.n_layers * cfg.n_heads * S * 2 * N,
+        )
+        txn.write("inputs", _inputs_table(batch))
+        txn.write("functions", _functions_table(batch))
+        correct = _write_attention(txn, e.loaded, batch, batch_size, device, progress)
+        accuracy = correct / batch.y.size
+        txn.write("runs", _runs_row(e, device, accuracy, command))
+    return ExtractResult(e.run_id, existed=False)
+
+
 def extract(
     store: str | Path,
     checkpoint: str = "default",
@@ -68,67 +162,12 @@ def extract(
     command: str = "",
 ) -> ExtractResult:
     """Extract a run into ``store`` (made if need be); returns its id and whether it existed.
-
-    ``task`` and ``points`` default to those the checkpoint was trained on; ``n_dims``, if
-    given, must match the checkpoint's.
-    """
-    if samples < 1:
-        raise ConfigError(f"samples={samples} must be at least 1")
+    :func:`prepare` then :func:`write`: everything is checked before the store is opened, so a
+    bad checkpoint, task or size leaves no folder behind."""
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
-    if points is not None and points < 1:
-        raise ConfigError(f"points={points} must be at least 1")
-    check_device(device)
-    # Everything is checked before the store is opened: a bad checkpoint, task or size leaves
-    # no folder behind, and a corrupted store is named before the model runs.
-    loaded = load_checkpoint(checkpoint, model_config, device=device)
-    cfg = loaded.config
-    card = loaded.card
-    task = task or card.get("task", "conjunction")
-    params = dict(card.get("task_params", {})) if task == card.get("task") else {}
-    params = tasks.task_params(task, **{**params, **(task_params or {})})
-    if n_dims is not None and n_dims != cfg.n_dims:
-        raise ConfigError(
-            f"n_dims={n_dims} contradicts the checkpoint, whose model reads n_dims={cfg.n_dims}"
-        )
-    points = points or card.get("train", {}).get("n_points") or cfg.max_points
-    if points > cfg.max_points:
-        raise ConfigError(
-            f"points={points} exceeds what the checkpoint's positions allow ({cfg.max_points})"
-        )
-    batch = tasks.sample_task(task, samples, points, cfg.n_dims, seed, **params)
-    s = Store(store, create=True)
-    s.verify()
-    run_id = run_id_for(loaded.sha256, task, batch.params, points, samples, seed)
-    if run_id in s.keys("run") and not overwrite:
-        return ExtractResult(run_id, existed=True)
-    with s.transaction("run", run_id, overwrite=overwrite) as txn:
-        L, H, T = cfg.n_layers, cfg.n_heads, 2 * points
-        txn.expect_rows(
-            runs=1,
-            inputs=samples * points,
-            predictions=samples * points,
-            functions=batch.weights.size,
-            attention=L * H * samples * T,
-        )
-        txn.write("inputs", _inputs_table(batch))
-        txn.write("functions", _functions_table(batch))
-        correct = _write_attention(txn, loaded, batch, batch_size, device, progress)
-        txn.write(
-            "runs",
-            _runs_row(
-                run_id,
-                checkpoint,
-                loaded,
-                task,
-                batch,
-                seed,
-                device,
-                correct / batch.y.size,
-                command,
-            ),
-        )
-    return ExtractResult(run_id, existed=False)
+    e = prepare(checkpoint, model_config, task, samples, points, seed, device, task_params, n_dims)
+    return write(store, e, batch_size, device, overwrite, progress, command)
 
 
 @torch.no_grad()
@@ -231,26 +270,15 @@ def _functions_table(batch: tasks.TaskBatch) -> pa.Table:
     )
 
 
-def _runs_row(
-    run_id: str,
-    checkpoint: str,
-    loaded: LoadedModel,
-    task: str,
-    batch: tasks.TaskBatch,
-    seed: int,
-    device: str,
-    accuracy: float,
-    command: str,
-) -> pa.Table:
-    from attnstore.provenance import versions
-
+def _runs_row(e: Extraction, device: str, accuracy: float, command: str) -> pa.Table:
+    loaded, batch = e.loaded, e.batch
     v = versions()
     cfg = loaded.config
     S, N, _ = batch.x.shape
     row = {
-        "run_id": run_id,
+        "run_id": e.run_id,
         "created_at": datetime.now(timezone.utc),
-        "checkpoint": str(checkpoint),
+        "checkpoint": e.checkpoint,
         "checkpoint_sha256": loaded.sha256,
         "checkpoint_source": loaded.source,
         "card_json": json.dumps(loaded.card, sort_keys=True),
@@ -261,9 +289,9 @@ def _runs_row(
         "n_dims": cfg.n_dims,
         "n_ctx": cfg.n_ctx,
         "n_points": N,
-        "task": task,
+        "task": e.task,
         "task_params_json": json.dumps(batch.params, sort_keys=True),
-        "seed": seed,
+        "seed": e.seed,
         "n_samples": S,
         "device": device,
         "accuracy": accuracy,

@@ -58,11 +58,17 @@ def extract_and_analyze(
 ) -> tuple[ExtractResult, AnalysisResult | None]:
     """Extract a run (``extract_args`` as :func:`attnstore.extract` takes them), then, unless
     ``analysis`` is False, analyse it with ``backend`` and ``view`` on ``device``. Returns both
-    results (the second None without an analysis); either may have existed already."""
-    from attnstore.analysis.run import analyze
-    from attnstore.extraction import extract
+    results (the second None without an analysis); either may have existed already. The
+    analysis's parameters are checked against the run's shape before anything is written, so
+    a run is never committed only for its analysis to be refused."""
+    from attnstore.analysis.run import analyze, plan
+    from attnstore.extraction import prepare, write
 
-    run = extract(store, device=device, progress=progress, command=command, **extract_args)
+    write_args = {k: extract_args.pop(k) for k in ("batch_size", "overwrite") if k in extract_args}
+    extraction = prepare(device=device, **extract_args)
+    if analysis:
+        plan(extraction.n_points, backend, view, device=device)
+    run = write(store, extraction, device=device, progress=progress, command=command, **write_args)
     if not analysis:
         return run, None
     done = analyze(

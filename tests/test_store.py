@@ -333,3 +333,31 @@ def test_n_dims_contradicting_the_checkpoint(tiny_checkpoint, tmp_path):
 def test_not_a_store(tmp_path):
     with pytest.raises(StoreError, match="not an attnstore store"):
         Store(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("points", [1, 3])
+def test_too_few_points_for_the_analysis_write_nothing(tiny_checkpoint, tmp_path, points):
+    """A run the analysis would refuse (too few query rows for any k) is refused before it is
+    extracted: nothing is committed, not even the store folder."""
+    from attnstore.pipeline import extract_and_analyze
+
+    with pytest.raises(ConfigError, match=f"of {points} points"):
+        extract_and_analyze(
+            tmp_path / "s", checkpoint=str(tiny_checkpoint), samples=2, points=points
+        )
+    assert not (tmp_path / "s").exists()
+    run, analysis = extract_and_analyze(
+        tmp_path / "s", analysis=False, checkpoint=str(tiny_checkpoint), samples=2, points=1
+    )
+    assert analysis is None and Store(tmp_path / "s").ids("run") == [run.run_id]
+
+
+def test_bad_task_or_checkpoint_leave_no_store_folder(tiny_checkpoint, tmp_path):
+    with pytest.raises(ConfigError, match="conjuction"):
+        extract(tmp_path / "a", checkpoint=str(tiny_checkpoint), samples=2, task="conjuction")
+    with pytest.raises(Exception, match="does not exist"):
+        extract(tmp_path / "b", checkpoint=str(tmp_path / "nope"), samples=2)
+    for bad in ({"points": 0}, {"seed": 2**64}, {"seed": -1}, {"samples": 10**11}):
+        with pytest.raises(ConfigError):
+            extract(tmp_path / "c", checkpoint=str(tiny_checkpoint), **{"samples": 2, **bad})
+    assert not any((tmp_path / n).exists() for n in "abc")

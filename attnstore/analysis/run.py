@@ -70,34 +70,20 @@ def analyze(
     """
     s = open_store(store)
     run = s.run(run_id)
-    fit = get_backend(backend, device, random_state)
-    check_device(device)
-    if not 2 <= k_min <= k_max:
-        raise ConfigError(f"k range {k_min}..{k_max} is empty or below 2; need 2 <= k_min <= k_max")
-    if not 0 < dominance <= 1:
-        raise ConfigError(f"dominance={dominance} must be in (0, 1]")
-    if top_paths < 1 or chunk_samples < 1:
-        raise ConfigError(f"top_paths={top_paths} and chunk_samples={chunk_samples} must be >= 1")
-    n_points, n_samples = run["n_points"], run["n_samples"]
-    v = make_view(view, m, n_points)
-    points = v.points(n_points)
-    k_values = clip_k_values(k_min, k_max, len(points))
-    if len(k_values) == 0:
-        raise ConfigError(
-            f"view '{view}' keeps {len(points)} rows per problem: too few for any k >= 2 "
-            "(silhouette needs k <= n_rows - 1)"
-        )
-    params = {  # hashed into the id: the same keys and values as ever, so that ids stay
-        "backend": backend,
-        "device": device if backend == "torch" else "cpu",
-        "view": view,
-        "view_params": v.params(n_points),
-        "k_min": k_min,
-        "k_max": k_max,
-        "random_state": random_state,
-        "dominance": dominance,
-        "top_paths": top_paths,
-    }
+    fit, v, k_values, params = plan(
+        run["n_points"],
+        backend,
+        view,
+        m,
+        k_min,
+        k_max,
+        dominance,
+        top_paths,
+        device,
+        random_state,
+        chunk_samples,
+    )
+    n_samples = run["n_samples"]
     analysis_id = analysis_id_for(run["run_id"], params)
     if analysis_id in s.ids("analysis") and not overwrite:
         return AnalysisResult(analysis_id, existed=True)
@@ -134,6 +120,52 @@ def analyze(
         bar.close()
         txn.write("analyses", analyses_row(run, params, k_values, notes, command))
     return AnalysisResult(analysis_id, existed=False)
+
+
+def plan(
+    n_points: int,
+    backend: str = "torch",
+    view: str = "shared_keys",
+    m: int | None = None,
+    k_min: int = 2,
+    k_max: int = 9,
+    dominance: float = 0.5,
+    top_paths: int = 3,
+    device: str = "cpu",
+    random_state: int = 0,
+    chunk_samples: int = 64,
+):
+    """Check an analysis's parameters for runs of ``n_points`` points, before anything is read
+    or written (``extract_and_analyze`` calls it before extracting); returns the backend's fit
+    function, the view, the k tried and the parameters hashed into the analysis id."""
+    fit = get_backend(backend, device, random_state)
+    check_device(device)
+    if not 2 <= k_min <= k_max:
+        raise ConfigError(f"k range {k_min}..{k_max} is empty or below 2; need 2 <= k_min <= k_max")
+    if not 0 < dominance <= 1:
+        raise ConfigError(f"dominance={dominance} must be in (0, 1]")
+    if top_paths < 1 or chunk_samples < 1:
+        raise ConfigError(f"top_paths={top_paths} and chunk_samples={chunk_samples} must be >= 1")
+    v = make_view(view, m, n_points)
+    points = v.points(n_points)
+    k_values = clip_k_values(k_min, k_max, len(points))
+    if len(k_values) == 0:
+        raise ConfigError(
+            f"view '{view}' keeps {len(points)} rows per problem of {n_points} points: too few "
+            "for any k >= 2 (silhouette needs k <= n_rows - 1); use more points"
+        )
+    params = {  # hashed into the id: the same keys and values as ever, so that ids stay
+        "backend": backend,
+        "device": device if backend == "torch" else "cpu",
+        "view": view,
+        "view_params": v.params(n_points),
+        "k_min": k_min,
+        "k_max": k_max,
+        "random_state": random_state,
+        "dominance": dominance,
+        "top_paths": top_paths,
+    }
+    return fit, v, k_values, params
 
 
 # ---- reading the run ------------------------------------------------------------------------
