@@ -75,6 +75,11 @@ def load_checkpoint(
 ) -> LoadedModel:
     """Load a model from a checkpoint string (see the module docstring), in eval mode."""
     check_device(device)
+    if not str(spec).strip():
+        raise CheckpointError(
+            "the checkpoint is empty; give 'default', a folder written by 'attnstore train', a "
+            ".safetensors file, or an incontext-bool .pt file"
+        )
     path = default_checkpoint_dir() if str(spec) == DEFAULT else Path(spec)
     if not path.exists():
         raise CheckpointError(
@@ -197,10 +202,17 @@ def read_model_config(path: str | Path) -> ModelConfig:
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"model config '{path}' does not exist")
+    if not p.is_file():
+        raise CheckpointError(f"model config '{path}' is not a file")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"model config '{path}' is not UTF-8 text ({e.reason})") from e
     except yaml.YAMLError as e:
-        raise CheckpointError(f"model config '{path}' is not valid YAML: {e}") from e
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise CheckpointError(f"model config '{path}' is not valid YAML{at}: {problem}") from e
     if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
         raw = raw["model"]
     if not isinstance(raw, dict):

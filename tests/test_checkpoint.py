@@ -232,3 +232,23 @@ def test_weights_that_are_not_finite_are_refused_naming_the_tensor(tmp_path, bad
     _resave(tmp_path, tensors, model.cfg.to_dict())
     with pytest.raises(CheckpointError, match=r"blocks\.1\.attn\.qkv\.weight holds 1 NaN"):
         load_checkpoint(tmp_path)
+
+
+def test_model_config_that_is_not_utf8_or_not_yaml(hf_model, tmp_path):
+    path = tmp_path / "model_1.pt"
+    torch.save(hf_model.state_dict(), path)
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe n_dims: 5")
+    with pytest.raises(CheckpointError, match="is not UTF-8 text"):
+        load_checkpoint(path, model_config=bad)
+    bad.write_text("n_dims: [5\nn_layer: 2\n")
+    with pytest.raises(CheckpointError, match="is not valid YAML at line") as err:
+        load_checkpoint(path, model_config=bad)
+    assert "\n" not in str(err.value)
+    with pytest.raises(CheckpointError, match="is not a file"):
+        load_checkpoint(path, model_config=tmp_path)
+
+
+def test_empty_checkpoint_is_refused():
+    with pytest.raises(CheckpointError, match="the checkpoint is empty"):
+        load_checkpoint("")

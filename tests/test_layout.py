@@ -3,7 +3,7 @@
     errors
     limits, schema, fs, provenance
     tasks, model, store
-    checkpoint, connection
+    checkpoint, connection, outputs
     training, extraction, analysis, queries
     plots
     pipeline
@@ -26,7 +26,7 @@ LAYERS = [
     {"errors"},
     {"limits", "schema", "fs", "provenance"},
     {"tasks", "model", "store"},
-    {"checkpoint", "connection"},
+    {"checkpoint", "connection", "outputs"},
     {"training", "extraction", "analysis", "queries"},
     {"plots"},
     {"pipeline"},

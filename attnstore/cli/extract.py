@@ -61,8 +61,8 @@ def extract(
 
     Progress goes to stderr; the last line on stdout is the run id.
     """
+    from attnstore.outputs import check_new_store
     from attnstore.pipeline import extract_and_analyze
-    from attnstore.plots.outputs import check_new_store
     from attnstore.provenance import command_line
 
     check_new_store(kwargs["store"])
@@ -167,8 +167,8 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
     With no options: 300 prompts of the bundled model into ./attnstore-store, figures into
     ./attnstore-figures. Prints the top heads and the figures written.
     """
+    from attnstore.outputs import check_new_store, check_output_folder
     from attnstore.pipeline import run_pipeline
-    from attnstore.plots.outputs import check_new_store, check_output_folder
     from attnstore.provenance import command_line
 
     params = parse_params(task_params)

@@ -47,7 +47,7 @@ def _output_options(f):
 def _write_frame(df, fmt: str, out: str | None, store: str) -> None:
     """Print (or write to ``out``, outside any store) a query result as a table, CSV, JSON
     records or Parquet."""
-    from attnstore.plots.outputs import write_output
+    from attnstore.outputs import write_output
 
     if fmt == "parquet":
         if out is None:
@@ -133,7 +133,7 @@ def query_run(
     query_dirs: tuple[str, ...],
 ) -> None:
     """Run the query NAME on a store; 'attnstore query NAME ...' is the same."""
-    from attnstore.plots.outputs import check_output
+    from attnstore.outputs import check_output
     from attnstore.queries import run_query
 
     if out is not None:
@@ -153,7 +153,7 @@ def sql_(text: str, store: str, fmt: str, out: str | None) -> None:
     silhouette, clusters, svm_coefs, dominant_literals, pathways) and head_summary; the
     views show committed runs and analyses only.
     """
-    from attnstore.plots.outputs import check_output
+    from attnstore.outputs import check_output
     from attnstore.queries import sql
 
     if out is not None:

@@ -43,7 +43,7 @@ def train(task_params: tuple[str, ...], out: str, device: str, **kwargs: Any) ->
     Prints the card's evaluation summary (accuracy over the last 10 positions for the model
     and the baselines).
     """
-    from attnstore.plots.outputs import check_output_folder
+    from attnstore.outputs import check_output_folder
     from attnstore.provenance import command_line
     from attnstore.training import TrainConfig
     from attnstore.training import train as run_train

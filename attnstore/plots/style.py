@@ -16,7 +16,7 @@ import matplotlib.style
 from matplotlib.figure import Figure
 
 from attnstore.errors import ConfigError, known
-from attnstore.plots.outputs import check_output, write_output
+from attnstore.outputs import check_output, write_output
 
 FORMATS = (".pdf", ".png", ".svg")
 DPI = 100
@@ -38,7 +38,7 @@ def style() -> Iterator[None]:
 
 def check_figure_path(path: str | Path, store: str | Path | None = None) -> Path:
     """``path`` if a figure may be written there: .png, .svg or .pdf, and outside any store
-    (:func:`~attnstore.plots.outputs.check_output`); else ConfigError naming it."""
+    (:func:`~attnstore.outputs.check_output`); else ConfigError naming it."""
     path = check_output(path, store)
     if path.suffix.lower() not in FORMATS:
         raise ConfigError(f"figure file '{path}' must end in one of: {known(FORMATS)}")
@@ -48,7 +48,7 @@ def check_figure_path(path: str | Path, store: str | Path | None = None) -> Path
 def save_figure(fig: Figure, path: str | Path, store: str | Path | None = None) -> Path:
     """Write ``fig`` as .png, .svg or .pdf (from the suffix), byte-identical from run to run:
     fixed dpi, no dates or version strings in the metadata, a fixed SVG id salt. Written as
-    :func:`~attnstore.plots.outputs.write_output` writes (its folder made if need be, whole or
+    :func:`~attnstore.outputs.write_output` writes (its folder made if need be, whole or
     not at all, never inside a store or ``store``); a path that cannot be written is a
     ConfigError naming it."""
     path = check_figure_path(path, store)
