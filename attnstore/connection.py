@@ -32,8 +32,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from attnstore.schema import TABLES
-from attnstore.store import PRIMARY, Store, open_store
+from attnstore.schema import PRIMARY, TABLES
+from attnstore.store import Store, open_store
 
 # Shared macros, each a file queries/macros/<name>.sql holding one `create macro <name>`
 # statement, created in this order before the views; a macro may call the ones before it.

@@ -25,6 +25,7 @@ import pyarrow as pa
 from attnstore.errors import StoreError
 
 SCHEMA_VERSION = 1
+PRIMARY = {"run": "runs", "analysis": "analyses"}  # the table whose row makes a run (analysis) be
 
 i8, i16, i32, i64 = pa.int8(), pa.int16(), pa.int32(), pa.int64()
 f32, f64, text, boolean = pa.float32(), pa.float64(), pa.string(), pa.bool_()

@@ -20,8 +20,8 @@ import duckdb
 
 from attnstore.connection import SHARED_MACROS, SHARED_VIEWS, connect, macro_sql, view_sql
 from attnstore.queries import _resolve, load_queries
-from attnstore.schema import TABLES
-from attnstore.store import PRIMARY, Store
+from attnstore.schema import PRIMARY, TABLES
+from attnstore.store import Store
 
 
 def read_parquet_connection(store: Store):

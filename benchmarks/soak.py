@@ -28,7 +28,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from attnstore.schema import TABLES
-from attnstore.store import CRASH_ENV, STAGING, Store
+from attnstore.store import Store
+from attnstore.transaction import CRASH_ENV, STAGING
 
 VOLATILE = {"created_at", "command"}  # differ between two writes of the same run by design
 

@@ -2,8 +2,9 @@
 
     errors
     limits, schema, fs, provenance
-    tasks, model, store
-    checkpoint, connection, outputs
+    tasks, model, transaction
+    store, checkpoint
+    connection, outputs
     training, extraction, analysis, queries
     plots
     pipeline
@@ -25,8 +26,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "attnstore"
 LAYERS = [
     {"errors"},
     {"limits", "schema", "fs", "provenance"},
-    {"tasks", "model", "store"},
-    {"checkpoint", "connection", "outputs"},
+    {"tasks", "model", "transaction"},
+    {"store", "checkpoint"},
+    {"connection", "outputs"},
     {"training", "extraction", "analysis", "queries"},
     {"plots"},
     {"pipeline"},

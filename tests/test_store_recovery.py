@@ -17,7 +17,8 @@ import pytest
 
 from attnstore.errors import StoreError
 from attnstore.schema import TABLES
-from attnstore.store import CRASH_ENV, STAGING, Store
+from attnstore.store import Store
+from attnstore.transaction import CRASH_ENV, STAGING
 
 KEY = {"run": "0123456789abcdef", "analysis": "fedcba9876543210"}
 # A writer of fake rows for every table of a level: n rows each, distinct grain values.
