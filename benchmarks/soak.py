@@ -64,6 +64,9 @@ def rows_on_disk(store: Path, level: str) -> int:
 
 def check(store: Path, level: str, reference: dict[str, list[tuple]]) -> str:
     """'absent' or 'whole'; raises AssertionError on anything else."""
+    if not (store / "attnstore.json").exists():  # killed before the store was made
+        assert not any(store.rglob("*.parquet")) if store.exists() else True
+        return "absent"
     rows = table_rows(store, level)
     staged = list((store / STAGING).iterdir()) if (store / STAGING).exists() else []
     assert not [p for p in staged if p.is_dir()], f"staging left after recovery: {staged}"
