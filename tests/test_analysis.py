@@ -67,6 +67,20 @@ def test_multiclass_literals_follow_their_rows():
     assert (d["literal"][top0][0], d["sign"][top0][0]) == (0, 1)
 
 
+def test_literal_ranks_do_not_depend_on_rounding():
+    """Two literals tied in exact arithmetic but a rounding error apart, in either order (as
+    two CPUs' kernels may leave them), rank alike: the lower literal first."""
+    x = np.array([[1.0, 1.0, -1.0], [-1.0, -1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]])
+    labels = np.array([1, 0, 1, 0])
+    ranks = []
+    for eps in (1e-15, -1e-15):
+        coef = np.array([[[0.5, 0.5 * (1 + eps), 0.1]]])
+        d = dominant_literals(labels[None], x[None], coef, np.array([1]), dominance=0.5)
+        mine = (d["cluster"] == 1) & (d["sign"] == 1)
+        ranks.append(d["rank"][mine].tolist())
+    assert ranks[0] == ranks[1] == [1, 2, 3]
+
+
 def test_literals_of_many_problems_at_once_equal_one_at_a_time():
     rng = np.random.default_rng(6)
     P, N, F = 6, 30, 5

@@ -9,7 +9,9 @@ score for each of the ``2 * n_dims`` literals (j, sign), sign +1 meaning ``x_j``
   cluster 0 takes its negation.
 - ``data_score = P(x_j = sign | row in c) - P(x_j = sign | row not in c)``: the same question
   asked of the data directly, in [-1, 1], with no model.
-- ``rank``: 1 for the highest svm_score in the cluster, ties broken by literal index then sign.
+- ``rank``: 1 for the highest svm_score in the cluster, ties broken by literal index then sign;
+  scores within the tie band of :mod:`attnstore.analysis.backends.base` (1e-9 of the cluster's
+  largest score) count as tied, so that rounding that differs between CPUs ranks alike.
 - ``is_dominant``: ``svm_score > 0`` and ``svm_score >= dominance * (the cluster's top
   svm_score)``, with ``dominance = 0.5`` by default (recorded in ``analyses``).
 - ``in_target``: whether the literal occurs in the sample's hidden function (some term has
@@ -19,6 +21,8 @@ score for each of the ``2 * n_dims`` literals (j, sign), sign +1 meaning ``x_j``
 from __future__ import annotations
 
 import numpy as np
+
+from attnstore.analysis.backends.base import TIE_RTOL
 
 
 def dominant_literals(
@@ -58,7 +62,9 @@ def dominant_literals(
     data = p_in - np.where(n_out[..., None] > 0, p_out, 0.0)
     # Rank: highest svm_score first, ties by literal then sign (+1 first).
     inter = svm.transpose(0, 1, 3, 2).reshape(P, K, 2 * F)  # literal-major order
-    order = np.argsort(-inter, axis=2, kind="stable")
+    scale = np.abs(np.nan_to_num(inter)).max(2, keepdims=True)
+    banded = np.round(inter / np.where(scale > 0, scale * TIE_RTOL, 1.0))
+    order = np.argsort(-banded, axis=2, kind="stable")
     rank_inter = np.empty_like(order)
     np.put_along_axis(rank_inter, order, np.arange(1, 2 * F + 1)[None, None, :], axis=2)
     rank = rank_inter.reshape(P, K, F, 2).transpose(0, 1, 3, 2)  # (P, K, 2, F)
