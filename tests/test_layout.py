@@ -7,6 +7,7 @@
     connection, outputs
     training, extraction, analysis, queries
     plots
+    report
     pipeline
     cli
     __main__
@@ -31,6 +32,7 @@ LAYERS = [
     {"connection", "outputs"},
     {"training", "extraction", "analysis", "queries"},
     {"plots"},
+    {"report"},
     {"pipeline"},
     {"cli"},
     {"__main__"},

@@ -13,6 +13,7 @@ from attnstore.cli.extract import analyze, extract, run_
 from attnstore.cli.options import ErrorGroup
 from attnstore.cli.plot import plot
 from attnstore.cli.query import query_group, sql_
+from attnstore.cli.report import report
 from attnstore.cli.train import eval_, train
 
 
@@ -25,7 +26,7 @@ def cli() -> None:
     """
 
 
-for command in (train, eval_, extract, analyze, plot, query_group, sql_, run_):
+for command in (train, eval_, extract, analyze, plot, query_group, sql_, report, run_):
     cli.add_command(command)
 
 

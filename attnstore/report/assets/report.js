@@ -1,0 +1,117 @@
+// Renders the report's JSON with Plotly. Python builds the data (attnstore/report/data.py);
+// this file only draws it: each page's JSON is in <script id="page-data">, a head page's
+// attention rows in window.HEAD_DATA (its own .js file, loaded with <script src>).
+"use strict";
+
+const PAGE = JSON.parse(document.getElementById("page-data").textContent);
+const CONFIG = { displaylogo: false, responsive: true };
+
+// Sortable tables: click a header to sort by it (again to reverse).
+function sortable(table) {
+  table.querySelectorAll("th").forEach((th, col) => {
+    th.addEventListener("click", () => {
+      const body = table.tBodies[0];
+      const asc = th.dataset.order !== "asc";
+      table.querySelectorAll("th").forEach((h) => delete h.dataset.order);
+      th.dataset.order = asc ? "asc" : "desc";
+      const key = (tr) => {
+        const text = tr.cells[col].textContent;
+        const num = parseFloat(text);
+        return isNaN(num) ? text : num;
+      };
+      const rows = Array.from(body.rows).sort((a, b) => {
+        const [x, y] = [key(a), key(b)];
+        return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+      });
+      rows.forEach((tr) => body.appendChild(tr));
+    });
+  });
+  table.querySelectorAll("tr[data-href]").forEach((tr) => {
+    tr.addEventListener("click", () => { window.location.href = tr.dataset.href; });
+  });
+}
+document.querySelectorAll("table.sortable").forEach(sortable);
+
+function column(table, name) {
+  const i = table.columns.indexOf(name);
+  return table.rows.map((r) => r[i]);
+}
+
+function overview() {
+  const acc = PAGE.accuracy;
+  const x = column(acc, "point");
+  const traces = ["model_accuracy", "majority_accuracy", "elimination_accuracy"]
+    .filter((name) => column(acc, name).some((v) => v !== null))
+    .map((name) => ({ x, y: column(acc, name), name: name.replace("_accuracy", ""),
+                      type: "scatter", mode: "lines+markers" }));
+  Plotly.newPlot("accuracy", traces, {
+    xaxis: { title: { text: "point" } }, yaxis: { title: { text: "accuracy" }, range: [0, 1.02] },
+    margin: { t: 20 },
+  }, CONFIG);
+}
+
+function heads() {
+  const select = document.getElementById("metric");
+  if (!select) return;
+  const draw = () => {
+    const m = PAGE.maps[Number(select.value)];
+    const layers = m.z.map((_, i) => i);
+    Plotly.react("map", [{
+      z: m.z, y: layers, type: "heatmap", colorscale: "Viridis", hoverongaps: false,
+      text: m.z.map((row) => row.map((v) => (v === null ? "" : v.toFixed(3)))),
+      texttemplate: "%{text}",
+      hovertemplate: "layer %{y}, head %{x}<br>" + m.name + ": %{z:.3f}<extra></extra>",
+    }], {
+      xaxis: { title: { text: "head" }, dtick: 1 },
+      yaxis: { title: { text: "layer" }, dtick: 1, autorange: "reversed" },
+      margin: { t: 20 },
+    }, CONFIG);
+  };
+  select.addEventListener("change", draw);
+  draw();
+  document.getElementById("map").on("plotly_click", (e) => {
+    const p = e.points[0];
+    window.location.href = `heads/L${p.y}_H${p.x}.html`;
+  });
+}
+
+function token(t, pos) {
+  return `${t.kind}${t.point} (pos ${pos}, point ${t.point}, x ${t.x}, y ${t.y > 0 ? "+1" : "-1"})`;
+}
+
+function head() {
+  const D = window.HEAD_DATA;
+  const sampleSelect = document.getElementById("sample");
+  const viewSelect = document.getElementById("view");
+  const info = document.getElementById("hover-info");
+  const draw = () => {
+    const s = sampleSelect.value;
+    const w = D.samples[s].map((row) => row.map((v) => v / D.scale));
+    const toks = D.tokens[s];
+    const labels = (D.labels[viewSelect.value] || {})[s] || [];
+    const text = w.map((row, q) => row.map((v, k) => {
+      const cluster = labels[q] === null || labels[q] === undefined ? "not clustered" : labels[q];
+      return `query ${token(toks[q], q)}<br>key ${token(toks[k], k)}<br>` +
+             `weight ${v.toFixed(3)}<br>cluster of the query (${viewSelect.value || "none"}): ${cluster}`;
+    }));
+    const names = toks.map((t) => t.kind + t.point);
+    const pos = names.map((_, i) => i);
+    Plotly.react("attention", [{
+      z: w, x: pos, y: pos, type: "heatmap", colorscale: "Purples", zmin: 0, zmax: 1,
+      text, hovertemplate: "%{text}<extra></extra>",
+    }], {
+      xaxis: { title: { text: "key" }, tickvals: pos, ticktext: names, tickfont: { size: 8 } },
+      yaxis: { title: { text: "query" }, tickvals: pos, ticktext: names, tickfont: { size: 8 },
+               autorange: "reversed" },
+      margin: { t: 20 },
+    }, CONFIG);
+  };
+  sampleSelect.addEventListener("change", draw);
+  viewSelect.addEventListener("change", draw);
+  draw();
+  document.getElementById("attention").on("plotly_hover", (e) => {
+    info.innerHTML = e.points[0].text;
+  });
+}
+
+({ index: overview, heads, head })[PAGE.page]();

@@ -1,0 +1,218 @@
+"""attnstore report: a self-contained site, the same bytes twice, opened in a real browser.
+
+The browser test drives Debian's Chromium (/usr/bin/chromium) with Playwright, the network
+blocked; it is skipped, saying why, only where that Chromium is absent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from attnstore.cli import cli
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
+
+
+def _copy(tiny_analysed_store, tmp_path) -> Path:
+    src, _, _ = tiny_analysed_store
+    dst = tmp_path / "store"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _report(*args: str):
+    return CliRunner().invoke(cli, ["report", *args])
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _one_line_error(result, *needles: str) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def built(tiny_analysed_store, tmp_path_factory):
+    """A report of a copy of the tiny analysed store: (store, report folder, run id)."""
+    tmp = tmp_path_factory.mktemp("report")
+    store = _copy(tiny_analysed_store, tmp)
+    out = tmp / "site"
+    result = _report("--store", str(store), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out / "index.html")
+    return store, out, tiny_analysed_store[1]
+
+
+def test_pages_and_files(built, tiny_analysed_store):
+    store, out, run_id = built
+    _, _, analyses = tiny_analysed_store
+    assert (out / "assets" / "plotly.min.js").stat().st_size > 1_000_000
+    heads = sorted(p.name for p in (out / "heads").glob("*.html"))
+    assert heads == ["L0_H0.html", "L0_H1.html", "L1_H0.html", "L1_H1.html"]
+    for page in [out / "index.html", out / "heads.html", *(out / "heads").glob("*.html")]:
+        text = page.read_text()
+        assert "http://" not in text and "https://" not in text, page
+    index = (out / "index.html").read_text()
+    assert run_id in index and "run_overview" in index and "contents" in index
+    heads_page = (out / "heads.html").read_text()
+    for name in (
+        "heads_by_cluster_quality",
+        "heads_by_literals",
+        "heads_by_label_routing",
+        "heads_by_xy_difference",
+        "mean_silhouette (x queries)",
+    ):
+        assert name in heads_page, name
+    js = (out / "heads" / "L0_H0.js").read_text()
+    assert js.startswith("window.HEAD_DATA = {") and '"shared_keys"' in js and '"raw"' in js
+
+
+def test_same_bytes_twice(built, tmp_path):
+    store, out, _ = built
+    again = tmp_path / "again"
+    assert _report("--store", str(store), "--out", str(again)).exit_code == 0
+    assert _digests(again) == _digests(out)
+
+
+def test_store_without_analysis(tiny_store, tmp_path):
+    src, run_id = tiny_store
+    store = tmp_path / "store"
+    shutil.copytree(src, store)
+    out = tmp_path / "site"
+    result = _report("--store", str(store), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    command = f"attnstore analyze --store {store} --run {run_id}"
+    for page in ("index.html", "heads.html", "heads/L1_H1.html"):
+        assert command in (out / page).read_text(), page
+    assert '"samples":{"0":' in (out / "heads" / "L1_H1.js").read_text()
+
+
+def test_bad_inputs(tiny_analysed_store, tmp_path):
+    store = _copy(tiny_analysed_store, tmp_path)
+    before = _digests(store)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    _one_line_error(_report("--store", str(store), "--out", str(a_file)), str(a_file))
+    _one_line_error(
+        _report("--store", str(store), "--out", str(store / "site")), "inside the store"
+    )
+    _one_line_error(
+        _report("--store", str(store), "--run", "feedfacefeedface", "--out", str(tmp_path / "o")),
+        "feedfacefeedface",
+        tiny_analysed_store[1],
+    )
+    _one_line_error(
+        _report(
+            "--store", str(store), "--analysis", "0123456789abcdef", "--out", str(tmp_path / "o")
+        ),
+        "0123456789abcdef",
+    )
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not _writable(locked):  # root writes anywhere: nothing to refuse
+            _one_line_error(_report("--store", str(store), "--out", str(locked / "site")), "locked")
+    finally:
+        locked.chmod(0o700)
+        assert _digests(store) == before
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / ".probe").touch()
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: apt-get install chromium")
+def test_in_chromium(built, tmp_path):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    _, out, _ = built
+    pages = [out / "index.html", out / "heads.html", *sorted((out / "heads").glob("*.html"))]
+    requests: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
+        page = browser.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for path in pages:
+            page.goto(path.as_uri())
+            page.wait_for_selector(".js-plotly-plot")
+        # From the heads map to a head page: click a cell of the heatmap.
+        page.goto((out / "heads.html").as_uri())
+        page.wait_for_selector("#map .nsewdrag")
+        page.select_option("#metric", index=1)
+        page.screenshot(path=str(tmp_path / "heads.png"), full_page=True)
+        page.locator("#map").scroll_into_view_if_needed()
+        box = page.locator("#map .nsewdrag").bounding_box()
+        with page.expect_navigation():
+            page.mouse.click(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.75)
+        assert page.url.endswith("heads/L1_H1.html"), page.url
+        # From a ranking table's row to a head page.
+        page.go_back()
+        with page.expect_navigation():
+            page.locator("table.ranking tbody tr").first.click()
+        assert "/heads/L" in page.url
+        # The attention viewer: switch sample and view, hover a cell, read the tooltip.
+        page.goto((out / "heads" / "L1_H0.html").as_uri())
+        page.wait_for_selector("#attention .nsewdrag")
+        page.select_option("#sample", index=1)
+        page.select_option("#view", "raw")
+        page.locator("#attention").scroll_into_view_if_needed()
+        box = page.locator("#attention .nsewdrag").bounding_box()
+        page.mouse.move(box["x"] + 5, box["y"] + 5)
+        page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.9, steps=5)
+        page.wait_for_selector(".hovertext", state="attached")
+        tip = page.locator(".hovertext").first.text_content()
+        assert "query y" in tip or "query x" in tip, tip
+        assert "key" in tip and "weight" in tip and "cluster of the query (raw)" in tip, tip
+        assert "weight" in page.locator("#hover-info").text_content()
+        page.screenshot(path=str(tmp_path / "head.png"), full_page=True)
+        browser.close()
+    assert not errors, errors
+    assert requests and all(u.startswith(("file://", "data:")) for u in requests), [
+        u for u in requests if not u.startswith(("file://", "data:"))
+    ]
+    for shot in ("heads.png", "head.png"):
+        colours = Image.open(tmp_path / shot).convert("RGB").getcolors(maxcolors=1 << 20)
+        assert colours is not None and len(colours) > 50, shot
