@@ -1,6 +1,6 @@
 """Calls that chain the stages: :func:`extract_and_analyze` (what ``attnstore extract`` does)
 and :func:`run_pipeline`, the whole job in one call: extract, analyse, rank heads, draw the top
-heads' figures.
+heads' figures, write the HTML report.
 
 ``attnstore run`` with no arguments runs it on the bundled model; every step is the same call a
 user can make alone (``extract``, ``analyze``, ``query``, ``plots``), so the store it leaves
@@ -44,6 +44,7 @@ class PipelineResult:
     analysis_id: str
     top: pd.DataFrame  # the top rows of the ranking query
     figures: list[Path] = field(default_factory=list)
+    report: Path | None = None  # the HTML report's index.html
 
 
 def extract_and_analyze(
@@ -103,9 +104,11 @@ def run_pipeline(
 ) -> PipelineResult:
     """Extract ``samples`` prompts, analyse them, rank the heads by cluster quality, and write
     the head figure and silhouette curve of the ``top`` heads (each for the sample where that
-    head's clusters are cleanest) plus a layer × head map, into ``out``."""
+    head's clusters are cleanest) plus a layer × head map, into ``out``, and the HTML report
+    of the run into ``out/report`` (:func:`attnstore.report.build_report`)."""
     from attnstore import plots
     from attnstore.queries import query
+    from attnstore.report import REPORT_DIR, build_report
     from attnstore.store import Store
 
     if top < 1:
@@ -168,4 +171,7 @@ def run_pipeline(
         fig = plots.heads_figure(s, run.run_id, analysis.analysis_id, "mean_silhouette", kind)
         figures.append(plots.save_figure(fig, out / f"heads_mean_silhouette_{kind}.{fmt}"))
     best = best[[c for c in RANK_COLUMNS if c in best.columns]].assign(sample=samples_shown)
-    return PipelineResult(Path(store), run.run_id, analysis.analysis_id, best, figures)
+    report = build_report(
+        s, out / REPORT_DIR, run.run_id, analysis.analysis_id, progress=progress
+    ).index
+    return PipelineResult(Path(store), run.run_id, analysis.analysis_id, best, figures, report)

@@ -216,3 +216,13 @@ def test_in_chromium(built, tmp_path):
     for shot in ("heads.png", "head.png"):
         colours = Image.open(tmp_path / shot).convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is not None and len(colours) > 50, shot
+
+
+def test_run_writes_the_report_and_prints_it_first(tiny_checkpoint, tmp_path):
+    out = tmp_path / "figures"
+    args = ["run", "--store", str(tmp_path / "store"), "--checkpoint", str(tiny_checkpoint)]
+    result = CliRunner().invoke(cli, [*args, "--samples", "3", "--top", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    index = out / "report" / "index.html"
+    assert result.output.splitlines()[0] == f"report: {index}"
+    assert index.is_file() and (out / "report" / "heads" / "L1_H1.html").is_file()

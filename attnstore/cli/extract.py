@@ -140,7 +140,7 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
     default="attnstore-figures",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for the figures (made if need be; never inside a store).",
+    help="Folder for the figures and the report (made if need be; never inside a store).",
 )
 @checkpoint_option
 @model_config_option
@@ -162,10 +162,12 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
 )
 @device_option
 def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> None:
-    """The whole job: extract, analyse, rank heads by cluster quality, draw the top heads.
+    """The whole job: extract, analyse, rank heads by cluster quality, draw the top heads,
+    write the HTML report.
 
-    With no options: 300 prompts of the bundled model into ./attnstore-store, figures into
-    ./attnstore-figures. Prints the top heads and the figures written.
+    With no options: 300 prompts of the bundled model into ./attnstore-store, figures and the
+    report (report/index.html) into ./attnstore-figures. Prints the report's path first, then
+    the top heads and the figures written.
     """
     from attnstore.outputs import check_new_store, check_output_folder
     from attnstore.pipeline import run_pipeline
@@ -182,6 +184,7 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
         progress=show_progress(),
         command=command_line(),
     )
+    click.echo(f"report: {result.report}")
     click.echo(f"run {result.run_id}, analysis {result.analysis_id} in {result.store}")
     click.echo("top heads by cluster quality (query heads_by_cluster_quality):")
     click.echo(result.top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

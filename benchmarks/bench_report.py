@@ -1,0 +1,119 @@
+"""Size and load time of the HTML report (``attnstore report``), in one run.
+
+    python benchmarks/bench_report.py --store /tmp/x             # a store there (the bundled
+                                                                 # model's run if it is empty)
+    python benchmarks/bench_report.py --store /tmp/big --big --samples 1000   # a 12 × 8 model
+    python benchmarks/bench_report.py --store /tmp/x --screenshots docs      # docs/report-*.png
+
+``--big`` builds the store, if it is empty, from a randomly initialised 12-layer, 8-head
+model (n_dims 10, n_ctx 80, d_model 256; task conjunction) with ``--samples`` prompts and the
+default analysis. Then it writes the report into a temporary folder and prints how long that
+took, its size and file count, and, in Debian's Chromium (/usr/bin/chromium, headless,
+network blocked), the time each kind of page takes to open from file:// until its Plotly
+charts are drawn (median of ``--repeats`` loads, a fresh tab each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from attnstore.report import build_report
+from attnstore.store import Store
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
+
+
+def build_store(path: Path, big: bool, samples: int) -> None:
+    from attnstore.pipeline import extract_and_analyze
+
+    if (path / "attnstore.json").exists() and Store(path).ids("run"):
+        return
+    checkpoint = "default"
+    if big:
+        from attnstore.checkpoint import save_checkpoint
+        from attnstore.model import InContextModel, ModelConfig
+
+        checkpoint = str(path.parent / f"{path.name}-checkpoint")
+        model = InContextModel(
+            ModelConfig(n_dims=10, n_ctx=80, n_layers=12, n_heads=8, d_model=256)
+        )
+        save_checkpoint(model, {"task": "conjunction"}, checkpoint)
+    t = time.perf_counter()
+    extract_and_analyze(path, checkpoint=checkpoint, samples=samples, progress=True)
+    print(f"store: {samples} samples extracted and analysed in {time.perf_counter() - t:.0f} s")
+
+
+def load_times(out: Path, repeats: int, shots: Path | None) -> None:
+    from playwright.sync_api import sync_playwright
+
+    heads = sorted((out / "heads").glob("*.html"))
+    pages = {"index.html": out / "index.html", "heads.html": out / "heads.html"}
+    pages[f"heads/{heads[-1].name}"] = heads[-1]
+    with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            profile, executable_path=CHROMIUM, args=ARGS, viewport={"width": 1280, "height": 900}
+        )
+        for name, path in pages.items():
+            times = []
+            for _ in range(repeats):
+                page = browser.new_page()
+                t = time.perf_counter()
+                page.goto(path.as_uri())
+                page.wait_for_selector(".js-plotly-plot .main-svg")
+                times.append(time.perf_counter() - t)
+                page.close()
+            print(f"  {name:<28} opens in {statistics.median(times):.2f} s (median of {repeats})")
+        if shots is not None:
+            page = browser.new_page()
+            page.goto((out / "heads.html").as_uri())
+            page.wait_for_selector("#map .main-svg")
+            page.screenshot(path=str(shots / "report-heads.png"))
+            page.goto(heads[0].with_name("L1_H3.html").as_uri())
+            page.locator("#attention").scroll_into_view_if_needed()
+            box = page.locator("#attention .nsewdrag").bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6, steps=5)
+            page.wait_for_selector(".hovertext", state="attached")
+            page.screenshot(path=str(shots / "report-head.png"))
+            print(f"screenshots: {shots}/report-heads.png, {shots}/report-head.png")
+        browser.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", type=Path, required=True)
+    ap.add_argument("--big", action="store_true", help="A random 12 x 8 model's store.")
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--screenshots", type=Path, default=None, help="Folder for docs images.")
+    args = ap.parse_args(argv)
+    build_store(args.store, args.big, args.samples)
+    run = Store(args.store).run()
+    print(f"run {run['run_id']}: {run['n_layers']} x {run['n_heads']}, {run['n_samples']} samples")
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        build_report(args.store, Path(tmp) / "report")
+        took = time.perf_counter() - t
+        files = [f for f in (Path(tmp) / "report").rglob("*") if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        print(f"report: {size / 1e6:.1f} MB in {len(files)} files, written in {took:.0f} s")
+        load_times(Path(tmp) / "report", args.repeats, args.screenshots)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
