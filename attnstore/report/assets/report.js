@@ -5,6 +5,8 @@
 
 const PAGE = JSON.parse(document.getElementById("page-data").textContent);
 const CONFIG = { displaylogo: false, responsive: true };
+// matplotlib's Purples, which the head figure uses too (Plotly has no such named scale).
+const PURPLES = [[0, "#fcfbfd"], [0.25, "#dadaeb"], [0.5, "#9e9ac8"], [0.75, "#6a51a3"], [1, "#3f007d"]];
 
 // Sortable tables: click a header to sort by it (again to reverse).
 function sortable(table) {
@@ -97,7 +99,7 @@ function head() {
     const names = toks.map((t) => t.kind + t.point);
     const pos = names.map((_, i) => i);
     Plotly.react("attention", [{
-      z: w, x: pos, y: pos, type: "heatmap", colorscale: "Purples", zmin: 0, zmax: 1,
+      z: w, x: pos, y: pos, type: "heatmap", colorscale: PURPLES, zmin: 0, zmax: 1,
       text, hovertemplate: "%{text}<extra></extra>",
     }], {
       xaxis: { title: { text: "key" }, tickvals: pos, ticktext: names, tickfont: { size: 8 } },
