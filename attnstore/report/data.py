@@ -153,17 +153,31 @@ def _head_summary(c: Context) -> pd.DataFrame | None:
 
 
 def _interventions(c: Context) -> pd.DataFrame | None:
-    """Effects of interventions on heads, once the store has such a table (not yet)."""
-    if "interventions" not in TABLES:
+    """Per head, the mean change of accuracy over points of each intervention of the run
+    (tables ``interventions`` and ``effects``); None where the store has none."""
+    need = {
+        "interventions": ["intervention_id", "method", "run_id", "target"],
+        "effects": ["delta_accuracy", "head", "intervention_id", "layer"],
+    }
+    for name, cols in need.items():
+        if name not in TABLES or not set(cols) <= set(TABLES[name].full_schema.names):
+            return None
+    runs = c.store.df("interventions", need["interventions"], run_id=c.run_id)
+    if runs.empty:
         return None
-    df = c.store.df("interventions", run_id=c.run_id)
-    return df if len(df) else None
+    frames = []
+    for r in runs.sort_values(["method", "target", "intervention_id"]).itertuples():
+        e = c.store.df("effects", need["effects"], intervention_id=r.intervention_id)
+        mean = e.groupby(["layer", "head"], as_index=False)["delta_accuracy"].mean()
+        frames.append(mean.assign(metric=f"delta_accuracy ({r.method}, {r.target})"))
+    df = pd.concat(frames).pivot(index=["layer", "head"], columns="metric", values="delta_accuracy")
+    return df.reset_index()
 
 
 # Every source of per-head metrics the heads page offers: add one here to map it too.
 METRIC_SOURCES = (
     MetricSource("head_summary", HEAD_METRICS, _head_summary),
-    MetricSource("interventions", ("effect",), _interventions),
+    MetricSource("interventions", (), _interventions),  # (): every column it returns
 )
 
 
@@ -175,7 +189,8 @@ def head_maps(c: Context) -> list[dict[str, Any]]:
         df = source.load(c)
         if df is None:
             continue
-        for metric in source.metrics:
+        keys = {"layer", "head", "query_kind"}
+        for metric in source.metrics or [m for m in df.columns if m not in keys]:
             if metric not in df.columns:
                 continue
             for kind in QUERY_KINDS:
