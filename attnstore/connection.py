@@ -51,6 +51,8 @@ SHARED_VIEWS: tuple[str, ...] = (
     "head_fits",  # per analysis x head x query kind: how the rows cluster
     "head_literals",  # per analysis x head x query kind: literal precision, recall, chance
     "head_summary",  # head_fits next to head_literals: every per-head metric
+    "head_effects",  # per intervention x head x point: accuracy and logit, unchanged and changed
+    "head_effect_summary",  # per intervention x head: the accuracy and logit a head carries
 )
 
 

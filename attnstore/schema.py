@@ -25,7 +25,8 @@ import pyarrow as pa
 from attnstore.errors import StoreError
 
 SCHEMA_VERSION = 1
-PRIMARY = {"run": "runs", "analysis": "analyses"}  # the table whose row makes a run (analysis) be
+# The table whose row makes a run (an analysis, an intervention) be: one row per id.
+PRIMARY = {"run": "runs", "analysis": "analyses", "intervention": "interventions"}
 
 i8, i16, i32, i64 = pa.int8(), pa.int16(), pa.int32(), pa.int64()
 f32, f64, text, boolean = pa.float32(), pa.float64(), pa.string(), pa.bool_()
@@ -44,7 +45,7 @@ class Table:
 
     @property
     def level(self) -> str:
-        """'run' for tables of an extraction, 'analysis' for tables of an analysis."""
+        """'run', 'analysis' or 'intervention': the id its tables are partitioned by."""
         return self.partition[0][0].removesuffix("_id")
 
     @property
@@ -96,6 +97,7 @@ def _t(name, partition, fields, grain, doc) -> Table:
 
 RUN = [("run_id", text)]
 ANALYSIS = [("analysis_id", text)]
+INTERVENTION = [("intervention_id", text)]
 # The identity of one analysis problem, inside every analysis table.
 PROBLEM = [("layer", i16), ("head", i16), ("sample", i32), ("query_kind", text)]
 
@@ -302,6 +304,46 @@ TABLES: dict[str, Table] = {
             ],
             ["analysis_id", "layer", "head", "sample", "query_kind", "cluster", "path_rank", "hop"],
             "Each cluster's heaviest attention paths (see attnstore/analysis/pathways.py).",
+        ),
+        _t(
+            "interventions",
+            INTERVENTION,
+            [
+                ("created_at", utc),
+                ("run_id", text),
+                ("method", text),  # zero, mean, resample, knockout
+                ("target", text),  # 'z' for zero/mean/resample; knockout: the key class
+                ("seed", i64),  # of the resample permutation; null for other methods
+                ("params_json", text),  # every parameter hashed into the id, JSON
+                ("n_samples", i32),  # the run's prompts replayed
+                ("kept_rows", i64),  # knockout: query rows left whole (all mass removed)
+                ("device", text),
+                ("attnstore_version", text),
+                ("torch_version", text),
+                ("python_version", text),
+                ("schema_version", i16),
+                ("command", text),
+            ],
+            ["intervention_id"],
+            "One row per intervention: a run's heads changed one at a time (attnstore intervene).",
+        ),
+        _t(
+            "effects",
+            INTERVENTION,
+            [
+                ("layer", i16),
+                ("head", i16),
+                ("point", i16),
+                ("base_accuracy", f64),  # share of prompts predicted right, unchanged model
+                ("accuracy", f64),  # the same with the head changed
+                ("delta_accuracy", f64),  # accuracy - base_accuracy
+                ("base_logit", f64),  # mean of logit * y, unchanged model
+                ("logit", f64),  # the same with the head changed
+                ("delta_logit", f64),  # logit - base_logit
+                ("kept_rows", i32),  # knockout: query rows at the point left whole
+            ],
+            ["intervention_id", "layer", "head", "point"],
+            "Per changed head and point: accuracy and signed logit without and with the change.",
         ),
     ]
 }

@@ -5,7 +5,7 @@
     tasks, model, transaction
     store, checkpoint
     connection, outputs
-    training, extraction, analysis, queries
+    training, extraction, analysis, queries, interventions
     plots
     report
     pipeline
@@ -30,7 +30,7 @@ LAYERS = [
     {"tasks", "model", "transaction"},
     {"store", "checkpoint"},
     {"connection", "outputs"},
-    {"training", "extraction", "analysis", "queries"},
+    {"training", "extraction", "analysis", "queries", "interventions"},
     {"plots"},
     {"report"},
     {"pipeline"},

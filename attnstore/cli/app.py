@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from attnstore.cli.extract import analyze, extract, run_
+from attnstore.cli.intervene import intervene
 from attnstore.cli.options import ErrorGroup
 from attnstore.cli.plot import plot
 from attnstore.cli.query import query_group, sql_
@@ -26,7 +27,7 @@ def cli() -> None:
     """
 
 
-for command in (train, eval_, extract, analyze, plot, query_group, sql_, report, run_):
+for command in (train, eval_, extract, analyze, intervene, plot, query_group, sql_, report, run_):
     cli.add_command(command)
 
 

@@ -1,0 +1,413 @@
+"""Does the head matter? Replay a run's prompts with one head changed, for every layer × head.
+
+``intervene`` loads the run's own checkpoint (its bytes checked against the ``runs`` row),
+replays the run's prompts (``inputs``) and measures, per head and point, the share of prompts
+predicted right and the mean logit × y, without and with the change. The methods:
+
+- ``zero``: the head's z (its attention-weighted values, before the layer's output
+  projection: TransformerLens' ``hook_z``) set to 0;
+- ``mean``: z replaced by its mean over the run's prompts at the same position;
+- ``resample``: z taken from another prompt of the run (a permutation of the prompts drawn with
+  ``seed``, recorded);
+- ``knockout``: the head's attention from one class of queries to one class of keys removed and
+  each touched row renormalised (:data:`TARGETS`). A row that would lose all its mass is kept
+  as it is; the rows so kept are counted (``kept_rows``).
+
+Heads are batched: every prompt of a chunk is replicated once per head (B × H prompts), copy h
+with head h changed, so one forward pass changes every head of a layer. The unchanged model is
+measured on the same replicated batch, with the same explicit attention, so a change that
+leaves a head as it is gives exactly zero difference.
+
+Each (method, target) is one intervention: an id hashed from the run, method, target, seed and
+parameters, written in one transaction (tables ``interventions`` and ``effects``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from attnstore.checkpoint import LoadedModel, load_checkpoint
+from attnstore.errors import CheckpointError, ConfigError, NotFoundError, known
+from attnstore.model import HeadEdit, check_device
+from attnstore.provenance import versions
+from attnstore.schema import SCHEMA_VERSION, TABLES
+from attnstore.store import Store, open_store
+
+METHODS = ("zero", "mean", "resample", "knockout")
+Z_TARGET = "z"  # the target of zero, mean and resample: the head's whole z
+# Knockout targets: the (query kind, key kind) attention entries removed, one place.
+TARGETS = {
+    "x_to_y_pos": "x queries -> y tokens whose label is +1",
+    "x_to_y_neg": "x queries -> y tokens whose label is -1",
+    "x_to_y": "x queries -> every y token",
+    "x_to_x": "x queries -> every x token (their own included)",
+    "y_to_y": "y queries -> every y token (their own included)",
+    "y_to_x": "y queries -> every x token",
+}
+
+
+@dataclass(frozen=True)
+class InterventionResult:
+    intervention_id: str
+    method: str
+    target: str
+    existed: bool  # already in the store: nothing written
+
+
+def intervention_id_for(run_id: str, method: str, target: str, params: dict[str, Any]) -> str:
+    """The id of an intervention: a hash of its run, method, target and parameters (seed
+    included), as ``analysis_id_for`` hashes an analysis."""
+    key = json.dumps(
+        {"run_id": run_id, "method": method, "target": target, **params}, sort_keys=True
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def plan(methods, targets) -> list[tuple[str, str]]:
+    """The (method, target) pairs to measure; a ConfigError naming what is accepted else.
+    Knockout takes every target given (at least one); the other methods take target 'z'."""
+    methods, targets = list(dict.fromkeys(methods)), list(dict.fromkeys(targets))
+    if not methods:
+        raise ConfigError(f"no method given; known: {known(METHODS)}")
+    for m in methods:
+        if m not in METHODS:
+            raise ConfigError(f"unknown method '{m}'; known: {known(METHODS)}")
+    for t in targets:
+        if t not in TARGETS:
+            raise ConfigError(f"unknown knockout target '{t}'; known: {known(TARGETS)}")
+    if targets and "knockout" not in methods:
+        raise ConfigError(
+            f"targets ({', '.join(targets)}) are for method knockout only; add --method knockout"
+        )
+    if "knockout" in methods and not targets:
+        raise ConfigError(f"method knockout needs a --target; known: {known(TARGETS)}")
+    return [(m, t) for m in methods for t in (targets if m == "knockout" else [Z_TARGET])]
+
+
+def intervene(
+    store: str | Path | Store,
+    run_id: str | None = None,
+    methods: tuple[str, ...] | list[str] = ("zero",),
+    targets: tuple[str, ...] | list[str] = (),
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 128,
+    overwrite: bool = False,
+    progress: bool = False,
+    command: str = "",
+) -> list[InterventionResult]:
+    """Measure every layer × head of a run (the latest if ``run_id`` is None) under each method
+    (and knockout target); one intervention, one transaction, each. Everything is checked
+    (methods, targets, run, prompts, checkpoint) before anything is written."""
+    pairs = plan(methods, targets)
+    check_device(device)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    s = open_store(store)
+    run = s.run(run_id)
+    x, y = _prompts(s, run)
+    params = {"device": device}
+    ids = {
+        (m, t): intervention_id_for(
+            run["run_id"], m, t, {**params, "seed": seed if m == "resample" else None}
+        )
+        for m, t in pairs
+    }
+    todo = [p for p in pairs if overwrite or ids[p] not in s.keys("intervention")]
+    results = [InterventionResult(ids[p], *p, existed=p not in todo) for p in pairs]
+    if not todo:
+        return results
+    loaded = _load(run, device)
+    replay = Replay(loaded, x, y, batch_size, device, seed)
+    from tqdm.auto import tqdm
+
+    L, N = loaded.config.n_layers, x.shape[1]
+    bar = tqdm(
+        total=len(todo) * L * len(replay.chunks),
+        desc="intervene",
+        unit="pass",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    tables = replay.effects(todo, bar)
+    for method, target in todo:
+        effects, kept = tables[method, target]
+        with s.transaction("intervention", ids[method, target], overwrite=overwrite) as txn:
+            txn.expect_rows(interventions=1, effects=L * loaded.config.n_heads * N)
+            txn.write("effects", effects)
+            row = _interventions_row(
+                ids[method, target], run, method, target, seed, params, kept, command
+            )
+            txn.write("interventions", row)
+    bar.close()
+    return results
+
+
+# ---- reading the run ------------------------------------------------------------------------
+
+
+def _prompts(s: Store, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The run's prompts: x (n_samples, n_points, n_dims) float32, y (n_samples, n_points)."""
+    t = s.read("inputs", run_id=run["run_id"]).sort_by(
+        [("sample", "ascending"), ("point", "ascending")]
+    )
+    S, N, D = run["n_samples"], run["n_points"], run["n_dims"]
+    if t.num_rows != S * N:
+        raise NotFoundError(
+            f"run {run['run_id']} has {t.num_rows} prompt points in table inputs, "
+            f"{S * N} expected ({S} samples x {N} points); nothing to replay"
+        )
+    x = t.column("x").combine_chunks().flatten().to_numpy().astype(np.float32).reshape(S, N, D)
+    y = t.column("y").to_numpy().astype(np.float32).reshape(S, N)
+    return x, y
+
+
+def _load(run: dict[str, Any], device: str) -> LoadedModel:
+    """The run's checkpoint, its bytes checked against the sha256 the run recorded."""
+    spec, want = run["checkpoint"], run["checkpoint_sha256"]
+    where = f"run {run['run_id']}'s checkpoint '{spec}' (sha256 {want})"
+    try:
+        if run["checkpoint_source"] == "incontext-bool":
+            with tempfile.TemporaryDirectory() as tmp:  # the shape the run recorded
+                config = Path(tmp) / "config.yaml"
+                shape = {
+                    "family": "san",
+                    "n_dims": run["n_dims"],
+                    "n_positions": run["n_ctx"] // 2,
+                    "n_embd": run["d_model"],
+                    "n_layer": run["n_layers"],
+                    "n_head": run["n_heads"],
+                }
+                config.write_text(json.dumps(shape))  # JSON is YAML
+                loaded = load_checkpoint(spec, config, device=device)
+        else:
+            loaded = load_checkpoint(spec, device=device)
+    except CheckpointError as e:
+        raise CheckpointError(f"{where} cannot be loaded: {e}") from e
+    if loaded.sha256 != want:
+        raise CheckpointError(
+            f"{where} has changed: its bytes now hash to sha256 {loaded.sha256}; "
+            "intervene on the checkpoint the run was extracted from"
+        )
+    return loaded
+
+
+# ---- the replay -----------------------------------------------------------------------------
+
+
+class Replay:
+    """A run's prompts replicated once per head (copy h changes head h), swept in chunks.
+
+    Each chunk runs the unchanged model layer by layer on the replicated batch; at each layer
+    every (method, target) forks from that same residual stream, changes the layer's heads and
+    runs the layers above. So the layers below a change are computed once, and the unchanged
+    model a change is compared with is the very computation it forks from."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        device: str,
+        seed: int,
+    ) -> None:
+        self.model = loaded.model.to(device).eval()
+        cfg = loaded.config
+        self.L, self.H, self.d_head = cfg.n_layers, cfg.n_heads, cfg.d_head
+        self.S, self.N = y.shape
+        self.T = 2 * self.N
+        self.device = device
+        self.x = torch.from_numpy(x).to(device)
+        self.y = torch.from_numpy(y).to(device)
+        self.chunks = [(lo, min(lo + batch_size, self.S)) for lo in range(0, self.S, batch_size)]
+        self.perm = torch.from_numpy(np.random.default_rng(seed).permutation(self.S)).to(device)
+        self.z: list[torch.Tensor] = []  # per layer: (S, H, T, d_head), for mean and resample
+        self.mean_z: list[torch.Tensor] = []  # per layer: (H, T, d_head)
+
+    def _replicate(self, lo: int, hi: int) -> torch.Tensor:
+        """The residual stream entering the first block for prompts lo..hi-1, once per head,
+        head-major: shape (H * B, T, d_model)."""
+        H = self.H
+        return self.model.embed(self.x[lo:hi].repeat(H, 1, 1), self.y[lo:hi].repeat(H, 1))
+
+    def _own_heads(self, t: torch.Tensor, B: int) -> torch.Tensor:
+        """Copy h's head h of a per-head tensor of shape (H * B, H, ...): shape (B, H, ...)."""
+        t = t.view(self.H, B, *t.shape[1:])
+        return torch.stack([t[h, :, h] for h in range(self.H)], dim=1)
+
+    @torch.no_grad()
+    def _measure_z(self) -> None:
+        """Every prompt's z per layer and head, as the unchanged replicated model computes it
+        (copy h's head h), and its mean over prompts."""
+        zs: list[list[torch.Tensor]] = [[] for _ in range(self.L)]
+        for lo, hi in self.chunks:
+            h = self._replicate(lo, hi)
+            for layer, block in enumerate(self.model.blocks):
+                h, _, z = block(h, False, HeadEdit())
+                zs[layer].append(self._own_heads(z, hi - lo))
+        self.z = [torch.cat(z) for z in zs]
+        self.mean_z = [z.mean(0) for z in self.z]
+
+    @torch.no_grad()
+    def effects(self, pairs: list[tuple[str, str]], bar=None) -> dict[tuple[str, str], Any]:
+        """Per (method, target): its effects table (rows: layer, head, point) and the number
+        of query rows a knockout kept whole."""
+        if any(m in ("mean", "resample") for m, _ in pairs) and not self.z:
+            self._measure_z()
+        L, H, N, S = self.L, self.H, self.N, self.S
+        zeros = dict(dtype=torch.float64)
+        base_right, base_signed = torch.zeros(L, H, N, **zeros), torch.zeros(L, H, N, **zeros)
+        right = {p: torch.zeros(L, H, N, **zeros) for p in pairs}
+        signed = {p: torch.zeros(L, H, N, **zeros) for p in pairs}
+        kept = {p: torch.zeros(L, H, N, dtype=torch.int64) for p in pairs}
+        blocks = self.model.blocks
+        for lo, hi in self.chunks:
+            B = hi - lo
+            y = self.y[lo:hi].double()  # (B, N)
+            h = self._replicate(lo, hi)
+            for layer, block in enumerate(blocks):
+                h_next, attn, _ = block(h, False, HeadEdit())
+                for p in pairs:
+                    edit, kept_p = self._edit(*p, layer, lo, hi, self._own_heads(attn, B))
+                    g, _, _ = block(h, False, edit)
+                    for above in blocks[layer + 1 :]:
+                        g, _, _ = above(g, False, HeadEdit())
+                    logits = self.model.unembed(g).view(H, B, N).double()
+                    right[p][layer] += _right(logits, y).sum(1).cpu()
+                    signed[p][layer] += (logits * y).sum(1).cpu()
+                    kept[p][layer] += kept_p
+                    if bar is not None:
+                        bar.update(1)
+                h = h_next
+            base = self.model.unembed(h).view(H, B, N).double()  # copy h: the unchanged model
+            base_right += _right(base, y).sum(1).cpu()  # the same for every layer
+            base_signed += (base * y).sum(1).cpu()
+        return {
+            p: (
+                _effects_table(
+                    base_right / S, right[p] / S, base_signed / S, signed[p] / S, kept[p]
+                ),
+                int(kept[p].sum()),
+            )
+            for p in pairs
+        }
+
+    def _edit(
+        self, method: str, target: str, layer: int, lo: int, hi: int, attn: torch.Tensor
+    ) -> tuple[HeadEdit, torch.Tensor]:
+        """The edit of copy h's head h for prompts lo..hi-1, and per (head, point) the query
+        rows a knockout keeps whole (zeros for the other methods); ``attn`` is the unchanged
+        attention of each copy's own head, shape (B, H, T, T)."""
+        H, B, T, dh = self.H, hi - lo, self.T, self.d_head
+        heads = torch.eye(H, dtype=torch.bool, device=self.device).repeat_interleave(B, dim=0)
+        if method == "knockout":
+            remove = _remove_mask(target, self.y[lo:hi])  # (B, T, T)
+            return HeadEdit(heads, remove=remove.repeat(H, 1, 1)), _kept_rows(attn, remove)
+        if method == "zero":
+            z = torch.zeros(H * B, H, T, dh, device=self.device)
+        elif method == "mean":
+            z = self.mean_z[layer].unsqueeze(0).expand(H * B, H, T, dh)
+        else:  # resample: prompt b takes the z of prompt perm[b]
+            z = self.z[layer][self.perm[lo:hi]].repeat(H, 1, 1, 1)  # (H * B, H, T, d_head)
+        return HeadEdit(heads, z=z), torch.zeros(H, self.N, dtype=torch.int64)
+
+
+def _kept_rows(attn: torch.Tensor, remove: torch.Tensor) -> torch.Tensor:
+    """Per (head, point): query rows whose every attended key a knockout would remove, so that
+    the row is kept whole, from attention of shape (B, H, T, T) and the removed entries of
+    shape (B, T, T)."""
+    B, H, T, _ = attn.shape
+    causal = torch.ones(T, T, dtype=torch.bool, device=attn.device).tril()
+    removed = (remove & causal)[:, None]  # (B, 1, T, T)
+    whole = removed.any(-1) & (attn.masked_fill(removed, 0.0).sum(-1) == 0)  # (B, H, T)
+    return whole.view(B, H, T // 2, 2).sum((0, 3)).cpu()  # (H, N)
+
+
+def _right(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1.0 where the prediction (+1 if logit > 0, else -1) is y: logits (H, B, N), y (B, N)."""
+    return (torch.where(logits > 0, 1.0, -1.0) == y).double()
+
+
+def _remove_mask(target: str, y: torch.Tensor) -> torch.Tensor:
+    """The attention entries a knockout removes, shape (B, query_pos, key_pos) bool, for
+    labels y of shape (B, N) (see :data:`TARGETS`)."""
+    B, N = y.shape
+    T = 2 * N
+    pos = torch.arange(T, device=y.device)
+    is_x = (pos % 2 == 0).expand(B, T)  # (B, T)
+    is_y = ~is_x
+    label = y.repeat_interleave(2, dim=1)  # (B, T): the label of each token's point
+    query, key = target.split("_to_")
+    q = is_x if query == "x" else is_y
+    k = {
+        "y_pos": is_y & (label > 0),
+        "y_neg": is_y & (label < 0),
+        "y": is_y,
+        "x": is_x,
+    }[key]
+    return q[:, :, None] & k[:, None, :]  # (B, T, T)
+
+
+def _effects_table(base_acc, acc, base_logit, logit, kept) -> pa.Table:
+    """Rows per (layer, head, point) from arrays of shape (n_layers, n_heads, n_points)."""
+    L, H, N = acc.shape
+    grid = np.stack(np.meshgrid(np.arange(L), np.arange(H), np.arange(N), indexing="ij"))
+    cols = {
+        "layer": grid[0].reshape(-1).astype(np.int16),
+        "head": grid[1].reshape(-1).astype(np.int16),
+        "point": grid[2].reshape(-1).astype(np.int16),
+    }
+    for name, v in [
+        ("base_accuracy", base_acc),
+        ("accuracy", acc),
+        ("base_logit", base_logit),
+        ("logit", logit),
+    ]:
+        cols[name] = v.numpy().reshape(-1)
+    cols["delta_accuracy"] = cols["accuracy"] - cols["base_accuracy"]
+    cols["delta_logit"] = cols["logit"] - cols["base_logit"]
+    cols["kept_rows"] = kept.numpy().reshape(-1).astype(np.int32)
+    return pa.table(cols)
+
+
+def _interventions_row(
+    intervention_id: str,
+    run: dict[str, Any],
+    method: str,
+    target: str,
+    seed: int,
+    params: dict[str, Any],
+    kept: int,
+    command: str,
+) -> pa.Table:
+    v = versions()
+    row = {
+        "intervention_id": intervention_id,
+        "created_at": datetime.now(timezone.utc),
+        "run_id": run["run_id"],
+        "method": method,
+        "target": target,
+        "seed": seed if method == "resample" else None,
+        "params_json": json.dumps(params, sort_keys=True),
+        "n_samples": run["n_samples"],
+        "kept_rows": kept,
+        "device": params["device"],
+        "attnstore_version": v["attnstore"],
+        "torch_version": v["torch"],
+        "python_version": v["python"],
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+    }
+    return TABLES["interventions"].row(row)

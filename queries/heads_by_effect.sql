@@ -1,0 +1,103 @@
+-- heads_by_effect: heads ranked by the accuracy they carry, next to how they cluster and route.
+--
+-- Each intervention of the run (attnstore intervene: one per method and knockout target)
+-- ranks the heads by late_delta_accuracy, the change of accuracy over the last half of the
+-- points when the head is changed: the most negative (the most accuracy carried) first.
+-- Beside it, the head's cluster quality (head_fits, each analysis of the run of $view) and
+-- its label routing over the same points (as heads_by_label_routing computes it with min_point
+-- n_points // 2): does a head whose rows cluster cleanly, or route to positive labels, carry
+-- the accuracy? A head of a run with no intervention (of $method, $target) yet is listed
+-- once per analysis with null intervention columns: 'attnstore intervene' measures it.
+--
+-- Parameters:
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $method: str{zero,mean,resample,knockout} = null  one method; null: every method
+--   $target: str = null        one target ('z' or a knockout key class); null: every target
+--   $view: str{raw,shared_keys,per_example} = null  the analyses' row view; null: every view
+--   $query_kind: str{x,y} = 'x'  query rows of the cluster and routing columns
+--   $top: int[1..] = null      keep the first $top ranks of each intervention; null: all
+-- Grain: intervention_id, analysis_id, layer, head.
+-- Columns:
+--   rank                 1 = the head whose change costs the most accuracy (late points)
+--   intervention_id, method, target, analysis_id, view, layer, head,
+--   late_delta_accuracy  mean change of accuracy over the last half of the points
+--   mean_delta_accuracy  the same over every point
+--   late_delta_logit     mean change of logit * y over the last half of the points
+--   quality              head_fits: mean best silhouette, 0 where none
+--   modal_k              head_fits: the k chosen most often
+--   modal_k_share        head_fits: share of samples that chose modal_k
+--   mean_nmi_y           head_fits: mean NMI of the clusters with y
+--   mean_mass_y          mean attention mass on y tokens (query rows of the last half)
+--   positive_share       share of that y-token mass on positive labels (sum over rows)
+with
+run as (
+    select run_id, n_points // 2 as min_point,
+    from runs
+    where run_id = $run_id
+),
+
+effects as (
+    select *,
+    from head_effect_summary
+    where run_id = $run_id
+        and ($method is null or method = $method)
+        and ($target is null or target = $target)
+),
+
+fits as (
+    select analysis_id, view, layer, head, quality, modal_k, modal_k_share, mean_nmi_y,
+    from head_fits
+    where run_id = $run_id and ($view is null or view = $view) and query_kind = $query_kind
+),
+
+routing as (
+    select
+        a.layer,
+        a.head,
+        avg(a.mass_y) as mean_mass_y,
+        sum(a.mass_y_pos) / nullif(sum(a.mass_y), 0) as positive_share,
+    from attention as a
+    join run using (run_id)
+    where a.query_kind = $query_kind and a.point >= run.min_point
+    group by a.layer, a.head
+),
+
+ranked as (
+    select
+        f.*,
+        e.intervention_id,
+        e.method,
+        e.target,
+        e.late_delta_accuracy,
+        e.mean_delta_accuracy,
+        e.late_delta_logit,
+        row_number() over (
+            partition by e.intervention_id, f.analysis_id
+            order by e.late_delta_accuracy, e.mean_delta_accuracy, f.layer, f.head
+        ) as rank,
+    from fits as f
+    left join effects as e using (layer, head)
+)
+
+select
+    r.rank,
+    r.intervention_id,
+    r.method,
+    r.target,
+    r.analysis_id,
+    r.view,
+    r.layer,
+    r.head,
+    r.late_delta_accuracy,
+    r.mean_delta_accuracy,
+    r.late_delta_logit,
+    r.quality,
+    r.modal_k,
+    r.modal_k_share,
+    r.mean_nmi_y,
+    g.mean_mass_y,
+    g.positive_share,
+from ranked as r
+left join routing as g using (layer, head)
+where $top is null or r.rank <= $top
+order by r.method, r.target, r.intervention_id, r.view, r.analysis_id, r.rank

@@ -1,0 +1,305 @@
+"""Interventions measure what they say: a change that leaves a head as it is changes nothing,
+zeroing every head is a model without attention, the same command gives the same rows, and
+bad input is one line with nothing written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from attnstore.checkpoint import load_checkpoint, save_checkpoint
+from attnstore.cli import cli
+from attnstore.connection import connect
+from attnstore.errors import CheckpointError, ConfigError, NotFoundError
+from attnstore.extraction import extract
+from attnstore.interventions import METHODS, TARGETS, intervene
+from attnstore.model import HeadEdit
+from attnstore.queries import run_query
+from attnstore.store import Store
+
+
+def _snapshot(path: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and ".locks" not in p.parts
+    }
+
+
+def _copy(src: Path, tmp_path: Path, name: str = "store") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _effects(path: Path, intervention_id: str):
+    t = Store(path).read("effects", intervention_id=intervention_id)
+    return t.sort_by([("layer", "ascending"), ("head", "ascending"), ("point", "ascending")])
+
+
+@pytest.fixture(scope="module")
+def iv_store(tmp_path_factory, tiny_analysed_store):
+    """A copy of the tiny analysed store with zero, mean, resample and two knockouts."""
+    src, run_id, _ = tiny_analysed_store
+    path = _copy(src, tmp_path_factory.mktemp("iv"))
+    results = intervene(
+        path,
+        run_id,
+        methods=["zero", "mean", "resample", "knockout"],
+        targets=["x_to_y_pos", "x_to_y"],
+        seed=1,
+        batch_size=5,
+    )
+    return path, run_id, {(r.method, r.target): r.intervention_id for r in results}
+
+
+# --- it measures what it says ----------------------------------------------------------------
+
+
+def test_an_edit_that_changes_nothing_gives_exactly_the_same_logits(tiny_checkpoint):
+    model = load_checkpoint(str(tiny_checkpoint)).model
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 2, (3, 8, 5), generator=g).float() * 2 - 1
+    y = torch.randint(0, 2, (3, 8), generator=g).float() * 2 - 1
+    with torch.no_grad():
+        base, _, z = model(x, y, edits={})
+        every = torch.ones(3, 2, dtype=torch.bool)
+        nothing = torch.zeros(3, 16, 16, dtype=torch.bool)
+        same_z, _, _ = model(x, y, edits={1: HeadEdit(every, z=z[1])})
+        no_key, _, _ = model(x, y, edits={0: HeadEdit(every, remove=nothing)})
+    assert torch.equal(base, same_z) and torch.equal(base, no_key)
+
+
+def test_zeroing_every_head_is_a_model_without_attention(tiny_checkpoint):
+    """By hand: each layer's attention output replaced by the out-projection's bias alone."""
+    model = load_checkpoint(str(tiny_checkpoint)).model
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 2, (16, 8, 5), generator=g).float() * 2 - 1
+    y = torch.randint(0, 2, (16, 8), generator=g).float() * 2 - 1
+    with torch.no_grad():
+        h = model.embed(x, y)
+        for block in model.blocks:
+            h = h + block.attn.out.bias
+            h = h + block.mlp(block.ln_2(h))
+        by_hand = model.unembed(h)
+        every = torch.ones(16, 2, dtype=torch.bool)
+        zero = torch.zeros(16, 2, 16, model.cfg.d_head)
+        edits = {layer: HeadEdit(every, z=zero) for layer in range(model.cfg.n_layers)}
+        zeroed, _, _ = model(x, y, edits=edits)
+    torch.testing.assert_close(zeroed, by_hand, rtol=1e-5, atol=1e-6)
+    assert torch.equal(zeroed > 0, by_hand > 0)
+    assert not torch.allclose(zeroed, model(x, y))  # attention mattered at all
+
+
+def test_mean_over_a_run_of_one_prompt_changes_nothing(tiny_checkpoint, tmp_path):
+    path = tmp_path / "one"
+    run_id = extract(path, checkpoint=str(tiny_checkpoint), samples=1, seed=5).run_id
+    [r] = intervene(path, run_id, methods=["mean"])
+    t = _effects(path, r.intervention_id)
+    assert t.num_rows == 2 * 2 * 8
+    for col in ("delta_accuracy", "delta_logit"):
+        assert set(t.column(col).to_pylist()) == {0.0}
+
+
+def test_a_knockout_of_an_empty_key_class_changes_nothing(iv_store):
+    """At point 0 an x query sees no y token: removing x -> y attention there is a no-op."""
+    path, _, ids = iv_store
+    for target in ("x_to_y_pos", "x_to_y"):
+        t = _effects(path, ids["knockout", target]).to_pandas()
+        first = t[t.point == 0]
+        assert (first.delta_accuracy == 0).all() and (first.delta_logit == 0).all()
+        # the x query of point 0 attends only to itself: nothing removed, nothing kept whole
+        assert (first.kept_rows == 0).all()
+    # an x query that attended only to y tokens does not exist; x_to_y keeps no row whole
+    assert (_effects(path, ids["knockout", "x_to_y"]).column("kept_rows").to_numpy() == 0).all()
+
+
+def test_the_unchanged_model_is_the_run_as_extracted(iv_store):
+    path, run_id, ids = iv_store
+    t = _effects(path, ids["zero", "z"]).to_pandas()
+    stored = Store(path).df("predictions", run_id=run_id).groupby("point").correct.mean()
+    for (layer, head), rows in t.groupby(["layer", "head"]):
+        base = rows.set_index("point").base_accuracy
+        assert np.abs(base - stored).max() <= 1 / 12 + 1e-9, (layer, head)
+        np.testing.assert_array_equal(rows.delta_accuracy, rows.accuracy - rows.base_accuracy)
+    assert (t.base_accuracy >= 0).all() and (t.accuracy <= 1).all()
+
+
+def test_every_method_writes_one_row_per_head_and_point(iv_store):
+    path, run_id, ids = iv_store
+    assert set(ids) == {
+        ("zero", "z"),
+        ("mean", "z"),
+        ("resample", "z"),
+        ("knockout", "x_to_y_pos"),
+        ("knockout", "x_to_y"),
+    }
+    s = Store(path)
+    rows = s.read("interventions").to_pylist()
+    assert {r["intervention_id"] for r in rows} == set(ids.values())
+    for r in rows:
+        assert r["run_id"] == run_id and r["n_samples"] == 12
+        assert r["seed"] == (1 if r["method"] == "resample" else None)
+    for i in ids.values():
+        assert _effects(path, i).num_rows == 2 * 2 * 8
+    # zeroing a head of the trained tiny model changes some prediction somewhere
+    assert np.abs(_effects(path, ids["zero", "z"]).column("delta_logit").to_numpy()).max() > 0
+
+
+def test_the_same_command_gives_the_same_ids_and_rows(tiny_analysed_store, tmp_path):
+    src, run_id, _ = tiny_analysed_store
+    a, b = _copy(src, tmp_path, "a"), _copy(src, tmp_path, "b")
+    kw = dict(methods=["zero", "resample"], seed=4, batch_size=7)
+    ra, rb = intervene(a, run_id, **kw), intervene(b, run_id, **kw)
+    assert ra == rb
+    for r in ra:
+        assert _effects(a, r.intervention_id).equals(_effects(b, r.intervention_id))
+    before = _snapshot(a)
+    again = intervene(a, run_id, **kw)
+    assert [r.existed for r in again] == [True, True]
+    assert _snapshot(a) == before
+    # another seed is another resample, the same zero ablation
+    other = intervene(a, run_id, methods=["zero", "resample"], seed=5)
+    assert other[0].intervention_id == ra[0].intervention_id and other[0].existed
+    assert other[1].intervention_id != ra[1].intervention_id
+
+
+# --- bad input: one line, nothing written ------------------------------------------------------
+
+
+@pytest.fixture()
+def own_checkpoint_store(tiny_checkpoint, tmp_path):
+    """A store whose run's checkpoint is a copy this test may move or change."""
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    path = tmp_path / "store"
+    run_id = extract(path, checkpoint=str(ckpt), samples=3, seed=2).run_id
+    return path, run_id, ckpt
+
+
+def test_a_checkpoint_no_longer_at_its_path_is_named(own_checkpoint_store):
+    path, run_id, ckpt = own_checkpoint_store
+    sha = Store(path).run(run_id)["checkpoint_sha256"]
+    shutil.rmtree(ckpt)
+    before = _snapshot(path)
+    with pytest.raises(CheckpointError) as e:
+        intervene(path, run_id)
+    assert str(ckpt) in str(e.value) and sha in str(e.value) and "\n" not in str(e.value)
+    assert _snapshot(path) == before
+
+
+def test_a_checkpoint_whose_bytes_changed_names_both_hashes(own_checkpoint_store):
+    path, run_id, ckpt = own_checkpoint_store
+    sha = Store(path).run(run_id)["checkpoint_sha256"]
+    loaded = load_checkpoint(str(ckpt))
+    with torch.no_grad():
+        loaded.model.read_out.bias += 1.0
+    save_checkpoint(loaded.model, loaded.card, ckpt)
+    now = load_checkpoint(str(ckpt)).sha256
+    before = _snapshot(path)
+    with pytest.raises(CheckpointError) as e:
+        intervene(path, run_id)
+    assert sha in str(e.value) and now in str(e.value)
+    assert _snapshot(path) == before
+
+
+@pytest.mark.parametrize(
+    "kwargs, accepted",
+    [
+        (dict(methods=["zap"]), ", ".join(METHODS)),
+        (dict(methods=["knockout"], targets=["x_to_q"]), ", ".join(TARGETS)),
+        (dict(methods=["knockout"]), ", ".join(TARGETS)),
+        (dict(methods=["zero"], targets=["x_to_y"]), "--method knockout"),
+        (dict(batch_size=0), "at least 1"),
+    ],
+)
+def test_bad_methods_and_targets_name_what_is_accepted(iv_store, kwargs, accepted):
+    path, run_id, _ = iv_store
+    before = _snapshot(path)
+    with pytest.raises(ConfigError, match=accepted.replace("-", r"\-")):
+        intervene(path, run_id, **kwargs)
+    assert _snapshot(path) == before
+
+
+def test_an_unknown_run_or_one_without_prompts_writes_nothing(iv_store, tmp_path):
+    path, run_id, _ = iv_store
+    before = _snapshot(path)
+    with pytest.raises(NotFoundError, match="unknown run 'nope'"):
+        intervene(path, "nope")
+    assert _snapshot(path) == before
+    bare = _copy(path, tmp_path)
+    shutil.rmtree(bare / "inputs" / f"run_id={run_id}")
+    before = _snapshot(bare)
+    with pytest.raises(NotFoundError, match="0 prompt points"):
+        intervene(bare, run_id, methods=["mean"])
+    assert _snapshot(bare) == before
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def test_cli_intervene_prints_ids_and_refuses_bad_input(iv_store, tmp_path):
+    path, run_id, ids = iv_store
+    store = _copy(path, tmp_path)
+    runner = CliRunner()
+    ok = runner.invoke(cli, ["intervene", "--store", str(store), "--run", run_id])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.strip() == f"{ids['zero', 'z']}\tzero\tz"
+    before = _snapshot(store)
+    for args, named in [
+        (["--method", "zap"], "'zap'"),
+        (["--method", "knockout", "--target", "x_to_q"], "'x_to_q'"),
+        (["--run", "nope"], "'nope'"),
+        (["--device", "tpu"], "'tpu'"),
+    ]:
+        bad = runner.invoke(cli, ["intervene", "--store", str(store), *args])
+        assert bad.exit_code == 2, (args, bad.output)
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
+        assert "Traceback" not in bad.output
+    assert _snapshot(store) == before
+
+
+# --- the SQL ---------------------------------------------------------------------------------
+
+
+def test_the_views_join_effects_to_their_run(iv_store):
+    path, run_id, ids = iv_store
+    with connect(path) as con:
+        n = con.execute("select count(*) from head_effects where run_id = $r", {"r": run_id})
+        assert n.fetchone()[0] == 5 * 2 * 2 * 8
+        summary = con.execute(
+            "select * from head_effect_summary where intervention_id = $i", {"i": ids["zero", "z"]}
+        ).df()
+    assert len(summary) == 4 and (summary.n_points == 8).all()
+    t = _effects(path, ids["zero", "z"]).to_pandas()
+    late = t[t.point >= 4].groupby(["layer", "head"]).delta_accuracy.mean()
+    got = summary.set_index(["layer", "head"]).late_delta_accuracy
+    np.testing.assert_allclose(got.sort_index(), late.sort_index())
+
+
+def test_the_named_queries_rank_and_filter_heads(iv_store):
+    path, run_id, ids = iv_store
+    ranked = run_query(path, "heads_by_effect", {"method": "zero", "view": "shared_keys"})
+    assert list(ranked["rank"]) == [1, 2, 3, 4]
+    both = run_query(path, "heads_by_effect", {"method": "zero"})  # one ranking per analysis
+    assert len(both) == 8 and set(both.view) == {"raw", "shared_keys"}
+    assert ranked.late_delta_accuracy.is_monotonic_increasing
+    assert ranked.quality.notna().all() and ranked.positive_share.notna().all()
+    every = run_query(path, "clean_but_inert", {"min_quality": -1.0, "max_effect": 1.0})
+    assert len(every) == 8  # 4 heads, 2 analyses
+    none = run_query(path, "clean_but_inert", {"min_quality": 1.0, "max_effect": 0.0})
+    assert len(none) <= 4
+    by_point = run_query(path, "effect_by_position", {"method": "knockout", "layer": 1})
+    assert len(by_point) == 2 * 2 * 8 and set(by_point.layer) == {1}
+
+
+def test_a_store_without_interventions_still_connects(tiny_store):
+    path, _ = tiny_store
+    with connect(path) as con:
+        assert con.execute("select count(*) from head_effect_summary").fetchone()[0] == 0
