@@ -23,9 +23,10 @@ and once the primary folder has left staging (the last move) the whole commit is
 reader that arrives during step 3 sees a run whole or not at all.
 
 Recovery only ever touches the store's own layout: ``.staging`` and ``.locks`` must be real
-folders (never followed links), a transaction folder must be named ``<level>-<id>-<hex>``, and
-every move its ``COMMIT`` lists must be one of the moves that transaction can make; anything
-else is refused with a StoreError naming it, and nothing is touched.
+folders (never followed links), a transaction folder must be named ``<level>-<id>-<hex>`` (a
+level of ``schema.PRIMARY``), and every move its ``COMMIT`` lists must be one of the moves that
+transaction can make; anything else is refused with a StoreError naming it, and nothing is
+touched.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ COMMIT = "COMMIT"
 CRASH_ENV = "ATTNSTORE_CRASH_AFTER_MOVES"
 ROW_GROUP_ROWS = 1 << 20  # upper bound; writers pass whole batches as row groups
 ID = re.compile(r"[0-9A-Za-z_]{1,64}")  # a run or analysis id: one path segment, no dots
-_TXN = re.compile(r"(run|analysis)-([0-9A-Za-z_]{1,64})-[0-9a-f]{8}")
+_TXN = re.compile(rf"({'|'.join(PRIMARY)})-([0-9A-Za-z_]{{1,64}})-[0-9a-f]{{8}}")
 _TRASH = re.compile(r"trash-[0-9a-f]{32}")
 
 

@@ -303,3 +303,25 @@ def test_a_store_without_interventions_still_connects(tiny_store):
     path, _ = tiny_store
     with connect(path) as con:
         assert con.execute("select count(*) from head_effect_summary").fetchone()[0] == 0
+
+
+def test_plot_heads_maps_an_effect_column(iv_store, tmp_path):
+    """`attnstore plot heads --metric` takes the effect columns: the map holds the accuracy
+    each head carries under the chosen intervention; a missing one is one line."""
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    path = iv_store[0]
+    out = tmp_path / "effect.png"
+    args = ["plot", "heads", "--store", str(path), "--metric", "late_delta_accuracy"]
+    done = CliRunner().invoke(
+        cli, [*args, "--method", "knockout", "--target", "x_to_y_pos", "--out", str(out)]
+    )
+    assert done.exit_code == 0, done.output
+    assert out.stat().st_size > 0
+    missing = CliRunner().invoke(
+        cli,
+        [*args, "--method", "knockout", "--target", "y_to_x", "--out", str(tmp_path / "none.png")],
+    )
+    assert missing.exit_code == 2 and "attnstore intervene" in missing.output

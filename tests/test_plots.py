@@ -15,6 +15,7 @@ from attnstore import plots
 from attnstore.cli import cli
 from attnstore.connection import connect
 from attnstore.errors import ConfigError, NotFoundError
+from attnstore.plots.registry import EFFECT_METRICS
 from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
 
@@ -149,7 +150,10 @@ def test_head_metrics_are_head_summary_columns(tiny_analysed_store):
     with connect(path) as con:
         columns = {row[0] for row in con.execute("describe head_summary").fetchall()}
     assert set(plots.HEAD_METRICS) <= columns
-    assert plots.FIGURES["heads"].params[2].choices == plots.HEAD_METRICS
+    assert plots.FIGURES["heads"].params[2].choices == plots.HEAD_METRICS + EFFECT_METRICS
+    with connect(path) as con:
+        effects = {row[0] for row in con.execute("describe head_effect_summary").fetchall()}
+    assert set(EFFECT_METRICS) <= effects
 
 
 @pytest.mark.parametrize("view", ["raw", "shared_keys"])

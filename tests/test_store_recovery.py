@@ -16,16 +16,20 @@ import pyarrow as pa
 import pytest
 
 from attnstore.errors import StoreError
-from attnstore.schema import TABLES
+from attnstore.schema import PRIMARY, TABLES
 from attnstore.store import Store
 from attnstore.transaction import CRASH_ENV, STAGING
 
-KEY = {"run": "0123456789abcdef", "analysis": "fedcba9876543210"}
+KEY = {
+    "run": "0123456789abcdef",
+    "analysis": "fedcba9876543210",
+    "intervention": "a1b2c3d4e5f60718",
+}
 # A writer of fake rows for every table of a level: n rows each, distinct grain values.
 WRITER = """
 import sys
 import numpy as np, pyarrow as pa
-from attnstore.schema import TABLES
+from attnstore.schema import PRIMARY, TABLES
 from attnstore.store import Store
 
 def fake(table, n):
@@ -51,7 +55,7 @@ n = int(n)
 with Store(path, create=True).transaction(level, key, overwrite=overwrite == "1") as txn:
     for name, t in TABLES.items():
         if t.level == level:
-            rows = 1 if name in ("runs", "analyses") else n
+            rows = 1 if name in PRIMARY.values() else n
             if "layer" in dict(t.partition):
                 txn.write(name, fake(t, rows), layer=0)
             else:
@@ -89,9 +93,7 @@ def files_on_disk(path, level):
 
 def expected(level, n):
     return {
-        name: 1 if name in ("runs", "analyses") else n
-        for name, t in TABLES.items()
-        if t.level == level
+        name: 1 if name in PRIMARY.values() else n for name, t in TABLES.items() if t.level == level
     }
 
 
@@ -101,7 +103,7 @@ def n_moves(level, overwrite):
 
 CASES = [
     (level, overwrite, after)
-    for level in ("run", "analysis")
+    for level in ("run", "analysis", "intervention")
     for overwrite in (False, True)
     for after in range(n_moves(level, overwrite) + 1)
 ]
@@ -149,7 +151,7 @@ def _write_all(txn, level, n):
     exec(WRITER.split("path, level")[0], ns)
     for name, t in TABLES.items():
         if t.level == level:
-            rows = ns["fake"](t, 1 if name in ("runs", "analyses") else n)
+            rows = ns["fake"](t, 1 if name in PRIMARY.values() else n)
             txn.write(name, rows, **({"layer": 0} if "layer" in dict(t.partition) else {}))
 
 

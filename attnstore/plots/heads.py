@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from attnstore.errors import ConfigError, known
+from attnstore.errors import ConfigError, NotFoundError, known
 from attnstore.plots.data import run_and_analysis
-from attnstore.plots.registry import HEAD_METRICS, QUERY_KINDS
+from attnstore.plots.registry import EFFECT_METRICS, HEAD_METRICS, QUERY_KINDS
 from attnstore.plots.style import DPI, style
 from attnstore.store import Store, open_store
 
@@ -25,11 +25,17 @@ def heads_figure(
     analysis_id: str | None = None,
     metric: str = "mean_silhouette",
     query_kind: str = "x",
+    method: str = "zero",
+    target: str = "",
 ) -> Figure:
     """A layer × head map of one ``head_summary`` metric for one query kind, each value
-    written in its cell ("–" where the metric is null)."""
+    written in its cell ("–" where the metric is null). An effect metric (``EFFECT_METRICS``)
+    maps the run's latest intervention of ``method`` (and knockout ``target``) instead."""
+    if metric in EFFECT_METRICS:
+        return _effects_figure(open_store(store), run_id, metric, method, target)
     if metric not in HEAD_METRICS:
-        raise ConfigError(f"unknown metric '{metric}'; known: {known(HEAD_METRICS)}")
+        known_metrics = known(HEAD_METRICS + EFFECT_METRICS)
+        raise ConfigError(f"unknown metric '{metric}'; known: {known_metrics}")
     if query_kind not in QUERY_KINDS:
         raise ConfigError(f"unknown query kind '{query_kind}'; known: {known(QUERY_KINDS)}")
     from attnstore.connection import connect
@@ -51,6 +57,37 @@ def heads_figure(
         f"analysis {analysis['analysis_id']} ({analysis['view']})"
     )
     return head_map(values, metric, title, integer=metric == "modal_k")
+
+
+def _effects_figure(s: Store, run_id: str | None, metric: str, method: str, target: str):
+    """The map of an effect column of ``head_effect_summary``, for the run's latest
+    intervention of ``method`` and ``target`` (newest created_at, the greater id on a tie)."""
+    from attnstore.connection import connect
+
+    run = s.run(run_id)
+    with connect(s) as con:
+        ids = con.execute(
+            "select intervention_id from interventions where run_id = $run and method = $method"
+            " and target = $target order by created_at desc, intervention_id desc",
+            {"run": run["run_id"], "method": method, "target": target},
+        ).fetchall()
+        if not ids:
+            what = f"'{method}'" + (f" ({target})" if target else "")
+            flag = f" --target {target}" if target else ""
+            raise NotFoundError(
+                f"run {run['run_id']} has no intervention {what}; 'attnstore intervene --store "
+                f"{s.path} --run {run['run_id']} --method {method}{flag}' makes one"
+            )
+        rows = con.execute(  # metric is one of EFFECT_METRICS: a column name, not a value
+            f"select layer, head, {metric} from head_effect_summary where intervention_id = $id",
+            {"id": ids[0][0]},
+        ).fetchall()
+    values = np.full((int(run["n_layers"]), int(run["n_heads"])), np.nan)
+    for layer, head, v in rows:
+        values[layer, head] = np.nan if v is None else v
+    what = method + (f" {target}" if target else "")
+    title = f"{metric}, {what}\nrun {run['run_id']}, intervention {ids[0][0]}"
+    return head_map(values, metric, title)
 
 
 def head_map(values: np.ndarray, label: str, title: str, integer: bool = False) -> Figure:
@@ -83,6 +120,8 @@ def draw_heads(
     *,
     metric: str = "mean_silhouette",
     query_kind: str = "x",
+    method: str = "zero",
+    target: str = "",
 ) -> Figure:
     """The registered kind ``heads``: :func:`heads_figure`."""
-    return heads_figure(store, run, analysis, metric, query_kind)
+    return heads_figure(store, run, analysis, metric, query_kind, method, target)

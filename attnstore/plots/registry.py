@@ -45,6 +45,13 @@ HEAD_METRICS = (  # columns of the head_summary view; a test checks they are the
     "chance_precision",
     "precision_lift",
 )
+EFFECT_METRICS = (  # columns of the head_effect_summary view (attnstore intervene); tested
+    "mean_delta_accuracy",
+    "late_delta_accuracy",
+    "worst_delta_accuracy",
+    "mean_delta_logit",
+    "late_delta_logit",
+)
 TYPES = (int, float, str, dict)
 _TYPE_NAMES = {int: "an int", float: "a number", str: "a string", dict: "a table"}
 
@@ -191,12 +198,20 @@ register(
             Param(
                 "metric",
                 default="mean_silhouette",
-                choices=HEAD_METRICS,
-                help="The head_summary column to map.",
+                choices=HEAD_METRICS + EFFECT_METRICS,
+                help="The head_summary column to map, or an effect column of "
+                "head_effect_summary (the *_delta_* ones: 'attnstore intervene' makes them).",
             ),
             Param("query_kind", default="x", choices=QUERY_KINDS, help="Which query rows."),
+            Param(
+                "method",
+                default="zero",
+                help="With an effect metric: the intervention (zero, mean, resample, knockout).",
+            ),
+            Param("target", default="", help="With an effect metric and knockout: the key class."),
         ),
-        doc="A layer × head map of one head_summary metric, values written in.",
+        doc="A layer × head map of one head_summary metric (or of the accuracy or logit a "
+        "head carries, from an intervention), values written in.",
     )
 )
 register(
