@@ -49,9 +49,7 @@ def heads_figure(
             "where analysis_id = $analysis_id and query_kind = $query_kind",
             {"analysis_id": analysis["analysis_id"], "query_kind": query_kind},
         ).fetchall()
-    values = np.full((L, H), np.nan)
-    for layer, head, v in rows:
-        values[layer, head] = np.nan if v is None else v
+    values = _grid(rows, L, H)
     title = (
         f"{metric}, {query_kind} queries\nrun {run['run_id']}, "
         f"analysis {analysis['analysis_id']} ({analysis['view']})"
@@ -82,12 +80,18 @@ def _effects_figure(s: Store, run_id: str | None, metric: str, method: str, targ
             f"select layer, head, {metric} from head_effect_summary where intervention_id = $id",
             {"id": ids[0][0]},
         ).fetchall()
-    values = np.full((int(run["n_layers"]), int(run["n_heads"])), np.nan)
-    for layer, head, v in rows:
-        values[layer, head] = np.nan if v is None else v
+    values = _grid(rows, int(run["n_layers"]), int(run["n_heads"]))
     what = method + (f" {target}" if target else "")
     title = f"{metric}, {what}\nrun {run['run_id']}, intervention {ids[0][0]}"
     return head_map(values, metric, title)
+
+
+def _grid(rows: list[tuple], n_layers: int, n_heads: int) -> np.ndarray:
+    """(layer, head, value) rows as an (n_layers, n_heads) array, NaN where none or null."""
+    values = np.full((n_layers, n_heads), np.nan)
+    for layer, head, v in rows:
+        values[layer, head] = np.nan if v is None else v
+    return values
 
 
 def head_map(values: np.ndarray, label: str, title: str, integer: bool = False) -> Figure:
