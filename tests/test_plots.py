@@ -289,7 +289,9 @@ def test_manifest_errors(tiny_analysed_store, tmp_path):
     with pytest.raises(ConfigError, match="unknown metric 'silhouette'; known: mean_silhouette"):
         plots.read_manifest(bad)
     bad.write_text('[[figure]]\nkind = "heads"\ncolour = "red"\nout = "a.png"\n')
-    with pytest.raises(ConfigError, match="unknown keys colour; known: analysis, metric, out"):
+    with pytest.raises(
+        ConfigError, match="unknown keys colour; known: analysis, method, metric, out, query_kind"
+    ):
         plots.read_manifest(bad)
     bad.write_text('[[figure]]\nkind = "heads"\n')
     with pytest.raises(ConfigError, match=r"\(heads\): missing out"):
