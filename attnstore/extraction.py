@@ -7,7 +7,6 @@ layer and head), so memory holds one batch of attention whatever the number of s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, load_checkpoint
 from attnstore.errors import ConfigError
 from attnstore.model import check_device
-from attnstore.provenance import versions
+from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
 
@@ -38,7 +37,7 @@ def run_id_for(
     checkpoint_sha256: str, task: str, params: dict, n_points: int, n_samples: int, seed: int
 ) -> str:
     """Deterministic id of an extraction: the same inputs always give the same id."""
-    key = json.dumps(
+    return content_id(
         {
             "checkpoint": checkpoint_sha256,
             "task": task,
@@ -46,10 +45,8 @@ def run_id_for(
             "n_points": n_points,
             "n_samples": n_samples,
             "seed": seed,
-        },
-        sort_keys=True,
+        }
     )
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

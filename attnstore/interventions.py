@@ -24,7 +24,6 @@ parameters, written in one transaction (tables ``interventions`` and ``effects``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import tempfile
@@ -38,9 +37,9 @@ import pyarrow as pa
 import torch
 
 from attnstore.checkpoint import LoadedModel, load_checkpoint
-from attnstore.errors import CheckpointError, ConfigError, NotFoundError, known
+from attnstore.errors import CheckpointError, ConfigError, known
 from attnstore.model import HeadEdit, check_device
-from attnstore.provenance import versions
+from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store, open_store
 
@@ -68,10 +67,7 @@ class InterventionResult:
 def intervention_id_for(run_id: str, method: str, target: str, params: dict[str, Any]) -> str:
     """The id of an intervention: a hash of its run, method, target and parameters (seed
     included), as ``analysis_id_for`` hashes an analysis."""
-    key = json.dumps(
-        {"run_id": run_id, "method": method, "target": target, **params}, sort_keys=True
-    )
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+    return content_id({"run_id": run_id, "method": method, "target": target, **params})
 
 
 def plan(methods, targets) -> list[tuple[str, str]]:
@@ -116,7 +112,8 @@ def intervene(
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
     s = open_store(store)
     run = s.run(run_id)
-    x, y = _prompts(s, run)
+    x, y = s.prompts(run)
+    y = y.astype(np.float32)  # multiplies float logits
     params = {"device": device}
     ids = {
         (m, t): intervention_id_for(
@@ -155,22 +152,6 @@ def intervene(
 
 
 # ---- reading the run ------------------------------------------------------------------------
-
-
-def _prompts(s: Store, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The run's prompts: x (n_samples, n_points, n_dims) float32, y (n_samples, n_points)."""
-    t = s.read("inputs", run_id=run["run_id"]).sort_by(
-        [("sample", "ascending"), ("point", "ascending")]
-    )
-    S, N, D = run["n_samples"], run["n_points"], run["n_dims"]
-    if t.num_rows != S * N:
-        raise NotFoundError(
-            f"run {run['run_id']} has {t.num_rows} prompt points in table inputs, "
-            f"{S * N} expected ({S} samples x {N} points); nothing to replay"
-        )
-    x = t.column("x").combine_chunks().flatten().to_numpy().astype(np.float32).reshape(S, N, D)
-    y = t.column("y").to_numpy().astype(np.float32).reshape(S, N)
-    return x, y
 
 
 def _load(run: dict[str, Any], device: str) -> LoadedModel:

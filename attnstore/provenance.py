@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def content_id(fields: dict[str, Any]) -> str:
+    """The id of a run, an analysis or an intervention: the first 16 hex digits of the sha256
+    of ``fields`` as sorted JSON, so that the same inputs always give the same id."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:

@@ -183,6 +183,24 @@ class Store:
             filesystem=self.fs.arrow(),
         )
 
+    def prompts(self, run: dict[str, Any]):
+        """A run's prompts from ``inputs``, given its runs row: x of shape (n_samples,
+        n_points, n_dims) float32 and y of shape (n_samples, n_points) int8, both ±1. A run
+        whose inputs are not all there raises NotFoundError."""
+        import numpy as np
+
+        t = self.read("inputs", run_id=run["run_id"]).sort_by(
+            [("sample", "ascending"), ("point", "ascending")]
+        )
+        S, N, D = run["n_samples"], run["n_points"], run["n_dims"]
+        if t.num_rows != S * N:
+            raise NotFoundError(
+                f"run {run['run_id']} has {t.num_rows} prompt points in table inputs, "
+                f"{S * N} expected ({S} samples x {N} points)"
+            )
+        x = t.column("x").combine_chunks().flatten().to_numpy().astype(np.float32)
+        return x.reshape(S, N, D), t.column("y").to_numpy().astype(np.int8).reshape(S, N)
+
     def df(self, name: str, columns: list[str] | None = None, where: Any = None, **filters: Any):
         """:meth:`read` as a pandas DataFrame."""
         return self.read(name, columns, where, **filters).to_pandas()

@@ -9,8 +9,6 @@ analysis is one store transaction: visible only when complete.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from attnstore.analysis.tables import analyse_chunk, analyses_row
 from attnstore.analysis.views import make_view
 from attnstore.errors import ConfigError, NotFoundError
 from attnstore.model import check_device
+from attnstore.provenance import content_id
 from attnstore.store import Store, open_store
 
 
@@ -38,8 +37,7 @@ class AnalysisResult:
 
 def analysis_id_for(run_id: str, params: dict[str, Any]) -> str:
     """The id of an analysis: a hash of its run and every parameter that shapes its tables."""
-    key = json.dumps({"run_id": run_id, **params}, sort_keys=True)
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
+    return content_id({"run_id": run_id, **params})
 
 
 def analyze(
@@ -88,7 +86,7 @@ def analyze(
     if analysis_id in s.ids("analysis") and not overwrite:
         return AnalysisResult(analysis_id, existed=True)
 
-    x, y = _inputs(s, run)
+    x, y = s.prompts(run)
     weights = _function_weights(s, run)
     notes: Counter[str] = Counter()
     from tqdm.auto import tqdm
@@ -169,18 +167,6 @@ def plan(
 
 
 # ---- reading the run ------------------------------------------------------------------------
-
-
-def _inputs(s: Store, run: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The run's inputs x (n_samples, n_points, n_dims) float32 and labels y (n_samples,
-    n_points) int8."""
-    t = s.read("inputs", run_id=run["run_id"]).sort_by(
-        [("sample", "ascending"), ("point", "ascending")]
-    )
-    x = t.column("x").combine_chunks().flatten().to_numpy().astype(np.float32)
-    x = x.reshape(run["n_samples"], run["n_points"], run["n_dims"])
-    y = t.column("y").to_numpy().astype(np.int8).reshape(run["n_samples"], run["n_points"])
-    return x, y
 
 
 def _function_weights(s: Store, run: dict[str, Any]) -> np.ndarray | None:
