@@ -24,20 +24,8 @@ import time
 from pathlib import Path
 
 from attnstore.report import build_report
+from attnstore.report.browser import CHROMIUM, OFFLINE_ARGS
 from attnstore.store import Store
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-]
 
 
 def build_store(path: Path, big: bool, samples: int) -> None:
@@ -68,7 +56,10 @@ def load_times(out: Path, repeats: int, shots: Path | None) -> None:
     pages[f"heads/{heads[-1].name}"] = heads[-1]
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=ARGS, viewport={"width": 1280, "height": 900}
+            profile,
+            executable_path=str(CHROMIUM),
+            args=OFFLINE_ARGS,
+            viewport={"width": 1280, "height": 900},
         )
         page = browser.new_page()
         for name, path in pages.items():

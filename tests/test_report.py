@@ -14,19 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from attnstore.cli import cli
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-]
+from attnstore.report.browser import CHROMIUM, OFFLINE_ARGS
 
 
 def _copy(tiny_analysed_store, tmp_path) -> Path:
@@ -167,7 +155,7 @@ def test_in_chromium(built, tmp_path):
         browser = p.chromium.launch_persistent_context(
             str(tmp_path / "profile"),
             executable_path=str(CHROMIUM),
-            args=ARGS,
+            args=OFFLINE_ARGS,
             headless=True,
             viewport={"width": 1280, "height": 900},
         )
