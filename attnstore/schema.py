@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from attnstore.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # The table whose row makes a run (an analysis, an intervention) be: one row per id.
 PRIMARY = {"run": "runs", "analysis": "analyses", "intervention": "interventions"}
 
@@ -347,6 +347,12 @@ TABLES: dict[str, Table] = {
         ),
     ]
 }
+
+
+def parquet_options(t: Table) -> dict:
+    """The keyword arguments of ``pyarrow.parquet.ParquetWriter`` for a table's files: the
+    one place the store's encoding (compression, dictionaries, float encodings) is chosen."""
+    return {"compression": "zstd", "write_statistics": True, "use_dictionary": True}
 
 
 def table(name: str) -> Table:

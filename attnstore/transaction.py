@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from attnstore.errors import StoreError, known
 from attnstore.fs import LocalFS
-from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table
+from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, parquet_options
 
 STAGING = ".staging"
 LOCKS = ".locks"
@@ -234,9 +234,7 @@ class Transaction:
                 str(path),
                 t.schema.with_metadata(meta),
                 filesystem=self.fs.arrow(),
-                compression="zstd",
-                write_statistics=True,
-                use_dictionary=True,
+                **parquet_options(t),
             )
             self._writers[path] = writer
         writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
