@@ -1,23 +1,67 @@
-"""The store's filesystem seam: every file operation of :mod:`attnstore.store` goes through one
-object of this interface, so that another filesystem (an object store) can come in behind the
-same calls without the store's transaction logic changing.
+"""The store's filesystem seam: every file operation of the store and its transactions goes
+through one object of this interface, a local folder (:class:`LocalFS`) or an object store
+(:class:`ObjectFS`, ``s3://bucket/prefix``), so that the commit protocol of
+:mod:`attnstore.transaction` is written once over the few primitives both offer:
 
-Paths are :class:`pathlib.PurePosixPath`-like strings relative to nothing: the store passes
-full paths it built from its root. :class:`LocalFS` is the local folder, with POSIX renames
-and ``flock``; it is the only implementation today.
+- ``write_bytes`` replaces a file all at once (a reader sees the old bytes or the new);
+- ``create_only`` creates a file only if none is there, atomically: the commit point;
+- ``lock_id`` is an exclusive lock where the filesystem has one (``flock`` on a local folder)
+  and None on an object store, which has neither locks nor renames.
+
+:func:`filesystem_for` turns what a user gives as ``--store`` (a folder or a URL) into a
+filesystem and the store's root path on it. Object stores are reached through s3fs (botocore),
+configured as every AWS tool is: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_PROFILE`` and the shared config files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import fnmatch
 import os
 import shutil
 import uuid
-from pathlib import Path
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+from attnstore.errors import StoreError
+
+SCHEMES = ("s3",)  # URL schemes a store may live at, besides a local folder
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """True if ``location`` is written as a URL (``scheme://...``) rather than a path."""
+    return "://" in str(location)
+
+
+def filesystem_for(location: str | os.PathLike) -> tuple[LocalFS | ObjectFS, Path]:
+    """The filesystem a store location lives on and the store's root path there: a local
+    folder, or ``s3://bucket/prefix``. Another scheme is one line naming what is accepted."""
+    text = str(location)
+    if not text.strip():
+        raise StoreError("the store path is empty; give a folder (store/) or s3://bucket/prefix")
+    if not is_url(text):
+        return LocalFS(), Path(location)
+    scheme, _, rest = text.partition("://")
+    if scheme.lower() not in SCHEMES:
+        raise StoreError(
+            f"store '{text}': URL scheme '{scheme}' is not supported; a store is a folder or "
+            "s3://bucket/prefix"
+        )
+    bucket = rest.split("/", 1)[0]
+    if not bucket or ".." in rest.split("/"):
+        raise StoreError(f"store '{text}' names no bucket; write s3://bucket/prefix")
+    return ObjectFS(text), PurePosixPath(rest.rstrip("/"))
 
 
 class LocalFS:
     """A local folder: atomic renames, ``flock`` locks, fsync'd writes."""
+
+    has_locks = True
+
+    def url(self, path: Path) -> str:
+        return str(path)
 
     def exists(self, path: Path) -> bool:
         return path.exists()
@@ -39,31 +83,78 @@ class LocalFS:
         """Files under ``root`` matching the glob ``pattern`` (``**`` spans folders), sorted."""
         return sorted(root.glob(pattern))
 
+    def stamps(self, root: Path, pattern: str) -> dict[Path, tuple[int, int, int]]:
+        """:meth:`find` with a stamp of each file that changes whenever the file is replaced
+        (inode, mtime, size); a file gone since the listing is left out."""
+        out = {}
+        for f in self.find(root, pattern):
+            with contextlib.suppress(FileNotFoundError):
+                st = f.stat()
+                out[f] = (st.st_ino, st.st_mtime_ns, st.st_size)
+        return out
+
+    def modified(self, path: Path) -> datetime:
+        return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+
     def read_text(self, path: Path) -> str:
         return path.read_text()
 
-    def write_atomic(self, path: Path, text: str) -> None:
-        """``text`` into ``path`` all at once: a reader sees the old file or the new one."""
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
+    def _tmp(self, path: Path) -> Path:
+        return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+    def _write_tmp(self, path: Path, data: bytes) -> Path:
+        self.mkdir(path.parent)
+        tmp = self._tmp(path)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        return tmp
 
-    def replace(self, src: Path, dst: Path) -> None:
-        """Move ``src`` to ``dst`` in one step (``dst`` must not be a non-empty folder)."""
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(src, dst)
+    def write_bytes(self, path: Path, data: bytes) -> None:
+        """``data`` into ``path`` all at once: a reader sees the old file or the new one."""
+        os.replace(self._write_tmp(path, data), path)
+
+    def write_atomic(self, path: Path, text: str) -> None:
+        self.write_bytes(path, text.encode())
+
+    def create_only(self, path: Path, data: bytes) -> bool:
+        """Create ``path`` holding ``data`` unless a file is there already (then False);
+        atomic: a hard link of a complete temporary file, which fails if ``path`` exists."""
+        tmp = self._write_tmp(path, data)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
+
+    def remove(self, path: Path) -> None:
+        """Delete a file; one already gone is not an error."""
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
     def remove_tree(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
+
+    def prune(self, path: Path, stop: Path) -> None:
+        """Remove ``path`` and the folders above it, up to ``stop`` excluded, while empty."""
+        while path != stop and stop in path.parents:
+            try:
+                path.rmdir()
+            except OSError:
+                return
+            path = path.parent
 
     def probe_writable(self, path: Path) -> None:
         """Raise OSError unless a file can be created in the folder ``path``."""
         probe = path / f".probe-{uuid.uuid4().hex}"
         probe.write_text("")
         probe.unlink()
+
+    def writable(self, path: Path) -> bool:
+        return os.access(path, os.W_OK)
 
     def try_lock(self, path: Path) -> int | None:
         """An exclusive non-blocking lock on ``path`` (created if need be): a handle for
@@ -87,3 +178,188 @@ class LocalFS:
         import pyarrow.fs
 
         return pyarrow.fs.LocalFileSystem()
+
+
+class ObjectFS:
+    """An S3 bucket (or any S3 API) through s3fs: no renames, no locks, no folders; a write
+    replaces an object whole, and ``create_only`` is a conditional put (``If-None-Match``).
+    Listings are never cached: a store is read as it is now."""
+
+    has_locks = False
+
+    def __init__(self, location: str) -> None:
+        try:
+            import s3fs
+        except ImportError as e:  # pragma: no cover - s3fs is a dependency
+            raise StoreError(f"store '{location}' needs s3fs: pip install s3fs") from e
+        self.location = location
+        self._s3 = s3fs.S3FileSystem(
+            use_listings_cache=False,
+            skip_instance_cache=True,
+            config_kwargs={"connect_timeout": 5, "retries": {"max_attempts": 2}},
+        )
+
+    def url(self, path: PurePosixPath) -> str:
+        return f"s3://{path}"
+
+    @contextlib.contextmanager
+    def errors(self, path: PurePosixPath, doing: str):
+        """Turn what botocore and s3fs raise into one line naming the store and the cause."""
+        try:
+            yield
+        except (StoreError, FileExistsError):
+            raise
+        except FileNotFoundError as e:
+            bucket = str(path).split("/", 1)[0]
+            if not self._bucket_exists(bucket):
+                raise StoreError(
+                    f"store '{self.location}': bucket '{bucket}' does not exist (or is not "
+                    "yours); create it first, e.g. aws s3 mb s3://" + bucket
+                ) from e
+            raise
+        except PermissionError as e:
+            raise StoreError(
+                f"store '{self.location}': access denied while {doing} ({e}); check "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+            ) from e
+        except OSError as e:
+            raise StoreError(f"store '{self.location}': {doing} failed: {e}") from e
+        except Exception as e:  # botocore's connection and credential errors
+            name = type(e).__name__
+            if "Endpoint" in name or "Connect" in name or "Credential" in name:
+                where = os.environ.get("AWS_ENDPOINT_URL", "the default AWS endpoint")
+                raise StoreError(
+                    f"store '{self.location}': cannot reach {where} ({name}: {e}); set "
+                    "AWS_ENDPOINT_URL and the credentials of a reachable S3 API"
+                ) from e
+            raise
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:
+            return bool(self._s3.exists(bucket))
+        except Exception:
+            return False
+
+    def check_bucket(self, root: PurePosixPath) -> None:
+        """StoreError unless the store's bucket exists and can be listed."""
+        bucket = str(root).split("/", 1)[0]
+        with self.errors(root, "listing the bucket"):
+            self._s3.ls(bucket, detail=False)
+
+    def exists(self, path: PurePosixPath) -> bool:
+        with self.errors(path, "looking for a file"):
+            return bool(self._s3.exists(str(path)))
+
+    def is_dir(self, path: PurePosixPath) -> bool:
+        with self.errors(path, "listing"):
+            return bool(self._s3.isdir(str(path)))
+
+    def is_link(self, path: PurePosixPath) -> bool:
+        return False
+
+    def mkdir(self, path: PurePosixPath) -> None:
+        """Nothing: an object store has no folders, only keys with slashes."""
+
+    def listdir(self, path: PurePosixPath) -> list[PurePosixPath]:
+        with self.errors(path, "listing"):
+            try:
+                names = self._s3.ls(str(path), detail=False)
+            except FileNotFoundError:
+                return []
+        return sorted(PurePosixPath(n) for n in names if PurePosixPath(n) != path)
+
+    def find(self, root: PurePosixPath, pattern: str) -> list[PurePosixPath]:
+        """Objects (and the folders their keys imply) under ``root`` whose path below it
+        matches the glob ``pattern`` (``**/`` spans folders; ``*`` does not), sorted."""
+        return sorted(self._listing(root, pattern, dirs=True))
+
+    def stamps(self, root: PurePosixPath, pattern: str) -> dict[PurePosixPath, str]:
+        """The objects :meth:`find` lists, each with its ETag (one listing, no extra request)."""
+        found = self._listing(root, pattern, dirs=False)
+        return {p: found[p] for p in sorted(found)}
+
+    def _listing(self, root: PurePosixPath, pattern: str, dirs: bool) -> dict:
+        with self.errors(root, "listing"):
+            info = self._s3.find(str(root), withdirs=dirs, detail=True)
+        out = {}
+        for key, entry in info.items():
+            if key == str(root):
+                continue
+            rel = PurePosixPath(key).relative_to(root)
+            if _glob_match(str(rel), pattern):
+                out[root / rel] = entry.get("ETag") or entry.get("LastModified")
+        return out
+
+    def modified(self, path: PurePosixPath) -> datetime:
+        with self.errors(path, "reading a file's date"):
+            when = self._s3.modified(str(path))
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+    def read_text(self, path: PurePosixPath) -> str:
+        with self.errors(path, "reading"):
+            return self._s3.cat_file(str(path)).decode()
+
+    def write_bytes(self, path: PurePosixPath, data: bytes) -> None:
+        with self.errors(path, "writing"):
+            self._s3.pipe_file(str(path), data)
+
+    def write_atomic(self, path: PurePosixPath, text: str) -> None:
+        self.write_bytes(path, text.encode())
+
+    def create_only(self, path: PurePosixPath, data: bytes) -> bool:
+        """A conditional put (``If-None-Match: *``): False if the object exists already."""
+        with self.errors(path, "writing"):
+            try:
+                self._s3.pipe_file(str(path), data, mode="create")
+                return True
+            except FileExistsError:
+                return False
+            except OSError as e:
+                if "PreconditionFailed" in str(e) or "412" in str(e):
+                    return False
+                raise
+
+    def remove(self, path: PurePosixPath) -> None:
+        with self.errors(path, "deleting"), contextlib.suppress(FileNotFoundError):
+            self._s3.rm_file(str(path))
+
+    def remove_tree(self, path: PurePosixPath) -> None:
+        with self.errors(path, "deleting"), contextlib.suppress(FileNotFoundError):
+            self._s3.rm(str(path), recursive=True)
+
+    def prune(self, path: PurePosixPath, stop: PurePosixPath) -> None:
+        """Nothing: an object store has no empty folders to remove."""
+
+    def probe_writable(self, path: PurePosixPath) -> None:
+        probe = path / f".probe-{uuid.uuid4().hex}"
+        with self.errors(path, "writing a probe object"):
+            self._s3.pipe_file(str(probe), b"")
+            self._s3.rm_file(str(probe))
+
+    def writable(self, path: PurePosixPath) -> bool:
+        return True  # known only by trying; a refused delete is reported where it happens
+
+    def try_lock(self, path: PurePosixPath) -> None:
+        return None
+
+    def unlock(self, handle: object) -> None:
+        """Nothing: an object store has no locks."""
+
+    def arrow(self):
+        """The same bucket for pyarrow, through its fsspec handler (one configuration)."""
+        import pyarrow.fs
+
+        return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(self._s3))
+
+
+def _glob_match(rel: str, pattern: str) -> bool:
+    """``rel`` matches ``pattern``, where ``*`` stays within one path segment and ``**/``
+    matches any number of folders (as :meth:`pathlib.Path.glob`)."""
+    if pattern.startswith("**/"):
+        rest = pattern[3:]
+        parts = rel.split("/")
+        return any(_glob_match("/".join(parts[i:]), rest) for i in range(len(parts)))
+    rp, pp = rel.split("/"), pattern.split("/")
+    return len(rp) == len(pp) and all(
+        fnmatch.fnmatchcase(r, p) for r, p in zip(rp, pp, strict=True)
+    )

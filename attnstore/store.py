@@ -1,13 +1,12 @@
-"""The store: a folder of Parquet tables, read as Arrow or pandas, with the one lookup of a run or
-an analysis ("the latest" everywhere). Writes go through transactions
-(:mod:`attnstore.transaction`): a run or an analysis becomes visible whole or not at all.
+"""The store: a folder (or an object store prefix) of Parquet tables, read as Arrow or pandas,
+with the one lookup of a run or an analysis ("the latest" everywhere). Writes go through
+transactions (:mod:`attnstore.transaction`): a run or an analysis appears whole or not at all.
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,121 +17,171 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attnstore.errors import NotFoundError, SchemaVersionError, StoreError, known
-from attnstore.fs import LocalFS
+from attnstore.fs import LocalFS, ObjectFS, filesystem_for
 from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table
-from attnstore.transaction import ID, Folder, Transaction
+from attnstore.transaction import (
+    COMMIT_FILE,
+    COMMIT_KEY,
+    DATA_FILE,
+    Folder,
+    Transaction,
+    in_layout,
+)
 
 STORE_FILE = "attnstore.json"
 READ_ATTEMPTS = 5  # a read that races a commit's renames lists the files again
 
 
 class Store:
-    """A store folder. ``Store(path)`` opens one; ``Store(path, create=True)`` makes it too."""
+    """A store: a folder, or an object store URL (``s3://bucket/prefix``). ``Store(location)``
+    opens one; ``Store(location, create=True)`` makes it too."""
 
     def __init__(self, path: str | Path, create: bool = False) -> None:
-        if not str(path).strip():
-            raise StoreError("the store path is empty; give a folder, e.g. --store store/")
-        self.path = Path(path)
-        self.fs = LocalFS()
-        self._folder = Folder(self.path, self.fs)
-        meta = self.path / STORE_FILE
+        self.fs, self.root = filesystem_for(path)
+        # How the store is named to users (messages, outputs): the folder or the URL given.
+        self.path = self.root if isinstance(self.fs, LocalFS) else self.fs.url(self.root)
+        self._folder = Folder(self.root, self.fs)
+        self._tokens: dict[Path, tuple[Any, str]] = {}  # commit record -> (stamp, token)
+        if isinstance(self.fs, ObjectFS):
+            self.fs.check_bucket(self.root)
+        meta = self.root / STORE_FILE
         if create:
             self._create()
         elif not self.fs.exists(meta):
-            hint = "it does not exist" if not self.path.exists() else f"it has no {STORE_FILE}"
+            there = self.fs.exists(self.root)
+            hint = f"it has no {STORE_FILE}" if there else "it does not exist"
             raise StoreError(
                 f"'{self.path}' is not an attnstore store ({hint}); 'attnstore extract "
                 f"--store {self.path}' makes one"
             )
         self._check_version()
-        if os.access(self.path, os.W_OK):
+        if create or (isinstance(self.fs, LocalFS) and self.fs.writable(self.root)):
             self.recover()
 
     # --- opening -----------------------------------------------------------------------
 
     def _create(self) -> None:
         try:
-            self.fs.mkdir(self.path)
-            self.fs.probe_writable(self.path)
+            self.fs.mkdir(self.root)
+            self.fs.probe_writable(self.root)
         except OSError as e:
             raise StoreError(f"store path '{self.path}' is not writable: {e.strerror or e}") from e
-        meta = self.path / STORE_FILE
-        if not self.fs.exists(meta):
-            self.fs.write_atomic(meta, json.dumps({"schema_version": SCHEMA_VERSION}) + "\n")
+        meta = self.root / STORE_FILE
+        self.fs.create_only(meta, (json.dumps({"schema_version": SCHEMA_VERSION}) + "\n").encode())
 
     def _check_version(self) -> None:
-        meta = self.path / STORE_FILE
+        meta = self.root / STORE_FILE
         try:
             content = json.loads(self.fs.read_text(meta))
         except (OSError, ValueError) as e:
-            raise StoreError(f"'{meta}' is unreadable: {e}") from e
+            raise StoreError(f"'{self.fs.url(meta)}' is unreadable: {e}") from e
         version = content.get("schema_version") if isinstance(content, dict) else None
         if type(version) is not int:
             raise StoreError(
-                f"'{meta}' holds {json.dumps(content)[:80]}; expected an object with an integer "
-                '"schema_version", as {"schema_version": ' + str(SCHEMA_VERSION) + "}"
+                f"'{self.fs.url(meta)}' holds {json.dumps(content)[:80]}; expected an object with "
+                'an integer "schema_version", as {"schema_version": ' + str(SCHEMA_VERSION) + "}"
             )
         if version > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"store '{self.path}' has schema version {version}; this attnstore reads "
-                f"versions up to {SCHEMA_VERSION}: upgrade attnstore"
+                f"version {SCHEMA_VERSION}: upgrade attnstore"
+            )
+        if version < SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"store '{self.path}' has schema version {version}; this attnstore reads "
+                f"version {SCHEMA_VERSION}: run 'attnstore migrate {self.path}' (it rewrites the "
+                "store in place, keeping every run and analysis id)"
             )
 
     def recover(self) -> None:
-        """Finish decided transactions and remove abandoned ones (:mod:`attnstore.transaction`)."""
-        self._folder.recover()
+        """Delete what killed writers left (:meth:`attnstore.transaction.Folder.recover`)."""
+        self._folder.recover({level: self.commits(level) for level in PRIMARY})
 
     # --- reading -----------------------------------------------------------------------
 
+    def commits(self, level: str) -> dict[str, str]:
+        """The committed ids of a level ('run', 'analysis', 'intervention'), each with the
+        token of its files: what the commit records (``<primary>/<key>=<id>/commit.parquet``)
+        say now. Each record's footer is read once per version of the record."""
+        t = TABLES[PRIMARY[level]]
+        root = self.root / t.name
+        self._folder.no_links(root)
+        out = {}
+        for f, stamp in self.fs.stamps(root, "**/*.parquet").items():
+            self._check_place(t, f.relative_to(root))
+            cached = self._tokens.get(f)
+            if cached is None or cached[0] != stamp:
+                try:
+                    with self.fs.arrow().open_input_file(str(f)) as fh:
+                        meta = pq.read_schema(fh).metadata or {}
+                except FileNotFoundError:
+                    continue
+                except (pa.ArrowException, OSError) as e:
+                    raise StoreError(f"corrupted Parquet file '{self.fs.url(f)}': {e}") from e
+                token = meta.get(COMMIT_KEY.encode(), b"").decode()
+                cached = self._tokens[f] = (stamp, token)
+            out[f.parent.name.split("=", 1)[1]] = cached[1]
+        return dict(sorted(out.items()))
+
+    def _records(self, t: Table) -> list[Path]:
+        root = self.root / t.name
+        self._folder.no_links(root)
+        out = []
+        for f in self.fs.find(root, "**/*.parquet"):
+            self._check_place(t, f.relative_to(root))
+            out.append(f)
+        return out
+
     def files(self, table: str | None = None) -> list[Path]:
-        """The Parquet files of a table (of every table when None), each checked to sit where
-        the layout puts it: ``<table>/<key>=<value>[/layer=<n>]/<name>.parquet``."""
+        """The committed Parquet files of a table (of every table when None): a commit record,
+        or a data file whose token is its id's committed one. Every file is checked to sit
+        where the layout puts it: ``<table>/<key>=<id>[/layer=<n>]/part-<token>.parquet``."""
         out = []
         for name in [table] if table else list(TABLES):
-            root = self.path / name
-            for f in self.fs.find(root, "**/*.parquet"):
-                self._check_place(TABLES[name], f.relative_to(root))
-                out.append(f)
+            t = TABLES[name]
+            if t.name == PRIMARY[t.level]:
+                out += self._records(t)
+                continue
+            committed = self.commits(t.level)
+            for f in self._records(t):
+                key = f.relative_to(self.root / name).parts[0].split("=", 1)[1]
+                if committed.get(key) == DATA_FILE.fullmatch(f.name).group(1):
+                    out.append(f)
         return out
 
     def _check_place(self, t: Table, rel: Path) -> None:
-        parts = rel.parts
-        ok = len(parts) == len(t.partition) + 1 and all(
-            part.startswith(f"{key}=") and ID.fullmatch(part.split("=", 1)[1])
-            for part, (key, _) in zip(parts, t.partition, strict=False)
-        )
-        if not ok:
-            layout = "/".join([t.name, *(f"{k}=<{k}>" for k, _ in t.partition), "part-0.parquet"])
+        if not in_layout(t, rel):
+            name = COMMIT_FILE if t.name == PRIMARY[t.level] else "part-<token>.parquet"
+            layout = "/".join([t.name, *(f"{k}=<{k}>" for k, _ in t.partition), name])
             raise StoreError(
-                f"'{self.path / t.name / rel}' is not where attnstore keeps {t.name} files "
-                f"({layout}); move it out of the store"
+                f"'{self.fs.url(self.root / t.name / rel)}' is not where attnstore keeps "
+                f"{t.name} files ({layout}); move it out of the store"
             )
 
     def verify(self) -> None:
-        """Read every file's footer; a corrupted file, or one whose columns are not its table's,
-        raises StoreError naming it."""
+        """Read every committed file's footer; a corrupted file, or one whose columns are not
+        its table's, raises StoreError naming it."""
+        arrow = self.fs.arrow()
         for name in TABLES:
             declared = TABLES[name].schema
             for f in self.files(name):
                 try:
-                    schema = pq.read_schema(f)
+                    with arrow.open_input_file(str(f)) as fh:
+                        schema = pq.read_schema(fh)
                 except FileNotFoundError:
                     continue  # replaced by a commit since it was listed: not corrupted
                 except (pa.ArrowException, OSError) as e:
-                    raise StoreError(f"corrupted Parquet file '{f}': {e}") from e
+                    raise StoreError(f"corrupted Parquet file '{self.fs.url(f)}': {e}") from e
                 if not schema.remove_metadata().equals(declared):
                     raise StoreError(
-                        f"Parquet file '{f}' has the columns {schema.names} "
+                        f"Parquet file '{self.fs.url(f)}' has the columns {schema.names} "
                         f"({', '.join(str(t) for t in schema.types)}); table {name} declares "
                         f"{declared.names}: move it out of the store"
                     )
 
     def keys(self, level: str) -> list[str]:
-        """Committed run ids (level 'run') or analysis ids (level 'analysis')."""
-        primary = TABLES[PRIMARY[level]]
-        key = primary.partition[0][0]
-        folders = self.fs.find(self.path / primary.name, f"{key}=*")
-        return sorted(p.name.split("=", 1)[1] for p in folders if self.fs.is_dir(p))
+        """Committed ids of a level: 'run', 'analysis' or 'intervention'."""
+        return list(self.commits(level))
 
     def read(
         self, name: str, columns: list[str] | None = None, where: Any = None, **filters: Any
@@ -150,12 +199,12 @@ class Store:
                 raise NotFoundError(
                     f"table {name} has no column '{col}'; known: {known(schema.names)}"
                 )
-        key = t.partition[0][0]
-        expr = pc.field(key).isin(pa.array(self.keys(t.level), pa.string()))
+        expr = None
         for col, value in filters.items():
-            expr = expr & (pc.field(col) == value)
+            term = pc.field(col) == value
+            expr = term if expr is None else expr & term
         if where is not None:
-            expr = expr & where
+            expr = where if expr is None else expr & where
         for attempt in range(READ_ATTEMPTS):
             try:
                 return self.dataset(name).to_table(columns=columns, filter=expr)
@@ -168,17 +217,16 @@ class Store:
         raise AssertionError("unreachable")
 
     def dataset(self, name: str):
-        """A pyarrow dataset of a table's files as they are now (committed or not: filter on
-        the primary table's ids). The partition keys come from the folder names *below* the
-        table's own folder, never from the path above the store, and the store's path is
-        never read as a glob pattern."""
+        """A pyarrow dataset of a table's committed files as they are now. The partition keys
+        come from the folder names *below* the table's own folder, never from the path above
+        the store, and the store's path is never read as a glob pattern."""
         import pyarrow.dataset as ds
 
         t = TABLES[name]
         return ds.dataset(
             [str(f) for f in self.files(name)],
             partitioning=ds.partitioning(pa.schema(list(t.partition)), flavor="hive"),
-            partition_base_dir=str(self.path / name),
+            partition_base_dir=str(self.root / name),
             schema=t.full_schema,
             filesystem=self.fs.arrow(),
         )

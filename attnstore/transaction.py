@@ -1,41 +1,47 @@
-"""Transactions: how a run or an analysis is written into a store, all or nothing, and how the
-next process to open the store finishes or removes what a killed writer left.
+"""Transactions: how a run, an analysis or an intervention is written into a store, all or
+nothing, with one protocol for a local folder and an object store (neither renames nor locks
+are needed; :mod:`attnstore.fs` holds the few primitives it uses).
 
-Writing a run (or an analysis) happens in a *transaction*:
+Writing run ``R`` (an analysis, an intervention: the same with their own tables):
 
-1. every file is written under ``STORE/.staging/<txn>/``, invisible to any reader's glob;
-2. ``COMMIT`` (a JSON list of folder moves) is written atomically into the staging folder;
-   from that instant the transaction is decided;
-3. the folders are renamed into place, the primary table (``runs`` or ``analyses``) last, and
-   the staging folder removed.
+1. every table but the primary one is written in place under a name unique to this
+   transaction, ``<table>/run_id=R[/layer=L]/part-<token>.parquet`` (``token``: 16 random hex
+   digits). No reader shows these files yet: a data file counts only when its token is the one
+   its run's commit record names;
+2. the rows on disk are counted against the rows written and declared
+   (:meth:`Transaction.expect_rows`);
+3. the *commit record* ``runs/run_id=R/commit.parquet`` (the run's row of the primary table,
+   with ``attnstore.commit = <token>`` in its key-value metadata) is created with a
+   create-only write: ``O_EXCL``-like hard link on a local folder, a conditional put
+   (``If-None-Match: *``) on S3. From that instant the run exists, whole. ``--overwrite``
+   replaces the record in one write instead (``rename`` locally, a plain put on S3): readers see
+   the old version or the new one, never neither and never a mix;
+4. files of ``R`` with any other token (the old version, a killed writer's leftovers) are
+   deleted.
 
-Each transaction holds an exclusive lock (``flock``) on its run or analysis id,
-``.locks/<level>-<id>.lock``, from *before* its staging folder exists until after that folder
-is gone; so two processes can write different runs into one store at once, never the same one,
-and a staging folder whose id lock is free provably has no live owner.
+A process killed before step 3 leaves only files no reader shows; one killed after it leaves
+the old version's files, equally hidden. The next writer of ``R`` deletes them (step 4), and so
+does recovery when a store is opened (:meth:`Folder.recover`): on a local folder as soon as the
+id's lock proves their writer dead (a writer holds ``flock`` on ``.locks/<level>-<id>.lock``
+from before its first file until after its last), on an object store once they are older than
+:data:`STALE_AFTER` (it has no locks; a writer checks its files are all still there just before
+it commits).
 
-A process killed before step 2 leaves only staging files, removed by the next writer or reader
-that opens the store (once it holds the id lock); one killed during step 3 is *rolled forward*
-by the next one. Every step of roll-forward is idempotent: a move whose source is gone is done,
-and once the primary folder has left staging (the last move) the whole commit is done, so an
-``--overwrite`` that dies after its last rename keeps the new run. The views of
-:func:`attnstore.connect` only show rows whose run (or analysis) is in the primary table, so a
-reader that arrives during step 3 sees a run whole or not at all.
-
-Recovery only ever touches the store's own layout: ``.staging`` and ``.locks`` must be real
-folders (never followed links), a transaction folder must be named ``<level>-<id>-<hex>`` (a
-level of ``schema.PRIMARY``), and every move its ``COMMIT`` lists must be one of the moves that
-transaction can make; anything else is refused with a StoreError naming it, and nothing is
-touched.
+Two writers of one id: on a local folder the second is refused at once (the id lock); on an
+object store both write, the first commit record wins, and the loser removes its files and says
+so. Paths never leave the store: a table folder or ``.locks`` that is a symbolic link is
+refused, never followed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import io
 import os
 import re
 import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +49,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attnstore.errors import StoreError, known
-from attnstore.fs import LocalFS
+from attnstore.fs import LocalFS, ObjectFS
 from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, parquet_options
 
-STAGING = ".staging"
 LOCKS = ".locks"
-COMMIT = "COMMIT"
-CRASH_ENV = "ATTNSTORE_CRASH_AFTER_MOVES"
+COMMIT_FILE = "commit.parquet"  # the primary table's file: a run's commit record
+COMMIT_KEY = "attnstore.commit"  # key-value metadata: the token of the committed files
+CRASH_ENV = "ATTNSTORE_CRASH_AT"  # tests only: 'written' (before step 3), 'committed' (after)
+STALE_AFTER = timedelta(hours=1)  # object stores: an uncommitted file this old is a dead writer's
 ROW_GROUP_ROWS = 1 << 20  # upper bound; writers pass whole batches as row groups
 ID = re.compile(r"[0-9A-Za-z_]{1,64}")  # a run or analysis id: one path segment, no dots
-_TXN = re.compile(rf"({'|'.join(PRIMARY)})-([0-9A-Za-z_]{{1,64}})-[0-9a-f]{{8}}")
-_TRASH = re.compile(r"trash-[0-9a-f]{32}")
+DATA_FILE = re.compile(r"part-([0-9a-f]{16})\.parquet")
+TMP_FILE = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")  # a local atomic write's temporary file
+_NO_LOCK = object()  # an object store's stand-in for a lock
 
 
-def _partition_dir(root: Path, table: Table, values: dict[str, Any]) -> Path:
+def partition_dir(root: Path, table: Table, values: dict[str, Any]) -> Path:
     path = root / table.name
     for key, _ in table.partition:
         if key not in values:
@@ -65,39 +73,74 @@ def _partition_dir(root: Path, table: Table, values: dict[str, Any]) -> Path:
     return path
 
 
-class Folder:
-    """A store's folder as transactions see it: the id locks, the staging area, and the moves
-    of a commit, never outside the store's own layout."""
+def in_layout(t: Table, rel: Path) -> bool:
+    """True if ``rel`` (below the table's folder) is where attnstore keeps the table's files:
+    ``<key>=<id>[/layer=<n>]/part-<token>.parquet``, or ``.../commit.parquet`` for a primary
+    table; a temporary file of a local atomic write counts too."""
+    parts = rel.parts
+    if len(parts) != len(t.partition) + 1 or not all(
+        part.startswith(f"{key}=") and ID.fullmatch(part.split("=", 1)[1])
+        for part, (key, _) in zip(parts, t.partition, strict=False)
+    ):
+        return False
+    if TMP_FILE.fullmatch(parts[-1]):
+        return True
+    return bool(
+        parts[-1] == COMMIT_FILE if t.name == PRIMARY[t.level] else DATA_FILE.fullmatch(parts[-1])
+    )
 
-    def __init__(self, root: Path, fs: LocalFS) -> None:
+
+def file_metadata(table: Table, key: str, token: str) -> dict[str, str]:
+    """The key-value metadata of every file attnstore writes."""
+    return {
+        "attnstore.schema_version": str(SCHEMA_VERSION),
+        "attnstore.table": table.name,
+        f"attnstore.{table.partition[0][0]}": key,
+        COMMIT_KEY: token,
+    }
+
+
+def commit_record(table: Table, data: pa.Table, key: str, token: str) -> bytes:
+    """The bytes of a commit record: the primary table's row as one Parquet file."""
+    buf = io.BytesIO()
+    schema = table.schema.with_metadata(file_metadata(table, key, token))
+    pq.write_table(
+        data.cast(table.schema).replace_schema_metadata(schema.metadata),
+        buf,
+        **parquet_options(table),
+    )
+    return buf.getvalue()
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Folder:
+    """A store's root as transactions see it: id locks, the files of an id, and recovery."""
+
+    def __init__(self, root: Path, fs: LocalFS | ObjectFS) -> None:
         self.root, self.fs = root, fs
 
-    def recover(self) -> None:
-        """Finish decided transactions and remove abandoned ones (see the module docstring)."""
-        staging = self.root / STAGING
-        self.no_links(staging)
-        for entry in self.fs.listdir(staging):
-            if self.fs.is_link(entry):
-                raise StoreError(
-                    f"'{entry}' is a symbolic link; attnstore never follows links inside a store: "
-                    "remove it"
-                )
-            if _TRASH.fullmatch(entry.name):
-                self.fs.remove_tree(entry)  # an old folder a commit was throwing away
-                continue
-            m = _TXN.fullmatch(entry.name)
-            if m is None or not self.fs.is_dir(entry):
-                continue  # not a transaction of attnstore's (e.g. .DS_Store): left alone
-            lock = self.lock_id(m.group(1), m.group(2))
-            if lock is None:
-                continue  # its writer is alive
-            try:
-                if self.fs.exists(entry / COMMIT):
-                    moves = self.checked_moves(entry, m.group(1), m.group(2))
-                    self.apply_moves(moves)
-                self.fs.remove_tree(entry)
-            finally:
-                self.fs.unlock(lock)
+    # --- locks ---------------------------------------------------------------------------
+
+    def lock_id(self, level: str, key: str):
+        """The exclusive lock on an id: a handle, ``_NO_LOCK`` where the filesystem has no
+        locks (an object store), or None if another process holds it."""
+        if not self.fs.has_locks:
+            return _NO_LOCK
+        locks = self.root / LOCKS
+        self.no_links(locks)
+        self.fs.mkdir(locks)
+        path = locks / f"{level}-{key}.lock"
+        try:
+            return self.fs.try_lock(path)
+        except OSError as e:  # e.g. a link planted where the lock file goes
+            raise StoreError(f"cannot lock '{path}': {e.strerror or e}") from e
+
+    def unlock(self, handle) -> None:
+        if handle is not None and handle is not _NO_LOCK:
+            self.fs.unlock(handle)
 
     def no_links(self, *paths: Path) -> None:
         """Refuse paths inside the store that are, or pass through, a symbolic link."""
@@ -111,82 +154,77 @@ class Folder:
                         "store: replace it with a folder"
                     )
 
-    def lock_id(self, level: str, key: str) -> int | None:
-        """The exclusive lock on a run or analysis id, or None if another process holds it."""
-        locks = self.root / LOCKS
-        self.no_links(locks)
-        self.fs.mkdir(locks)
-        path = locks / f"{level}-{key}.lock"
-        try:
-            return self.fs.try_lock(path)
-        except OSError as e:  # e.g. a link planted where the lock file goes
-            raise StoreError(f"cannot lock '{path}': {e.strerror or e}") from e
+    # --- what is committed -------------------------------------------------------------
 
-    def checked_moves(self, txn: Path, level: str, key: str) -> list[dict[str, str | None]]:
-        """The moves a transaction's COMMIT lists, each checked to be one that transaction can
-        make (into its own id's folders, from its own staging folder)."""
-        primary = PRIMARY[level]
-        key_dir = f"{TABLES[primary].partition[0][0]}={key}"
-        allowed = {(None, f"{primary}/{key_dir}")} | {
-            (f"{STAGING}/{txn.name}/{n}/{key_dir}", f"{n}/{key_dir}")
-            for n, t in TABLES.items()
-            if t.level == level
-        }
-        bad = f"'{txn / COMMIT}' is not a commit attnstore wrote"
-        try:
-            moves = json.loads(self.fs.read_text(txn / COMMIT))
-            pairs = [(m["src"], m["dst"]) for m in moves]
-        except (ValueError, TypeError, KeyError) as e:
-            raise StoreError(f"{bad} ({e}); remove that folder by hand") from e
-        for pair in pairs:
-            if pair not in allowed:
-                raise StoreError(
-                    f"{bad}: it moves {pair[0]} to {pair[1]}, outside {level} {key}'s folders; "
-                    "nothing was touched: remove that folder by hand"
-                )
-        if not pairs or pairs[-1] != (
-            f"{STAGING}/{txn.name}/{primary}/{key_dir}",
-            primary + "/" + key_dir,
-        ):
-            raise StoreError(f"{bad}: its last move is not the {primary} folder; remove it by hand")
-        for src, dst in pairs:
-            self.no_links(self.root / dst, *([self.root / src] if src else []))
-        return [{"src": src, "dst": dst} for src, dst in pairs]
+    def commit_path(self, level: str, key: str) -> Path:
+        t = TABLES[PRIMARY[level]]
+        return self.root / t.name / f"{t.partition[0][0]}={key}" / COMMIT_FILE
 
-    def apply_moves(
-        self, moves: list[dict[str, str | None]], crash_after: int | None = None
-    ) -> None:
-        """Rename staged folders into place; an existing destination goes to the trash first.
-        Idempotent: a move whose source is gone is done, and once the last move's source (the
-        primary folder) is gone, the whole commit is (this keeps an overwrite's new primary
-        row from being thrown away as "the old one"). ``crash_after`` kills the process after
-        that many moves, as SIGKILL would (tests only)."""
-        if not self.fs.exists(self.root / moves[-1]["src"]):
-            return
-        for i, m in enumerate(moves):
-            if i == crash_after:
-                os._exit(137)
-            dst = self.root / m["dst"]
-            if m["src"] is None:
-                self.discard(dst)
+    def level_files(self, level: str) -> dict[str, list[Path]]:
+        """Every data file and temporary file of a level's tables (the commit records aside),
+        by id, committed or not."""
+        out: dict[str, list[Path]] = {}
+        for name, t in TABLES.items():
+            if t.level != level:
                 continue
-            src = self.root / m["src"]
-            if not self.fs.exists(src):
-                continue  # done before the crash
-            self.discard(dst)
-            self.fs.replace(src, dst)
-        if crash_after == len(moves):
-            os._exit(137)  # every move done, the staging folder not yet removed
+            root = self.root / name
+            self.no_links(root)
+            key = t.partition[0][0]
+            for f in [*self.fs.find(root, "**/*.parquet"), *self.fs.find(root, "**/.*.tmp")]:
+                if f.name == COMMIT_FILE or not in_layout(t, f.relative_to(root)):
+                    continue  # a record, or a stray file: readers name it, nothing deletes it
+                first = f.relative_to(root).parts[0]
+                if first.startswith(f"{key}="):
+                    out.setdefault(first.split("=", 1)[1], []).append(f)
+        return out
 
-    def discard(self, path: Path) -> None:
-        if self.fs.exists(path):
-            trash = self.root / STAGING / f"trash-{uuid.uuid4().hex}"
-            self.fs.replace(path, trash)
-            self.fs.remove_tree(trash)
+    # --- cleaning up -------------------------------------------------------------------
+
+    def collect(self, level: str, key: str, keep: str | None, files: Iterable[Path]) -> None:
+        """Delete the files of ``key`` whose token is not ``keep`` (None: all of them)."""
+        for f in files:
+            m = DATA_FILE.fullmatch(f.name)
+            if m and m.group(1) == keep:
+                continue
+            if m or TMP_FILE.fullmatch(f.name):
+                self.no_links(f.parent)
+                self.fs.remove(f)
+                self.fs.prune(f.parent, self.root)
+
+    def recover(self, tokens: dict[str, dict[str, str]]) -> None:
+        """Delete what killed writers left: data files no commit record names and temporary
+        files, of ids whose writer is provably gone (local: its lock is free) or long gone
+        (object store: every such file is older than :data:`STALE_AFTER`). ``tokens``: the
+        committed token of each id, per level."""
+        now = datetime.now(timezone.utc)
+        for level in PRIMARY:
+            committed = tokens.get(level, {})
+            for key, files in self.level_files(level).items():
+                mine = committed.get(key)
+                stray = [
+                    f
+                    for f in files
+                    if not ((m := DATA_FILE.fullmatch(f.name)) and m.group(1) == mine)
+                ]
+                if not stray:
+                    continue
+                if not self.fs.has_locks:
+                    with contextlib.suppress(FileNotFoundError):
+                        if any(now - self.fs.modified(f) < STALE_AFTER for f in stray):
+                            continue
+                    self.collect(level, key, mine, stray)
+                    continue
+                lock = self.lock_id(level, key)
+                if lock is None:
+                    continue  # its writer is alive
+                try:
+                    self.collect(level, key, mine, stray)
+                finally:
+                    self.unlock(lock)
 
 
 class Transaction:
-    """Staged writes of one run or analysis; see :meth:`attnstore.store.Store.transaction`."""
+    """The writes of one run, analysis or intervention (``Store.transaction``)."""
 
     def __init__(self, folder: Folder, level: str, key: str, overwrite: bool) -> None:
         self.folder, self.level, self.key, self.overwrite = folder, level, key, overwrite
@@ -196,23 +234,24 @@ class Transaction:
                 f"cannot write {level} '{key}': levels are {known(PRIMARY)}, ids are 1 to 64 "
                 "letters, digits or underscores"
             )
-        # The id lock comes first: from before the staging folder exists, no recovery
-        # (another process opening the store) can take this transaction for abandoned.
+        # The id lock comes first: from before the first file exists, no recovery (another
+        # process opening the store) can take this transaction's files for abandoned.
         try:
             self._key_lock = folder.lock_id(level, key)
         except OSError as e:
             raise StoreError(
-                f"store '{folder.root}' is not writable ({e.strerror or e}); writing {level} "
-                f"{key} needs a store you can write to"
+                f"store '{folder.fs.url(folder.root)}' is not writable ({e.strerror or e}); "
+                f"writing {level} {key} needs a store you can write to"
             ) from e
         if self._key_lock is None:
             raise StoreError(f"{level} {key} is being written by another process right now")
-        self.dir = folder.root / STAGING / f"{level}-{key}-{uuid.uuid4().hex[:8]}"
-        folder.no_links(self.dir.parent)
-        self.fs.mkdir(self.dir)
+        self.token = new_token()
+        self.primary = TABLES[PRIMARY[level]]
         self._writers: dict[Path, pq.ParquetWriter] = {}
         self._rows: dict[str, int] = {}
         self._expected: dict[str, int] = {}
+        self._record: list[pa.Table] = []
+        self._committed = False
 
     def write(self, name: str, data: pa.Table, **partition: Any) -> None:
         """Append ``data`` as one row group to ``name`` (partition values beyond the key)."""
@@ -220,25 +259,22 @@ class Transaction:
         if t.level != self.level:
             raise StoreError(f"table {name} belongs to a {t.level}, not a {self.level}")
         data = t.check(data)
-        path = _partition_dir(self.dir, t, {t.partition[0][0]: self.key, **partition})
-        path = path / "part-0.parquet"
+        self._rows[name] = self._rows.get(name, 0) + data.num_rows
+        if t is self.primary:
+            self._record.append(data)
+            return
+        folder = partition_dir(self.folder.root, t, {t.partition[0][0]: self.key, **partition})
+        path = folder / f"part-{self.token}.parquet"
         writer = self._writers.get(path)
         if writer is None:
-            self.fs.mkdir(path.parent)
-            meta = {
-                "attnstore.schema_version": str(SCHEMA_VERSION),
-                "attnstore.table": name,
-                f"attnstore.{t.partition[0][0]}": self.key,
-            }
+            self.folder.no_links(folder)
+            self.fs.mkdir(folder)
+            schema = t.schema.with_metadata(file_metadata(t, self.key, self.token))
             writer = pq.ParquetWriter(
-                str(path),
-                t.schema.with_metadata(meta),
-                filesystem=self.fs.arrow(),
-                **parquet_options(t),
+                str(path), schema, filesystem=self.fs.arrow(), **parquet_options(t)
             )
             self._writers[path] = writer
         writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
-        self._rows[name] = self._rows.get(name, 0) + data.num_rows
 
     def expect_rows(self, **counts: int) -> None:
         """Declare how many rows tables must hold when this transaction commits; a commit with
@@ -248,57 +284,69 @@ class Transaction:
     def commit(self) -> None:
         for w in self._writers.values():
             w.close()
-        primary = PRIMARY[self.level]
         level_tables = [n for n, t in TABLES.items() if t.level == self.level]
         missing = [n for n in level_tables if n not in self._rows]
         if missing:
             raise StoreError(f"{self.level} {self.key}: no rows written to {', '.join(missing)}")
-        self._check_staged()
-        key_dir = f"{TABLES[primary].partition[0][0]}={self.key}"
-        order = sorted(n for n in level_tables if n != primary)
-        # The old primary row goes first (the old version disappears whole), the new one last.
-        moves = [{"src": None, "dst": f"{primary}/{key_dir}"}] if self.overwrite else []
-        moves += [
-            {"src": f"{STAGING}/{self.dir.name}/{n}/{key_dir}", "dst": f"{n}/{key_dir}"}
-            for n in [*order, primary]
-        ]
-        self.fs.write_atomic(self.dir / COMMIT, json.dumps(moves))
-        crash = os.environ.get(CRASH_ENV)  # fault injection for the crash tests only
-        self.folder.apply_moves(moves, crash_after=int(crash) if crash else None)
-        self._release(remove=True)
+        self._check_written()
+        record = commit_record(self.primary, pa.concat_tables(self._record), self.key, self.token)
+        _crash_at("written")
+        path = self.folder.commit_path(self.level, self.key)
+        self.folder.no_links(path.parent)
+        self.fs.mkdir(path.parent)
+        if self.overwrite:
+            self.fs.write_bytes(path, record)
+        elif not self.fs.create_only(path, record):
+            raise StoreError(
+                f"{self.level} {self.key} was committed by another writer while this one ran; "
+                "this writer's files were removed and the committed one is kept"
+            )
+        self._committed = True
+        _crash_at("committed")
+        files = self.folder.level_files(self.level).get(self.key, [])
+        self.folder.collect(self.level, self.key, self.token, files)
+        self._release()
 
-    def _check_staged(self) -> None:
-        """Refuse to commit unless every table holds, on disk in staging, the rows written to
-        it and the rows expected of it."""
-        on_disk: dict[str, int] = {}
+    def _check_written(self) -> None:
+        """Refuse to commit unless every table holds, on disk, the rows written to it and the
+        rows expected of it (on an object store this also proves no recovery took them)."""
+        on_disk: dict[str, int] = {self.primary.name: sum(t.num_rows for t in self._record)}
+        arrow = self.fs.arrow()
         for path in self._writers:
-            name = path.relative_to(self.dir).parts[0]
+            name = path.relative_to(self.folder.root).parts[0]
             try:
-                on_disk[name] = on_disk.get(name, 0) + pq.read_metadata(path).num_rows
+                with arrow.open_input_file(str(path)) as f:
+                    n = pq.read_metadata(f).num_rows
             except (OSError, pa.ArrowException) as e:
                 raise StoreError(
-                    f"{self.level} {self.key}: staged file '{path}' is gone or unreadable "
+                    f"{self.level} {self.key}: written file '{path}' is gone or unreadable "
                     f"before the commit ({e}); nothing was committed"
                 ) from e
+            on_disk[name] = on_disk.get(name, 0) + n
         for name, n in self._rows.items():
             want = self._expected.get(name, n)
             if on_disk.get(name) != n or n != want:
                 raise StoreError(
                     f"{self.level} {self.key}: table {name} holds {on_disk.get(name, 0)} rows "
-                    f"in staging, {want} expected; nothing was committed"
+                    f"on disk, {want} expected; nothing was committed"
                 )
 
     def abort(self) -> None:
-        """Give up: staged files are removed, unless the commit was already decided (its
-        COMMIT written), in which case the next opener of the store rolls it forward."""
+        """Give up: this transaction's files are removed (unless it committed)."""
         for w in self._writers.values():
             with contextlib.suppress(Exception):  # best effort on the way out
                 w.close()
-        self._release(remove=not self.fs.exists(self.dir / COMMIT))
+        if not self._committed:
+            with contextlib.suppress(Exception):  # recovery removes what this cannot
+                self.folder.collect(self.level, self.key, None, self._writers)
+        self._release()
 
-    def _release(self, remove: bool) -> None:
-        if remove:
-            self.fs.remove_tree(self.dir)
-        if self._key_lock is not None:
-            self.fs.unlock(self._key_lock)
+    def _release(self) -> None:
+        self.folder.unlock(self._key_lock)
         self._key_lock = None
+
+
+def _crash_at(step: str) -> None:
+    """Kill the process here, as SIGKILL would, when the crash tests ask for this step."""
+    if os.environ.get(CRASH_ENV) == step:
+        os._exit(137)

@@ -1,5 +1,6 @@
-"""SIGKILL soak: kill `attnstore extract` and `attnstore analyze` at random moments and after
-each move of a commit, with and without --overwrite; after every kill, check the store row by
+"""SIGKILL soak: kill `attnstore extract` and `attnstore analyze` at random moments and at each
+step of a commit (every file written but no commit record; the record written but the old
+files not yet removed), with and without --overwrite; after every kill, check the store row by
 row, then rerun the command and check again.
 
     python benchmarks/soak.py                     # 24 kills, a few minutes on two cores
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 
 from attnstore.schema import TABLES
 from attnstore.store import Store
-from attnstore.transaction import CRASH_ENV, STAGING
+from attnstore.transaction import CRASH_ENV
 
 VOLATILE = {"created_at", "command"}  # differ between two writes of the same run by design
 
@@ -68,8 +69,6 @@ def check(store: Path, level: str, reference: dict[str, list[tuple]]) -> str:
         assert not any(store.rglob("*.parquet")) if store.exists() else True
         return "absent"
     rows = table_rows(store, level)
-    staged = list((store / STAGING).iterdir()) if (store / STAGING).exists() else []
-    assert not [p for p in staged if p.is_dir()], f"staging left after recovery: {staged}"
     primary = "runs" if level == "run" else "analyses"
     if not rows[primary]:
         assert all(not r for r in rows.values()), {n: len(r) for n, r in rows.items()}
@@ -101,7 +100,6 @@ def main() -> None:
     subprocess.run(cli(*analyze, "--store", str(ref)), check=True, capture_output=True)
     wall["analyze"] = time.perf_counter() - t
     reference = {"run": table_rows(ref, "run"), "analysis": table_rows(ref, "analysis")}
-    moves = {lv: sum(t.level == lv for t in TABLES.values()) for lv in ("run", "analysis")}
 
     outcomes: Counter[tuple[str, str, str]] = Counter()
     for i in range(args.kills):
@@ -116,10 +114,10 @@ def main() -> None:
         cmd = cli(*(extract if verb == "extract" else analyze), "--store", str(store))
         cmd += ["--overwrite"] if overwrite else []
         env = dict(os.environ)
-        if rng.random() < 0.5:  # after a chosen move of the commit
-            after = rng.randrange(moves[level] + int(overwrite) + 1)
-            env[CRASH_ENV] = str(after)
-            how = f"after move {after}"
+        if rng.random() < 0.5:  # at a step of the commit
+            step = rng.choice(["written", "committed"])
+            env[CRASH_ENV] = step
+            how = f"step {step}"
             subprocess.run(cmd, env=env, capture_output=True)
         else:  # at a random moment
             delay = rng.uniform(0, wall[verb] * 1.1)
@@ -131,7 +129,7 @@ def main() -> None:
         state = check(store, level, reference[level])
         subprocess.run(cmd[: len(cmd) - int(overwrite)], check=True, capture_output=True)
         assert check(store, level, reference[level]) == "whole", "the rerun did not complete it"
-        kind = "move" if how.startswith("after") else "random"
+        kind = "step" if how.startswith("step") else "random"
         outcomes[(verb, "overwrite" if overwrite else "new", kind)] += 1
         print(
             f"{i:3d} {verb:8s} {'--overwrite' if overwrite else '':11s} killed {how:14s} "

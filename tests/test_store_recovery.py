@@ -1,24 +1,26 @@
 """Recovery after kills and races, and stores that try to reach outside themselves.
 
 Transactions here are written by a small subprocess that imports only the store (no model), so
-every kill point of a commit can be tried in a few seconds: after each move, with and without
-``--overwrite``, for a run and for an analysis.
+every kill point of a commit can be tried in a few seconds: with every file written but no
+commit record, and right after the record, with and without ``--overwrite``, for every level,
+on a local folder and on an S3 API (moto's server on 127.0.0.1).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from attnstore import transaction
 from attnstore.errors import StoreError
 from attnstore.schema import PRIMARY, TABLES
 from attnstore.store import Store
-from attnstore.transaction import CRASH_ENV, STAGING
+from attnstore.transaction import CRASH_ENV, LOCKS
 
 KEY = {
     "run": "0123456789abcdef",
@@ -37,7 +39,7 @@ def fake(table, n):
     for f in table.schema:
         t = f.type
         if pa.types.is_integer(t):
-            cols[f.name] = pa.array(np.arange(n) % 100, type=t)
+            cols[f.name] = pa.array(np.arange(n), type=t)
         elif pa.types.is_floating(t):
             cols[f.name] = pa.array(np.zeros(n), type=t)
         elif pa.types.is_string(t):
@@ -46,6 +48,8 @@ def fake(table, n):
             cols[f.name] = pa.array([False] * n, type=t)
         elif pa.types.is_timestamp(t):
             cols[f.name] = pa.array([0] * n, type=pa.int64()).cast(t)
+        elif f.name == "weights":  # the causal keys of each query: query_pos + 1 values
+            cols[f.name] = pa.array([[0.0] * (q + 1) for q in range(n)], type=t)
         else:
             cols[f.name] = pa.array([[]] * n, type=t)
     return pa.table(cols)
@@ -63,11 +67,11 @@ with Store(path, create=True).transaction(level, key, overwrite=overwrite == "1"
 """
 
 
-def write(path, level, n, overwrite=False, crash_after=None):
+def write(path, level, n, overwrite=False, crash_at=None):
     env = dict(os.environ)
     env.pop(CRASH_ENV, None)
-    if crash_after is not None:
-        env[CRASH_ENV] = str(crash_after)
+    if crash_at is not None:
+        env[CRASH_ENV] = crash_at
     args = [str(path), level, KEY[level], str(n), "1" if overwrite else "0"]
     return subprocess.run(
         [sys.executable, "-c", WRITER, *args], env=env, capture_output=True, text=True
@@ -81,13 +85,16 @@ def counts(path, level):
 
 def files_on_disk(path, level):
     """Rows in every Parquet file of the level's tables, committed or not (orphans count)."""
-    import pyarrow.parquet as pq
-
+    s = Store(path)
+    arrow = s.fs.arrow()
     out = {}
     for n, t in TABLES.items():
         if t.level == level:
-            files = (path / n).glob("**/*.parquet")
-            out[n] = sum(pq.read_metadata(f).num_rows for f in files)
+            total = 0
+            for f in s.fs.find(s.root / n, "**/*.parquet"):
+                with arrow.open_input_file(str(f)) as fh:
+                    total += pq.read_metadata(fh).num_rows
+            out[n] = total
     return out
 
 
@@ -97,51 +104,76 @@ def expected(level, n):
     }
 
 
-def n_moves(level, overwrite):
-    return sum(t.level == level for t in TABLES.values()) + int(overwrite)
+NOTHING = dict.fromkeys(expected("run", 0), 0)
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request, tmp_path):
+    """A store location: a local folder, or a prefix of a new bucket on the S3 test server."""
+    if request.param == "local":
+        return tmp_path / "store"
+    return f"s3://{request.getfixturevalue('s3_bucket')}/store"
 
 
 CASES = [
-    (level, overwrite, after)
+    (level, overwrite, step)
     for level in ("run", "analysis", "intervention")
     for overwrite in (False, True)
-    for after in range(n_moves(level, overwrite) + 1)
+    for step in ("written", "committed")
 ]
 
 
-@pytest.mark.parametrize(("level", "overwrite", "after"), CASES)
-def test_kill_after_each_move_rolls_forward(tmp_path, level, overwrite, after):
-    """A commit killed after any of its moves (the last one included) is finished by the next
-    opener, even a reader: the new version whole, nothing orphaned, staging empty."""
+@pytest.mark.parametrize(("level", "overwrite", "step"), CASES)
+def test_kill_at_each_step(where, monkeypatch, level, overwrite, step):
+    """A writer killed with every file written but no commit record leaves the old version
+    (or nothing); one killed right after its record leaves the new version; either way no
+    reader sees anything else, and the next opener removes the dead writer's files (on an
+    object store once they are older than STALE_AFTER: moved to 0 here)."""
     if overwrite:
-        assert write(tmp_path, level, 3).returncode == 0
-    proc = write(tmp_path, level, 5, overwrite=overwrite, crash_after=after)
+        assert write(where, level, 3).returncode == 0
+    proc = write(where, level, 5, overwrite=overwrite, crash_at=step)
     assert proc.returncode == 137, proc.stderr
-    assert counts(tmp_path, level) == expected(level, 5)
-    assert files_on_disk(tmp_path, level) == expected(level, 5)
-    assert not list((tmp_path / STAGING).iterdir())
-    # Opening again changes nothing: roll-forward is idempotent.
-    assert counts(tmp_path, level) == expected(level, 5)
+    now = 5 if step == "committed" else (3 if overwrite else None)
+    want = expected(level, now) if now else dict.fromkeys(expected(level, 0), 0)
+    assert counts(where, level) == want
+    monkeypatch.setattr(transaction, "STALE_AFTER", transaction.timedelta(0))
+    Store(where, create=True)  # a writer's open: recovery
+    assert files_on_disk(where, level) == want
+    assert counts(where, level) == want
+    # A rerun completes the run, whatever was left.
+    assert write(where, level, 5, overwrite=True).returncode == 0
+    assert counts(where, level) == files_on_disk(where, level) == expected(level, 5)
 
 
-def test_reader_between_staging_and_first_write_leaves_the_writer_alone(tmp_path, monkeypatch):
-    """A reader that opens the store right after a writer made its staging folder (the window
-    is widened deterministically: the reader runs inside the writer's mkdir) must not take the
-    transaction for abandoned; the writer commits every row."""
+def test_s3_orphans_younger_than_stale_after_are_kept(s3_bucket):
+    """On an object store nothing proves a writer dead, so a recent orphan stays (hidden)."""
+    where = f"s3://{s3_bucket}/store"
+    assert write(where, "run", 4, crash_at="written").returncode == 137
+    Store(where, create=True)
+    assert counts(where, "run") == NOTHING
+    assert files_on_disk(where, "run") == expected("run", 4) | {"runs": 0}
+
+
+def test_reader_during_a_write_leaves_the_writer_alone(tmp_path, monkeypatch):
+    """A reader that opens the store while a writer has written some files (the window is made
+    deterministic: the reader runs inside the writer's first mkdir) must not take them for
+    abandoned: the writer holds its id's lock. The writer commits every row."""
     store = Store(tmp_path, create=True)
     real_mkdir = store.fs.mkdir
     opened = []
 
     def mkdir_then_read(path):
         real_mkdir(path)
-        if path.parent.name == STAGING:
+        if path.parent.name == "inputs" and not opened:
+            (path / "part-0123456789abcdef.parquet").write_bytes(b"")
             opened.append(Store(tmp_path).ids("run"))  # a reader's open runs recovery
+            assert (path / "part-0123456789abcdef.parquet").exists()
+            (path / "part-0123456789abcdef.parquet").unlink()
 
     monkeypatch.setattr(store.fs, "mkdir", mkdir_then_read)
     with store.transaction("run", KEY["run"]) as txn:
-        assert txn.dir.exists()
-        monkeypatch.undo()
         _write_all(txn, "run", 4)
+        monkeypatch.undo()
     assert opened == [[]]
     assert counts(tmp_path, "run") == expected("run", 4)
 
@@ -155,31 +187,56 @@ def _write_all(txn, level, n):
             txn.write(name, rows, **({"layer": 0} if "layer" in dict(t.partition) else {}))
 
 
-def test_commit_refuses_short_tables(tmp_path):
-    store = Store(tmp_path, create=True)
+def test_commit_refuses_short_tables(where):
+    store = Store(where, create=True)
     with (
-        pytest.raises(StoreError, match="attention holds 4 rows in staging, 9 expected"),
+        pytest.raises(StoreError, match="attention holds 4 rows on disk, 9 expected"),
         store.transaction("run", KEY["run"]) as txn,
     ):
         txn.expect_rows(attention=9)
         _write_all(txn, "run", 4)
-    assert store.ids("run") == [] and not list((tmp_path / STAGING).iterdir())
+    assert store.ids("run") == [] and files_on_disk(where, "run") == NOTHING
 
 
-def test_commit_refuses_when_staging_vanished(tmp_path):
-    """If anything removed the staged files, the commit fails rather than recording an empty run."""
-    import shutil
-
-    store = Store(tmp_path, create=True)
+def test_commit_refuses_when_written_files_vanished(where):
+    """If anything removed the written files, the commit fails rather than recording an
+    empty run."""
+    store = Store(where, create=True)
     with (
         pytest.raises(StoreError, match="gone or unreadable"),
         store.transaction("run", KEY["run"]) as txn,
     ):
         _write_all(txn, "run", 4)
-        for w in txn._writers.values():
+        for path, w in txn._writers.items():
             w.close()
-        shutil.rmtree(txn.dir / "attention")
+            if "attention" in str(path):
+                store.fs.remove(path)
     assert store.ids("run") == []
+
+
+def test_two_writers_of_one_id_on_s3_one_commits(s3_bucket):
+    """Object stores have no locks: both writers write, the first commit record wins, the
+    loser says so and removes its files; the run is whole, the winner's."""
+    where = f"s3://{s3_bucket}/store"
+    store = Store(where, create=True)
+    a = store.transaction("run", KEY["run"])
+    b = store.transaction("run", KEY["run"])
+    txn_a, txn_b = a.__enter__(), b.__enter__()
+    _write_all(txn_a, "run", 4)
+    _write_all(txn_b, "run", 6)
+    a.__exit__(None, None, None)
+    with pytest.raises(StoreError, match="committed by another writer"):
+        b.__exit__(None, None, None)
+    assert counts(where, "run") == files_on_disk(where, "run") == expected("run", 4)
+
+
+def test_two_writers_of_one_id_locally_the_second_is_refused(tmp_path):
+    store = Store(tmp_path, create=True)
+    with store.transaction("run", KEY["run"]) as txn:
+        with pytest.raises(StoreError, match="being written by another process"):
+            store.transaction("run", KEY["run"]).__enter__()
+        _write_all(txn, "run", 4)
+    assert counts(tmp_path, "run") == expected("run", 4)
 
 
 # --- hostile stores ----------------------------------------------------------------------------
@@ -189,64 +246,37 @@ def _tree(path):
     return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
 
 
-def test_staging_that_is_a_link_is_refused(tmp_path):
-    store, victim = tmp_path / "store", tmp_path / "victim"
-    Store(store, create=True)
-    (victim / "run-0123456789abcdef-0badf00d").mkdir(parents=True)
-    (victim / "run-0123456789abcdef-0badf00d" / "precious.txt").write_text("keep me")
-    (store / STAGING).symlink_to(victim)
-    before = _tree(victim)
-    with pytest.raises(StoreError, match=r"\.staging' is a symbolic link"):
-        Store(store)
-    assert _tree(victim) == before
-
-
-def test_commit_moving_outside_the_store_is_refused(tmp_path):
+def test_locks_folder_that_is_a_link_is_refused(tmp_path):
     store, victim = tmp_path / "store", tmp_path / "victim"
     Store(store, create=True)
     victim.mkdir()
     (victim / "precious.txt").write_text("keep me")
-    txn = store / STAGING / "run-0123456789abcdef-0badf00d"
-    txn.mkdir(parents=True)
-    (txn / "COMMIT").write_text(json.dumps([{"src": None, "dst": "../victim"}]))
-    with pytest.raises(StoreError, match="outside run 0123456789abcdef's folders"):
-        Store(store)
-    assert (victim / "precious.txt").read_text() == "keep me"
-    (txn / "COMMIT").write_text(
-        json.dumps([{"src": "../victim", "dst": "runs/run_id=0123456789abcdef"}])
-    )
-    with pytest.raises(StoreError, match="not a commit attnstore wrote"):
-        Store(store)
-    assert (victim / "precious.txt").read_text() == "keep me"
-    (txn / "COMMIT").write_text('"not a list"')
-    with pytest.raises(StoreError, match="not a commit attnstore wrote"):
-        Store(store)
-    assert (victim / "precious.txt").read_text() == "keep me"
+    (store / LOCKS).rmdir() if (store / LOCKS).exists() else None
+    (store / LOCKS).symlink_to(victim)
+    before = _tree(victim)
+    with (
+        pytest.raises(StoreError, match=r"\.locks' is a symbolic link"),
+        Store(store).transaction("run", KEY["run"]),
+    ):
+        pass
+    assert _tree(victim) == before
 
 
 def test_table_folder_that_is_a_link_is_refused(tmp_path):
     store, victim = tmp_path / "store", tmp_path / "victim"
     assert write(store, "run", 3).returncode == 0
-    assert write(store, "run", 5, overwrite=True, crash_after=0).returncode == 137
+    assert write(store, "run", 5, overwrite=True, crash_at="written").returncode == 137
     victim.mkdir()
     (victim / "run_id=0123456789abcdef").mkdir()
-    (victim / "run_id=0123456789abcdef" / "precious.txt").write_text("keep me")
+    (victim / "run_id=0123456789abcdef" / "part-0123456789abcdef.parquet").write_text("keep me")
     import shutil
 
-    shutil.rmtree(store / "runs")
-    (store / "runs").symlink_to(victim)
+    shutil.rmtree(store / "inputs")
+    (store / "inputs").symlink_to(victim)
     with pytest.raises(StoreError, match="symbolic link"):
         Store(store)
-    assert (victim / "run_id=0123456789abcdef" / "precious.txt").read_text() == "keep me"
-
-
-def test_stray_files_in_staging_are_ignored(tmp_path):
-    assert write(tmp_path, "run", 3).returncode == 0
-    (tmp_path / STAGING).mkdir(exist_ok=True)
-    (tmp_path / STAGING / ".DS_Store").write_bytes(b"\0\1")
-    (tmp_path / STAGING / "notes").mkdir()
-    assert counts(tmp_path, "run") == expected("run", 3)
-    assert (tmp_path / STAGING / ".DS_Store").exists() and (tmp_path / STAGING / "notes").exists()
+    kept = victim / "run_id=0123456789abcdef" / "part-0123456789abcdef.parquet"
+    assert kept.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("content", ['"1"', "null", "[]", "1", '{"schema_version": "1"}'])
@@ -265,21 +295,25 @@ def test_bad_ids_are_refused(tmp_path):
 
 
 def test_parquet_file_with_another_schema_is_named(tmp_path):
-    import pyarrow.parquet as pq
-
     assert write(tmp_path, "run", 3).returncode == 0
-    stray = tmp_path / "inputs" / "run_id=0123456789abcdef" / "part-9.parquet"
-    pq.write_table(pa.table({"a": [1]}), stray)
-    with pytest.raises(StoreError, match=r"part-9\.parquet' has the columns \['a'\]"):
+    token = Store(tmp_path).commits("run")[KEY["run"]]
+    victim = tmp_path / "inputs" / f"run_id={KEY['run']}" / f"part-{token}.parquet"
+    pq.write_table(pa.table({"a": [1]}), victim)
+    with pytest.raises(StoreError, match=rf"part-{token}\.parquet' has the columns \['a'\]"):
         Store(tmp_path).verify()
 
 
 @pytest.mark.parametrize(
-    "place", ["inputs/junk/part-0.parquet", "inputs/part-0.parquet", "attention/run_id=x/p.parquet"]
+    "place",
+    [
+        "inputs/junk/part-0123456789abcdef.parquet",
+        "inputs/part-0123456789abcdef.parquet",
+        "attention/run_id=x/part-0123456789abcdef.parquet",
+        "inputs/run_id=x/part-0.parquet",
+        "runs/run_id=x/part-0123456789abcdef.parquet",
+    ],
 )
 def test_parquet_file_outside_the_layout_is_named(tmp_path, place):
-    import pyarrow.parquet as pq
-
     assert write(tmp_path, "run", 3).returncode == 0
     (tmp_path / place).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"a": [1]}), tmp_path / place)
@@ -287,7 +321,7 @@ def test_parquet_file_outside_the_layout_is_named(tmp_path, place):
         Store(tmp_path).read(place.split("/")[0])
 
 
-def test_full_disk_cleans_staging_and_says_so(tmp_path, monkeypatch):
+def test_full_disk_removes_the_files_and_says_so(tmp_path, monkeypatch):
     import errno
 
     store = Store(tmp_path, create=True)
@@ -297,9 +331,10 @@ def test_full_disk_cleans_staging_and_says_so(tmp_path, monkeypatch):
 
     with pytest.raises(StoreError, match="no space left in"):  # noqa: SIM117
         with store.transaction("run", KEY["run"]) as txn:
+            _write_all(txn, "run", 4)
             monkeypatch.setattr(txn, "write", full)
             txn.write("inputs", None)
-    assert not list((tmp_path / STAGING).iterdir()) and store.ids("run") == []
+    assert files_on_disk(tmp_path, "run") == NOTHING and store.ids("run") == []
 
 
 def test_read_only_store_refuses_writes_in_one_line(tmp_path, monkeypatch):
