@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from attnstore.errors import ConfigError
+from attnstore.fs import is_url
 from attnstore.store import STORE_FILE  # what makes a folder a store
 
 STALE_AFTER_S = 10.0  # a temporary file nobody holds, untouched this long, is a dead writer's
@@ -48,7 +49,7 @@ def check_output(path: str | Path, store: str | Path | None = None) -> Path:
         raise ConfigError("the output path is empty; give a file or folder outside the store")
     where = Path(path).resolve()
     stores = [d for d in (where, *where.parents) if _is_store(d)]
-    if store is not None and str(store).strip():
+    if store is not None and str(store).strip() and not is_url(store):  # a URL is no folder
         given = Path(store).resolve()
         if where == given or given in where.parents:
             stores.insert(0, given)
@@ -66,6 +67,8 @@ def check_new_store(path: str | Path) -> None:
     would add to, breaking it). ``path`` itself may be a store already."""
     if not str(path).strip():
         raise ConfigError("the store path is empty; give a folder, e.g. --store store/")
+    if is_url(path):
+        return  # an object store holds no local folder another store could lie in
     where = Path(path).resolve()
     outer = next((d for d in where.parents if _is_store(d)), None)
     if outer is not None:

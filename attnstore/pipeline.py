@@ -39,7 +39,7 @@ RANK_COLUMNS = [
 
 @dataclass
 class PipelineResult:
-    store: Path
+    store: str  # the folder or URL given
     run_id: str
     analysis_id: str
     top: pd.DataFrame  # the top rows of the ranking query
@@ -174,4 +174,4 @@ def run_pipeline(
     report = build_report(
         s, out / REPORT_DIR, run.run_id, analysis.analysis_id, progress=progress
     ).index
-    return PipelineResult(Path(store), run.run_id, analysis.analysis_id, best, figures, report)
+    return PipelineResult(str(store), run.run_id, analysis.analysis_id, best, figures, report)

@@ -174,7 +174,10 @@ view_option = click.option(
     help="Row view of the analysis (docs/analysis.md).",
 )
 store_option = click.option(
-    "--store", required=True, type=click.Path(file_okay=False), help="Store folder."
+    "--store",
+    required=True,
+    help="Store: a folder, or an S3 URL s3://bucket/prefix (AWS_ENDPOINT_URL and the usual "
+    "AWS credentials apply).",
 )
 query_param_option = click.option(
     "--param",
