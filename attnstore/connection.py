@@ -41,6 +41,7 @@ SHARED_MACROS: tuple[str, ...] = (
     "same_pairs",  # pairs of items of a list that share a value
     "adjusted_rand_index_of_codes",  # the index, from a list of coded label pairs
     "adjusted_rand_index",  # an aggregate: the index of two labellings over a group's rows
+    "full_weights",  # an attention row over all its keys, from its stored causal keys
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
 # a view may read the macros and the views before it.

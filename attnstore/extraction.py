@@ -2,15 +2,26 @@
 
 The prompts are drawn once from the task with the run's seed; the model then runs over them in
 batches, and each batch's rows are written as soon as they are computed (one row group per
-layer and head), so memory holds one batch of attention whatever the number of samples.
+layer and head) by one writer thread while the model computes the next batch, so memory holds
+a few batches of attention whatever the number of samples.
+
+An attention row stores the weights of the keys its query sees, 0..query_pos: the model's
+later keys are masked, exactly 0, and :func:`attnstore.schema.full_rows` (SQL:
+``full_weights``) gives them back. ``precision='float16'`` rounds the stored weights to the
+nearest float16 (half the bytes); the run's ``max_abs_error`` says how far they are from the
+model's.
 """
 
 from __future__ import annotations
 
 import json
+import platform
+import queue
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +33,11 @@ from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, load_checkpoint
 from attnstore.errors import ConfigError
 from attnstore.model import check_device
-from attnstore.provenance import content_id, versions
+from attnstore.provenance import content_id
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
+
+PRECISIONS = ("float32", "float16")  # of the stored attention weights; float32 is exact
 
 
 @dataclass(frozen=True)
@@ -34,19 +47,37 @@ class ExtractResult:
 
 
 def run_id_for(
-    checkpoint_sha256: str, task: str, params: dict, n_points: int, n_samples: int, seed: int
+    checkpoint_sha256: str,
+    task: str,
+    params: dict,
+    n_points: int,
+    n_samples: int,
+    seed: int,
+    precision: str = "float32",
 ) -> str:
-    """Deterministic id of an extraction: the same inputs always give the same id."""
-    return content_id(
-        {
-            "checkpoint": checkpoint_sha256,
-            "task": task,
-            "params": params,
-            "n_points": n_points,
-            "n_samples": n_samples,
-            "seed": seed,
-        }
-    )
+    """Deterministic id of an extraction: the same inputs always give the same id. The
+    precision is hashed only when it is not float32, so float32 runs keep the ids they always
+    had, and a float16 run is another run."""
+    fields = {
+        "checkpoint": checkpoint_sha256,
+        "task": task,
+        "params": params,
+        "n_points": n_points,
+        "n_samples": n_samples,
+        "seed": seed,
+    }
+    if precision != "float32":
+        fields["precision"] = precision
+    return content_id(fields)
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"precision '{precision}' is not one of {', '.join(PRECISIONS)} (float32 stores the "
+            "weights exactly, float16 rounds them)"
+        )
+    return precision
 
 
 @dataclass(frozen=True)
@@ -59,6 +90,7 @@ class Extraction:
     batch: tasks.TaskBatch  # the prompts, drawn up front
     seed: int
     run_id: str
+    precision: str = "float32"  # of the stored attention weights
 
     @property
     def n_points(self) -> int:
@@ -75,12 +107,14 @@ def prepare(
     device: str = "cpu",
     task_params: dict[str, Any] | None = None,
     n_dims: int | None = None,
+    precision: str = "float32",
 ) -> Extraction:
     """Load the checkpoint, check every parameter and draw the prompts; touches no store.
 
     ``task`` and ``points`` default to those the checkpoint was trained on; ``n_dims``, if
-    given, must match the checkpoint's.
+    given, must match the checkpoint's; ``precision`` is float32 or float16.
     """
+    check_precision(precision)
     if samples < 1:
         raise ConfigError(f"samples={samples} must be at least 1")
     if points is not None and points < 1:
@@ -102,8 +136,8 @@ def prepare(
             f"points={points} exceeds what the checkpoint's positions allow ({cfg.max_points})"
         )
     batch = tasks.sample_task(task, samples, points, cfg.n_dims, seed, **params)
-    run_id = run_id_for(loaded.sha256, task, batch.params, points, samples, seed)
-    return Extraction(str(checkpoint), loaded, task, batch, seed, run_id)
+    run_id = run_id_for(loaded.sha256, task, batch.params, points, samples, seed, precision)
+    return Extraction(str(checkpoint), loaded, task, batch, seed, run_id, precision)
 
 
 def write(
@@ -134,11 +168,7 @@ def write(
             functions=batch.weights.size,
             attention=cfg.n_layers * cfg.n_heads * S * 2 * N,
         )
-        txn.write("inputs", _inputs_table(batch))
-        txn.write("functions", _functions_table(batch))
-        correct = _write_attention(txn, e.loaded, batch, batch_size, device, progress)
-        accuracy = correct / batch.y.size
-        txn.write("runs", _runs_row(e, device, accuracy, command))
+        _write_rows(txn, e, batch_size, device, progress, command)
     return ExtractResult(e.run_id, existed=False)
 
 
@@ -157,71 +187,190 @@ def extract(
     n_dims: int | None = None,
     progress: bool = False,
     command: str = "",
+    precision: str = "float32",
 ) -> ExtractResult:
     """Extract a run into ``store`` (made if need be); returns its id and whether it existed.
     :func:`prepare` then :func:`write`: everything is checked before the store is opened, so a
     bad checkpoint, task or size leaves no folder behind."""
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
-    e = prepare(checkpoint, model_config, task, samples, points, seed, device, task_params, n_dims)
+    args = (checkpoint, model_config, task, samples, points, seed, device, task_params, n_dims)
+    e = prepare(*args, precision=precision)
     return write(store, e, batch_size, device, overwrite, progress, command)
 
 
+class _Writer:
+    """The transaction's one writing thread: jobs (callables) run in order from a bounded queue,
+    so the model computes the next batch while Parquet encodes this one (pyarrow and most of
+    numpy release the GIL). While it runs no other thread writes. The first error stops it: the
+    jobs left are skipped, and the error is raised again in the caller's thread, at the next
+    :meth:`submit` or on leaving the ``with`` block, where the transaction aborts."""
+
+    def __init__(self, depth: int = 2) -> None:
+        self._jobs: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="attnstore-writer", daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as e:  # raised again in the caller's thread
+                    self._error = e
+
+    def submit(self, job) -> None:
+        self._raise()
+        self._jobs.put(job)
+
+    def _raise(self) -> None:
+        if self._error is not None and not isinstance(self._error, _Cancelled):
+            raise self._error
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if exc is not None and self._error is None:
+            self._error = _Cancelled()  # the caller failed: skip what is queued
+        self._jobs.put(None)
+        self._thread.join()
+        if exc is None:
+            self._raise()
+
+
+class _Cancelled(Exception):
+    pass
+
+
+@dataclass
+class _Totals:
+    correct: int = 0  # predictions equal to y
+    max_abs_error: float = 0.0  # of the stored weights, over the whole run
+
+
 @torch.no_grad()
-def _write_attention(
-    txn, loaded: LoadedModel, batch: tasks.TaskBatch, batch_size: int, device: str, progress: bool
-) -> int:
+def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool, command: str):
+    """Every table of the run: the model runs batch after batch in this thread (with one CPU
+    thread fewer for torch, left to the writer); the writer thread builds and writes the rows,
+    the ``runs`` row last."""
     from tqdm.auto import tqdm
 
-    model = loaded.model
+    model, batch = e.loaded.model, e.batch
     n = len(batch.x)
-    correct = 0
     bar = tqdm(total=n, desc="extract", unit="sample", disable=not progress, file=sys.stderr)
-    for lo in range(0, n, batch_size):
-        hi = min(lo + batch_size, n)
-        x = torch.from_numpy(batch.x[lo:hi]).to(device)
-        y = torch.from_numpy(batch.y[lo:hi]).to(device)
-        logits, attns = model(x, y, return_attn=True)
-        logits = logits.cpu().numpy()
-        pred = np.where(logits > 0, 1, -1).astype(np.int8)
-        yb = batch.y[lo:hi].astype(np.int8)
-        correct += int((pred == yb).sum())
-        txn.write("predictions", _predictions_table(lo, logits, pred, yb))
-        for layer, attn in enumerate(attns):
-            a = attn.cpu().numpy()  # (B, H, T, T)
-            for head in range(a.shape[1]):
-                txn.write("attention", attention_table(a[:, head], lo, head, yb), layer=layer)
-        bar.update(hi - lo)
-    bar.close()
-    return correct
+    totals = _Totals()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads - 1))
+    try:
+        with _Writer() as writer:
+            writer.submit(lambda: txn.write("inputs", _inputs_table(batch)))
+            writer.submit(lambda: txn.write("functions", _functions_table(batch)))
+            for lo in range(0, n, batch_size):
+                hi = min(lo + batch_size, n)
+                x = torch.from_numpy(batch.x[lo:hi]).to(device)
+                y = torch.from_numpy(batch.y[lo:hi]).to(device)
+                logits, attns = model(x, y, return_attn=True)
+                job = _BatchJob(
+                    txn, totals, bar, lo, logits.cpu().numpy(), [a.cpu().numpy() for a in attns]
+                )
+                writer.submit(partial(job.run, batch.y[lo:hi].astype(np.int8), e.precision))
+            writer.submit(lambda: txn.write("runs", _runs_row(e, device, totals, command)))
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
 
 
-def attention_table(a: np.ndarray, first_sample: int, head: int, y: np.ndarray) -> pa.Table:
+@dataclass
+class _BatchJob:
+    """One batch's predictions and attention rows, written from the writer thread."""
+
+    txn: Any
+    totals: _Totals
+    bar: Any
+    lo: int
+    logits: np.ndarray  # (B, n_points)
+    attns: list[np.ndarray]  # per layer, (B, H, T, T)
+
+    def run(self, y: np.ndarray, precision: str) -> None:
+        pred = np.where(self.logits > 0, 1, -1).astype(np.int8)
+        self.totals.correct += int((pred == y).sum())
+        self.txn.write("predictions", _predictions_table(self.lo, self.logits, pred, y))
+        B, H, T, _ = self.attns[0].shape
+        rows = _RowIds(B, T, self.lo)
+        for layer, attn in enumerate(self.attns):
+            for head in range(H):
+                table, err = _attention_rows(attn[:, head], rows, head, y, precision)
+                self.totals.max_abs_error = max(self.totals.max_abs_error, err)
+                self.txn.write("attention", table, layer=layer)
+        self.bar.update(B)
+
+
+class _RowIds:
+    """The columns every head of one batch shares, built once: sample, query_pos, query_kind,
+    point, the list offsets of the causal rows and their mask."""
+
+    def __init__(self, B: int, T: int, first_sample: int) -> None:
+        qp = np.arange(T, dtype=np.int16)
+        self.query_pos = pa.array(np.tile(qp, B))
+        self.sample = pa.array(
+            np.repeat(np.arange(first_sample, first_sample + B, dtype=np.int32), T)
+        )
+        kinds = pa.array(["x", "y"])
+        self.query_kind = kinds.take(pa.array(np.tile(qp % 2, B)))
+        self.point = pa.array(np.tile(qp // 2, B))
+        lengths = np.tile(qp.astype(np.int32) + 1, B)
+        self.offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]))
+        self.causal = np.tile(np.tri(T, dtype=bool), (B, 1))  # (B*T, T): key <= query_pos
+
+
+def attention_table(
+    a: np.ndarray, first_sample: int, head: int, y: np.ndarray, precision: str = "float32"
+) -> pa.Table:
     """Rows of one head for a batch: attention ``a`` of shape (batch, query_pos, key_pos) and
-    labels ``y`` of shape (batch, n_points)."""
+    labels ``y`` of shape (batch, n_points); ``weights`` keeps keys 0..query_pos (the later
+    ones are masked), at ``precision``."""
+    B, T, _ = a.shape
+    return _attention_rows(a, _RowIds(B, T, first_sample), head, y, precision)[0]
+
+
+def _attention_rows(
+    a: np.ndarray, ids: _RowIds, head: int, y: np.ndarray, precision: str
+) -> tuple[pa.Table, float]:
+    """:func:`attention_table` and the largest absolute error of its stored weights."""
     B, T, _ = a.shape
     rows = np.ascontiguousarray(a, dtype=np.float32).reshape(B * T, T)
-    offsets = np.arange(0, B * T * T + 1, T, dtype=np.int32)
-    weights = pa.ListArray.from_arrays(pa.array(offsets), pa.array(rows.reshape(-1)))
-    query_pos = np.tile(np.arange(T, dtype=np.int16), B)
-    plogp = np.where(rows > 0, rows * np.log(np.where(rows > 0, rows, 1.0)), 0.0)
+    kept = rows[ids.causal]  # row after row, keys 0..query_pos
+    stored, err = kept, 0.0
+    if precision == "float16":
+        stored = torch.from_numpy(kept).to(torch.float16).to(torch.float32).numpy()
+        if kept.size:  # |x - fl16(x)| is exact in float32 (Sterbenz, or x itself below 2^-24)
+            err = float(np.abs(stored - kept).max())
+    # The summaries, from the model's rows as they are, in the same order of operations as
+    # ever (bit for bit the values of format 1): log only where a key is visible.
+    positive = kept > 0
+    plogp = np.zeros_like(rows)
+    plogp[ids.causal] = np.where(positive, kept * np.log(np.where(positive, kept, 1.0)), 0.0)
+    argmax = rows.argmax(1)
     y_pos = np.repeat(y > 0, T, axis=0)  # (B*T, n_points): label of each key's point is +1
-    return pa.table(
+    table = pa.table(
         {
             "head": np.full(B * T, head, dtype=np.int16),
-            "sample": np.repeat(np.arange(first_sample, first_sample + B, dtype=np.int32), T),
-            "query_pos": query_pos,
-            "query_kind": pa.array(np.where(query_pos % 2 == 0, "x", "y")),
-            "point": query_pos // 2,
-            "weights": weights,
+            "sample": ids.sample,
+            "query_pos": ids.query_pos,
+            "query_kind": ids.query_kind,
+            "point": ids.point,
+            "weights": pa.ListArray.from_arrays(ids.offsets, pa.array(stored)),
             "entropy": (-plogp.sum(1)).astype(np.float32),
-            "max_weight": rows.max(1),
-            "argmax_key": rows.argmax(1).astype(np.int16),
+            "max_weight": rows[np.arange(B * T), argmax],
+            "argmax_key": argmax.astype(np.int16),
             "mass_x": rows[:, ::2].sum(1),
             "mass_y": rows[:, 1::2].sum(1),
             "mass_y_pos": (rows[:, 1::2] * y_pos).sum(1).astype(np.float32),
         }
     )
+    return table, err
 
 
 def _predictions_table(lo: int, logits: np.ndarray, pred: np.ndarray, y: np.ndarray) -> pa.Table:
@@ -267,9 +416,10 @@ def _functions_table(batch: tasks.TaskBatch) -> pa.Table:
     )
 
 
-def _runs_row(e: Extraction, device: str, accuracy: float, command: str) -> pa.Table:
+def _runs_row(e: Extraction, device: str, totals: _Totals, command: str) -> pa.Table:
+    from attnstore import __version__
+
     loaded, batch = e.loaded, e.batch
-    v = versions()
     cfg = loaded.config
     S, N, _ = batch.x.shape
     row = {
@@ -291,10 +441,14 @@ def _runs_row(e: Extraction, device: str, accuracy: float, command: str) -> pa.T
         "seed": e.seed,
         "n_samples": S,
         "device": device,
-        "accuracy": accuracy,
-        "attnstore_version": v["attnstore"],
-        "torch_version": v["torch"],
-        "python_version": v["python"],
+        "accuracy": totals.correct / batch.y.size,
+        "precision": e.precision,
+        "max_abs_error": totals.max_abs_error,
+        # provenance.versions() less scikit-learn, which only analyses use (its import alone
+        # would take a second)
+        "attnstore_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
         "schema_version": SCHEMA_VERSION,
         "command": command,
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 from attnstore.errors import StoreError
@@ -63,8 +64,9 @@ class Table:
         return pa.table({f.name: pa.array([values[f.name]], type=f.type) for f in self.schema})
 
     def check(self, data: pa.Table) -> pa.Table:
-        """Return ``data`` in the declared column order; raise if a column or type differs or
-        the grain has nulls or repeats within the batch."""
+        """Return ``data`` in the declared column order; raise if a column or type differs,
+        the grain has nulls or repeats within the batch, or (``attention``) a row's weights
+        are not its causal keys (:func:`check_causal_rows`)."""
         if set(data.column_names) != set(self.schema.names):
             raise StoreError(
                 f"table {self.name}: columns {sorted(data.column_names)} differ from the "
@@ -81,14 +83,69 @@ class Table:
         for c in in_file:
             if data.column(c).null_count:
                 raise StoreError(f"table {self.name}: grain column {c} has nulls")
-        if in_file and data.num_rows:
-            keys = data.select(in_file).group_by(in_file).aggregate([])
-            if keys.num_rows != data.num_rows:
-                raise StoreError(
-                    f"table {self.name}: {data.num_rows - keys.num_rows} rows repeat the grain "
-                    f"({', '.join(self.grain)})"
-                )
+        repeats = _grain_repeats(data, in_file)
+        if repeats:
+            raise StoreError(
+                f"table {self.name}: {repeats} rows repeat the grain ({', '.join(self.grain)})"
+            )
+        if self.name == "attention":
+            check_causal_rows(data)
         return data.replace_schema_metadata(None).cast(self.schema)
+
+
+def _grain_repeats(data: pa.Table, columns: list[str]) -> int:
+    """How many rows of ``data`` repeat an earlier row's values of ``columns``. Writers pass
+    rows sorted by their grain, which is checked in one vectorised pass (each row strictly
+    after the one before, column by column); only unsorted data is grouped."""
+    import pyarrow.compute as pc
+
+    n = data.num_rows
+    if not columns or n < 2:
+        return 0
+    after = pa.array(np.zeros(n - 1, dtype=bool))  # strictly after the row before, so far
+    same = pa.array(np.ones(n - 1, dtype=bool))  # equal to the row before, so far
+    for c in columns:
+        col = data.column(c)
+        cur, prev = col.slice(1), col.slice(0, n - 1)
+        after = pc.or_(after, pc.and_(same, pc.greater(cur, prev)))
+        same = pc.and_(same, pc.equal(cur, prev))
+    if pc.all(after).as_py():
+        return 0
+    return n - data.select(columns).group_by(columns).aggregate([]).num_rows
+
+
+def check_causal_rows(data: pa.Table) -> None:
+    """An attention row holds the weights of keys 0..query_pos, no more, no fewer."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(data.column("weights"))
+    bad = pc.sum(pc.not_equal(lengths, pc.add(pc.cast(data.column("query_pos"), i32), 1)))
+    if (bad.as_py() or 0) or data.column("weights").null_count:
+        raise StoreError(
+            f"table attention: {bad.as_py() or 0} rows do not hold exactly the weights of keys "
+            "0..query_pos (weights are stored over the causal keys only; see full_rows)"
+        )
+
+
+def full_rows(weights: pa.Array | pa.ChunkedArray, n_keys: int) -> np.ndarray:
+    """Attention rows as stored (``weights``: each row the keys 0..query_pos) back to full
+    rows over ``n_keys`` keys, float32 of shape (n_rows, n_keys): the keys a causal query
+    cannot see are exactly 0 in the model, and 0.0 here. The one way Python readers rebuild
+    rows; ``full_weights(weights, n_keys)`` is the same in SQL (queries/macros)."""
+    import pyarrow.compute as pc
+
+    if isinstance(weights, pa.ChunkedArray):
+        weights = weights.combine_chunks() if weights.num_chunks else pa.array([], weights.type)
+    lengths = pc.list_value_length(weights).to_numpy(zero_copy_only=False)
+    if weights.null_count or (len(lengths) and lengths.max() > n_keys):
+        raise StoreError(
+            f"attention rows of up to {int(lengths.max()) if len(lengths) else 0} keys "
+            f"(or missing ones) do not fit {n_keys} keys"
+        )
+    values = weights.flatten().to_numpy(zero_copy_only=False)
+    out = np.zeros((len(lengths), n_keys), dtype=np.float32)
+    out[np.arange(n_keys)[None, :] < lengths[:, None]] = values
+    return out
 
 
 def _t(name, partition, fields, grain, doc) -> Table:
@@ -126,6 +183,8 @@ TABLES: dict[str, Table] = {
                 ("n_samples", i32),
                 ("device", text),
                 ("accuracy", f64),  # mean over samples and points
+                ("precision", text),  # of attention.weights: 'float32' (exact) or 'float16'
+                ("max_abs_error", f64),  # largest |stored weight - model's|; 0.0 for float32
                 ("attnstore_version", text),
                 ("torch_version", text),
                 ("python_version", text),
@@ -179,7 +238,12 @@ TABLES: dict[str, Table] = {
                 ("query_pos", i16),  # 0..2*n_points-1
                 ("query_kind", text),  # 'x' (even query_pos) or 'y' (odd)
                 ("point", i16),  # query_pos // 2
-                ("weights", pa.list_(f32)),  # over all 2*n_points keys, as the model gave them
+                # keys 0..query_pos (query_pos + 1 values), bit for bit as the model gave them
+                # (runs.precision float32) or rounded to the nearest float16 (float16); the
+                # later keys are masked, exactly 0 in the model, and not stored: full_rows()
+                # and the SQL macro full_weights(weights, n_keys) give back the 2*n_points keys
+                ("weights", pa.list_(f32)),
+                # the rest from the model's float32 row, whatever the precision
                 ("entropy", f32),  # nats
                 ("max_weight", f32),
                 ("argmax_key", i16),
@@ -351,8 +415,34 @@ TABLES: dict[str, Table] = {
 
 def parquet_options(t: Table) -> dict:
     """The keyword arguments of ``pyarrow.parquet.ParquetWriter`` for a table's files: the
-    one place the store's encoding (compression, dictionaries, float encodings) is chosen."""
-    return {"compression": "zstd", "write_statistics": True, "use_dictionary": True}
+    one place the store's encoding (compression, dictionaries, float encodings) is chosen.
+
+    Float columns (``attention.weights`` included) are BYTE_STREAM_SPLIT with no dictionary:
+    softmax outputs and their summaries hardly ever repeat, so a dictionary only costs, and
+    splitting the bytes lets zstd squeeze the exponents while the mantissas stay as they are
+    (docs/measurements.md compares the encodings). Every other column keeps its dictionary."""
+    floats = float_columns(t.schema)
+    return {
+        "compression": "zstd",
+        "write_statistics": True,
+        "use_dictionary": [c for c in _leaf_paths(t.schema) if c not in floats],
+        "column_encoding": {c: "BYTE_STREAM_SPLIT" for c in floats},
+    }
+
+
+def _leaf_paths(schema: pa.Schema) -> list[str]:
+    """Parquet's column paths: ``name``, or ``name.list.element`` for a list."""
+    return [f"{f.name}.list.element" if pa.types.is_list(f.type) else f.name for f in schema]
+
+
+def float_columns(schema: pa.Schema) -> list[str]:
+    """The Parquet column paths of a schema's float32/float64 columns and lists of them."""
+    out = []
+    for f, path in zip(schema, _leaf_paths(schema), strict=True):
+        ty = f.type.value_type if pa.types.is_list(f.type) else f.type
+        if pa.types.is_float32(ty) or pa.types.is_float64(ty):
+            out.append(path)
+    return out
 
 
 def table(name: str) -> Table:

@@ -19,6 +19,7 @@ from attnstore.analysis.run import analysis_id_for, analyze
 from attnstore.analysis.views import make_view
 from attnstore.connection import connect
 from attnstore.errors import ConfigError, NotFoundError
+from attnstore.schema import full_rows
 from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
 
@@ -227,8 +228,8 @@ def test_stored_rows_equal_the_seed_calls_on_the_same_rows(analysed):
     s = Store(path)
     layer, head, sample = 1, 0, 3
     att = s.read("attention", run_id=run_id, layer=layer, head=head, sample=sample)
-    att = att.to_pandas().sort_values("query_pos")
-    rows = np.stack(att.weights.to_numpy())[::2].astype(np.float32)  # x queries
+    att = att.sort_by("query_pos")
+    rows = full_rows(att.column("weights"), 2 * TINY["n_points"])[::2]  # x queries
     inputs = s.read("inputs", run_id=run_id, sample=sample).to_pandas().sort_values("point")
     x = np.stack(inputs.x.to_numpy()).astype(np.float32)
     sil = (

@@ -197,6 +197,8 @@ def _write_run(store: Store, run_id: str, created_at, x, y, attn) -> None:
             "n_samples": S,
             "device": "cpu",
             "accuracy": float((pred == y).mean()),
+            "precision": "float32",
+            "max_abs_error": 0.0,
             "attnstore_version": attnstore.__version__,
             "torch_version": "",
             "python_version": "",

@@ -26,6 +26,7 @@ from attnstore.analysis.views import make_view
 from attnstore.errors import ConfigError, NotFoundError
 from attnstore.model import check_device
 from attnstore.provenance import content_id
+from attnstore.schema import full_rows
 from attnstore.store import Store, open_store
 
 
@@ -197,7 +198,7 @@ def _read_attention(s: Store, run: dict[str, Any], lo: int, hi: int) -> np.ndarr
             f"run {run['run_id']}: samples {lo}..{hi - 1} have {t.num_rows} "
             f"attention rows, expected {expected}"
         )
-    w = t.column("weights").combine_chunks().flatten().to_numpy().reshape(-1, T)
+    w = full_rows(t.column("weights"), T)
     idx = (
         t.column("layer").to_numpy(),
         t.column("head").to_numpy(),

@@ -44,6 +44,14 @@ from attnstore.cli.options import (
 )
 @prompt_seed_option
 @click.option("--batch-size", default=128, show_default=True, help="Prompts per forward pass.")
+@click.option(
+    "--precision",
+    type=click.Choice(["float32", "float16"]),
+    default="float32",
+    show_default=True,
+    help="Stored attention weights: float32 exactly as the model gives them, or rounded to "
+    "float16 (half the bytes; the run's max_abs_error says how far; another run id).",
+)
 @device_option
 @click.option("--overwrite", is_flag=True, help="Replace the run if it is already stored.")
 @click.option(

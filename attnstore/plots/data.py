@@ -17,6 +17,7 @@ import numpy as np
 
 from attnstore.errors import ConfigError, NotFoundError
 from attnstore.plots.registry import QUERY_KINDS
+from attnstore.schema import full_rows
 from attnstore.store import Store, open_store
 
 
@@ -124,7 +125,7 @@ def head_figure_data(
             f"run {run_id}: layer {layer}, head {head}, sample {sample} has {att.num_rows} "
             f"attention rows, expected {T}"
         )
-    attention = att.column("weights").combine_chunks().flatten().to_numpy().reshape(T, T)
+    attention = full_rows(att.column("weights"), T)
 
     inp = s.read("inputs", columns=["point", "x", "y"], run_id=run_id, sample=sample)
     inp = inp.sort_by("point")

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from attnstore.plots.registry import HEAD_METRICS, QUERY_KINDS
 from attnstore.queries import query
-from attnstore.schema import TABLES
+from attnstore.schema import TABLES, full_rows
 from attnstore.store import Store
 
 DIGITS = 4  # floats in the report's JSON and tables
@@ -309,7 +309,7 @@ def attention(c: Context, layer: int, head: int, samples: list[int]) -> dict[int
         where=pc.field("sample").isin(pa.array(samples, pa.int32())),
     ).sort_by([("sample", "ascending"), ("query_pos", "ascending")])
     T = 2 * int(c.run["n_points"])
-    w = t.column("weights").combine_chunks().flatten().to_numpy()
+    w = full_rows(t.column("weights"), T)
     w = np.rint(w.reshape(-1, T, T) * WEIGHT_SCALE).astype(int)
     order = t.column("sample").to_numpy()[::T]
     return {int(s): w[i] for i, s in enumerate(order)}
