@@ -29,7 +29,7 @@ LAYERS = [
     {"limits", "schema", "fs", "provenance"},
     {"tasks", "model", "transaction"},
     {"store", "checkpoint"},
-    {"connection", "outputs"},
+    {"connection", "outputs", "migration"},
     {"training", "extraction", "analysis", "queries", "interventions"},
     {"plots"},
     {"report"},

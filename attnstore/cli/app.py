@@ -11,6 +11,7 @@ import click
 
 from attnstore.cli.extract import analyze, extract, run_
 from attnstore.cli.intervene import intervene
+from attnstore.cli.migrate import migrate
 from attnstore.cli.options import ErrorGroup
 from attnstore.cli.plot import plot
 from attnstore.cli.query import query_group, sql_
@@ -27,7 +28,7 @@ def cli() -> None:
     """
 
 
-for command in (train, eval_, extract, analyze, intervene, plot, query_group, sql_, report, run_):
+for command in (train, eval_, extract, analyze, intervene, plot, query_group, sql_, report, run_, migrate):
     cli.add_command(command)
 
 
