@@ -298,31 +298,31 @@ class _BatchJob:
         self.totals.correct += int((pred == y).sum())
         self.txn.write("predictions", _predictions_table(self.lo, self.logits, pred, y))
         B, H, T, _ = self.attns[0].shape
-        rows = _RowIds(B, T, self.lo)
+        rows = _RowIds(B, T, self.lo, y)
         for layer, attn in enumerate(self.attns):
             for head in range(H):
-                table, err = _attention_rows(attn[:, head], rows, head, y, precision)
+                table, err = _attention_rows(attn[:, head], rows, head, precision)
                 self.totals.max_abs_error = max(self.totals.max_abs_error, err)
                 self.txn.write("attention", table, layer=layer)
         self.bar.update(B)
 
 
 class _RowIds:
-    """The columns every head of one batch shares, built once: sample, query_pos, query_kind,
-    point, the list offsets of the causal rows and their mask."""
+    """What every head of one batch shares, built once: the columns sample, query_pos,
+    query_kind and point, the list offsets of the causal rows, their mask, and which keys are
+    the y tokens of positive examples."""
 
-    def __init__(self, B: int, T: int, first_sample: int) -> None:
+    def __init__(self, B: int, T: int, first_sample: int, y: np.ndarray | None = None) -> None:
         qp = np.arange(T, dtype=np.int16)
         self.query_pos = pa.array(np.tile(qp, B))
-        self.sample = pa.array(
-            np.repeat(np.arange(first_sample, first_sample + B, dtype=np.int32), T)
-        )
-        kinds = pa.array(["x", "y"])
-        self.query_kind = kinds.take(pa.array(np.tile(qp % 2, B)))
+        samples = np.arange(first_sample, first_sample + B, dtype=np.int32)
+        self.sample = pa.array(np.repeat(samples, T))
+        self.query_kind = pa.array(["x", "y"]).take(pa.array(np.tile(qp % 2, B)))
         self.point = pa.array(np.tile(qp // 2, B))
         lengths = np.tile(qp.astype(np.int32) + 1, B)
         self.offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]))
-        self.causal = np.tile(np.tri(T, dtype=bool), (B, 1))  # (B*T, T): key <= query_pos
+        self.causal = np.tile(np.tri(T, dtype=bool), (B, 1, 1))  # (B, T, T): key <= query_pos
+        self.y_pos = None if y is None else (y > 0)[:, None, :]  # (B, 1, n_points)
 
 
 def attention_table(
@@ -332,28 +332,30 @@ def attention_table(
     labels ``y`` of shape (batch, n_points); ``weights`` keeps keys 0..query_pos (the later
     ones are masked), at ``precision``."""
     B, T, _ = a.shape
-    return _attention_rows(a, _RowIds(B, T, first_sample), head, y, precision)[0]
+    return _attention_rows(a, _RowIds(B, T, first_sample, y), head, precision)[0]
 
 
 def _attention_rows(
-    a: np.ndarray, ids: _RowIds, head: int, y: np.ndarray, precision: str
+    a: np.ndarray, ids: _RowIds, head: int, precision: str
 ) -> tuple[pa.Table, float]:
-    """:func:`attention_table` and the largest absolute error of its stored weights."""
+    """:func:`attention_table` (``a``: (B, T, T), a view is fine) and the largest absolute
+    error of its stored weights."""
     B, T, _ = a.shape
-    rows = np.ascontiguousarray(a, dtype=np.float32).reshape(B * T, T)
-    kept = rows[ids.causal]  # row after row, keys 0..query_pos
+    kept = a[ids.causal]  # row after row, keys 0..query_pos
     stored, err = kept, 0.0
     if precision == "float16":
         stored = torch.from_numpy(kept).to(torch.float16).to(torch.float32).numpy()
         if kept.size:  # |x - fl16(x)| is exact in float32 (Sterbenz, or x itself below 2^-24)
             err = float(np.abs(stored - kept).max())
-    # The summaries, from the model's rows as they are, in the same order of operations as
-    # ever (bit for bit the values of format 1): log only where a key is visible.
-    positive = kept > 0
-    plogp = np.zeros_like(rows)
-    plogp[ids.causal] = np.where(positive, kept * np.log(np.where(positive, kept, 1.0)), 0.0)
-    argmax = rows.argmax(1)
-    y_pos = np.repeat(y > 0, T, axis=0)  # (B*T, n_points): label of each key's point is +1
+    # The summaries, from the model's rows as they are and in the same order of operations as
+    # ever (bit for bit the values of format 1), the logarithm taken of visible keys only.
+    plogp = np.zeros(a.shape, dtype=np.float32)
+    if kept.size and kept.min() > 0:
+        plogp[ids.causal] = kept * np.log(kept)
+    else:
+        positive = kept > 0
+        plogp[ids.causal] = np.where(positive, kept * np.log(np.where(positive, kept, 1.0)), 0.0)
+    argmax = a.argmax(-1)
     table = pa.table(
         {
             "head": np.full(B * T, head, dtype=np.int16),
@@ -362,12 +364,12 @@ def _attention_rows(
             "query_kind": ids.query_kind,
             "point": ids.point,
             "weights": pa.ListArray.from_arrays(ids.offsets, pa.array(stored)),
-            "entropy": (-plogp.sum(1)).astype(np.float32),
-            "max_weight": rows[np.arange(B * T), argmax],
-            "argmax_key": argmax.astype(np.int16),
-            "mass_x": rows[:, ::2].sum(1),
-            "mass_y": rows[:, 1::2].sum(1),
-            "mass_y_pos": (rows[:, 1::2] * y_pos).sum(1).astype(np.float32),
+            "entropy": (-plogp.sum(-1)).astype(np.float32).reshape(-1),
+            "max_weight": np.take_along_axis(a, argmax[..., None], -1).reshape(-1),
+            "argmax_key": argmax.astype(np.int16).reshape(-1),
+            "mass_x": a[..., ::2].sum(-1).reshape(-1),
+            "mass_y": a[..., 1::2].sum(-1).reshape(-1),
+            "mass_y_pos": (a[..., 1::2] * ids.y_pos).sum(-1).astype(np.float32).reshape(-1),
         }
     )
     return table, err

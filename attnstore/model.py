@@ -111,8 +111,9 @@ class CausalSelfAttention(nn.Module):
         if not return_attn and edit is None:  # the fused kernel: same function, ~25% faster
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, d_head)
             return self.out(z.transpose(1, 2).reshape(B, T, D)), None, None
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.d_head)  # (B, H, T, T)
-        scores = scores.masked_fill(~self.mask[:T, :T], torch.finfo(scores.dtype).min)
+        # In place, the same numbers as out of place: a third fewer passes over (B, H, T, T).
+        scores = (q @ k.transpose(-2, -1)).div_(math.sqrt(self.d_head))  # (B, H, T, T)
+        scores.masked_fill_(~self.mask[:T, :T], torch.finfo(scores.dtype).min)
         attn = F.softmax(scores, dim=-1)  # (B, H, query_pos, key_pos)
         chosen = None if edit is None else edit.heads  # (B, H) bool
         if chosen is not None and edit.remove is not None:

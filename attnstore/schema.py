@@ -420,12 +420,16 @@ def parquet_options(t: Table) -> dict:
     Float columns (``attention.weights`` included) are BYTE_STREAM_SPLIT with no dictionary:
     softmax outputs and their summaries hardly ever repeat, so a dictionary only costs, and
     splitting the bytes lets zstd squeeze the exponents while the mantissas stay as they are
-    (docs/measurements.md compares the encodings). Every other column keeps its dictionary."""
+    (docs/measurements.md compares the encodings). Every other column keeps its dictionary.
+    Every column but a list of floats has min/max statistics (row groups are skipped on
+    ``head``, ``sample``, ...); no reader filters on a list's elements, and their statistics
+    would cost a quarter of the attention's encoding time."""
+    paths = _leaf_paths(t.schema)
     floats = float_columns(t.schema)
     return {
         "compression": "zstd",
-        "write_statistics": True,
-        "use_dictionary": [c for c in _leaf_paths(t.schema) if c not in floats],
+        "write_statistics": [c for c in paths if not (c in floats and c.endswith(".element"))],
+        "use_dictionary": [c for c in paths if c not in floats],
         "column_encoding": {c: "BYTE_STREAM_SPLIT" for c in floats},
     }
 
