@@ -13,6 +13,13 @@ peak RSS is its own, and versions alternate at each size. Prints one row per ver
 over the baseline at each size, and per version the largest size over the smallest (rows/s
 should stay flat and peak RSS should not grow with the number of samples: streaming writes).
 Wall time is that of the ``extract()`` call, imports excluded, as a notebook would see it.
+
+    python benchmarks/bench_extract.py --encodings      # bytes per attention row by encoding
+
+``--encodings`` instead extracts ``--samples`` (the first size) with this code, reads the
+attention back and writes it again under each candidate encoding, one file per layer and one
+row group per head and batch of 128 samples as the store writes them, and prints the bytes per
+attention row and the seconds each took to write (docs/measurements.md has the table).
 """
 
 from __future__ import annotations
@@ -78,6 +85,90 @@ def _extract(code: Path, samples: int, batch: str) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def encodings(samples: int) -> None:
+    """Bytes per attention row of one extraction's attention under each candidate encoding."""
+    import time
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from attnstore.extraction import extract
+    from attnstore.schema import TABLES, full_rows, parquet_options
+    from attnstore.store import Store
+
+    floats = ["entropy", "max_weight", "mass_x", "mass_y", "mass_y_pos"]
+    bss = {c: "BYTE_STREAM_SPLIT" for c in [*floats, "weights.list.element"]}
+    fmt1 = {"compression": "zstd", "use_dictionary": True}
+    plain = {"compression": "zstd", "use_dictionary": False}
+    split = {**plain, "column_encoding": bss}
+    weights_only = {**plain, "column_encoding": {"weights.list.element": "BYTE_STREAM_SPLIT"}}
+    fmt2 = parquet_options(TABLES["attention"])
+    variants = [  # name, keys kept, weights' values, row order, batches per row group, options
+        ("80 keys, dictionary (format 1)", "all", "f32", "sq", 1, fmt1),
+        ("80 keys, no dictionary, PLAIN", "all", "f32", "sq", 1, plain),
+        ("80 keys, BYTE_STREAM_SPLIT floats", "all", "f32", "sq", 1, split),
+        ("causal keys, dictionary", "causal", "f32", "sq", 1, fmt1),
+        ("causal keys, no dictionary, PLAIN", "causal", "f32", "sq", 1, plain),
+        ("causal keys, BYTE_STREAM_SPLIT weights only", "causal", "f32", "sq", 1, weights_only),
+        ("causal keys, BYTE_STREAM_SPLIT floats (format 2)", "causal", "f32", "sq", 1, fmt2),
+        ("  the same, zstd level 3", "causal", "f32", "sq", 1, {**fmt2, "compression_level": 3}),
+        ("  the same, zstd level 9", "causal", "f32", "sq", 1, {**fmt2, "compression_level": 9}),
+        ("  the same, brotli", "causal", "f32", "sq", 1, {**fmt2, "compression": "brotli"}),
+        ("  the same, 4 batches per row group", "causal", "f32", "sq", 4, fmt2),
+        ("  the same, rows by (query_pos, sample)", "causal", "f32", "qs", 1, fmt2),
+        ("float16-rounded float32, dictionary", "causal", "r16", "sq", 1, fmt1),
+        ("float16-rounded float32 (--precision float16)", "causal", "r16", "sq", 1, fmt2),
+        ("float16 column (halffloat), PLAIN", "causal", "f16", "sq", 1, plain),
+    ]
+    tmp = Path(tempfile.mkdtemp(prefix="attnstore-encodings-"))
+    try:
+        run_id = extract(tmp / "store", samples=samples, seed=0).run_id
+        s = Store(tmp / "store")
+        run = s.run(run_id)
+        S, H, T = run["n_samples"], run["n_heads"], 2 * run["n_points"]
+        layers = []
+        for layer in range(run["n_layers"]):
+            t = s.read("attention", run_id=run_id, layer=layer)
+            t = t.select(TABLES["attention"].schema.names).sort_by(
+                [("head", "ascending"), ("sample", "ascending"), ("query_pos", "ascending")]
+            )
+            layers.append((t, full_rows(t.column("weights"), T)))
+        n_rows = sum(t.num_rows for t, _ in layers)
+        print(f"{samples} samples, {n_rows} attention rows")
+        print(f"{'attention encoding':50} {'B/row':>6} {'write s':>8}")
+        for name, keep, value, order, k, options in variants:
+            size, seconds = 0, 0.0
+            for t, rows in layers:
+                qp = t.column("query_pos").to_numpy()
+                n_keys = qp.astype(np.int64) + 1 if keep == "causal" else np.full(len(qp), T)
+                vals = rows[np.arange(T)[None, :] < n_keys[:, None]]
+                if value != "f32":
+                    vals = vals.astype(np.float16)
+                    vals = vals.astype(np.float32) if value == "r16" else vals
+                offsets = pa.array(np.concatenate([[0], np.cumsum(n_keys)]).astype(np.int32))
+                w = pa.ListArray.from_arrays(offsets, pa.array(vals))
+                v = t.set_column(t.schema.get_field_index("weights"), "weights", w)
+                groups = [  # the store's order: batch after batch, head after head
+                    v.slice((head * S + lo) * T, (min(lo + 128 * k, S) - lo) * T)
+                    for lo in range(0, S, 128 * k)
+                    for head in range(H)
+                ]
+                if order == "qs":
+                    by = [("query_pos", "ascending"), ("sample", "ascending")]
+                    groups = [g.sort_by(by) for g in groups]
+                path = tmp / "layer.parquet"
+                start = time.perf_counter()
+                with pq.ParquetWriter(path, v.schema, **options) as writer:
+                    for g in groups:
+                        writer.write_table(g, row_group_size=1 << 22)
+                seconds += time.perf_counter() - start
+                size += path.stat().st_size
+            print(f"{name:50} {size / n_rows:6.1f} {seconds:8.1f}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, nargs="+", default=[1000, 8000])
@@ -89,7 +180,15 @@ def main() -> None:
     ap.add_argument(
         "--baseline", default="4c60924", help="commit to compare with, or 'none' [4c60924]"
     )
+    ap.add_argument(
+        "--encodings",
+        action="store_true",
+        help="bytes per attention row by encoding, for the first --samples size",
+    )
     args = ap.parse_args()
+    if args.encodings:
+        encodings(args.samples[0])
+        return
     versions = {"current": ROOT}
     worktree = None
     if args.baseline != "none":

@@ -109,6 +109,8 @@ CARD_FIELDS = (
     "n_heads",
     "d_model",
     "accuracy",
+    "precision",
+    "max_abs_error",
     "attnstore_version",
     "torch_version",
     "python_version",
