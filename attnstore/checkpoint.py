@@ -4,7 +4,9 @@ A checkpoint is addressed by one string, the ``--checkpoint`` of every command:
 
 - ``default``: the bundled model, shipped inside the package (``attnstore/models/default``);
 - a folder holding ``model.safetensors`` (and usually ``card.json``), as ``attnstore train``
-  writes it, or that ``.safetensors`` file itself;
+  writes it, or that ``.safetensors`` file itself; a training folder written with
+  ``--save-every`` also holds the model at earlier steps, ``steps/step-<step>/``, each itself
+  such a folder (:func:`training_steps` lists them; the folder itself means its final model);
 - a ``state.pt`` (a dict with ``model_state_dict``) or ``model_N.pt`` (a plain state dict) of
   the public incontext-bool code, together with that run's ``config.yaml``.
 
@@ -68,6 +70,38 @@ def save_checkpoint(model: InContextModel, card: dict[str, Any], out_dir: str | 
     save_file(tensors, str(weights), metadata=meta)
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
     return weights
+
+
+STEPS_DIR = "steps"
+STEP_DIR = re.compile(r"step-(\d+)")
+
+
+def save_step(model: InContextModel, card: dict[str, Any], out_dir: str | Path, step: int) -> Path:
+    """The model after ``step`` steps of a training run, in ``out_dir/steps/step-<step>/``."""
+    return save_checkpoint(model, card, Path(out_dir) / STEPS_DIR / f"step-{step:08d}")
+
+
+def training_steps(folder: str | Path) -> list[tuple[int, Path]]:
+    """The checkpoints a training folder kept (``train --save-every``): (step, folder) pairs in
+    step order; none for a folder trained without it."""
+    root = Path(folder) / STEPS_DIR
+    out = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        m = STEP_DIR.fullmatch(entry.name)
+        if m and (entry / WEIGHTS_FILE).is_file():
+            out.append((int(m.group(1)), entry))
+    return sorted(out)
+
+
+def train_step(loaded: LoadedModel) -> int | None:
+    """The training step a checkpoint was saved at, where known: its card's ``step`` (or
+    ``steps`` for a final model of an older card), or N of an incontext-bool ``model_N.pt``."""
+    card = loaded.card
+    for key in ("step", "steps"):
+        if isinstance(card.get(key), int) and card.get("format") == "attnstore-card-v1":
+            return card[key]
+    m = re.fullmatch(r"model_(\d+)\.pt", loaded.path.name)
+    return int(m.group(1)) if m and loaded.source == "incontext-bool" else None
 
 
 def load_checkpoint(

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from attnstore import tasks
-from attnstore.checkpoint import LoadedModel, save_checkpoint
+from attnstore.checkpoint import LoadedModel, save_checkpoint, save_step
 from attnstore.errors import ConfigError
 from attnstore.model import InContextModel, ModelConfig, check_device
 from attnstore.provenance import versions
@@ -52,11 +52,16 @@ class TrainConfig:
     seed: int = 0
     eval_samples: int = 1000
     task_params: dict[str, Any] = field(default_factory=dict)
+    save_every: int | None = None  # also keep the model at steps N, 2N, ... and the last
 
     def validate(self) -> None:
         for name in ("n_dims", "n_points", "n_layers", "n_heads", "d_model", "steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
+        if self.save_every is not None and not 1 <= self.save_every <= self.steps:
+            raise ConfigError(
+                f"save_every={self.save_every} must be between 1 and steps={self.steps}"
+            )
         if self.batch_size < 1 or self.eval_samples < 1:
             raise ConfigError(
                 f"batch_size={self.batch_size} and eval_samples={self.eval_samples} "
@@ -83,7 +88,12 @@ def train(
     progress: bool = True,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Train a model as ``cfg`` says, evaluate it, write checkpoint and card; returns the card."""
+    """Train a model as ``cfg`` says, evaluate it, write checkpoint and card; returns the card.
+
+    With ``cfg.save_every = N`` the model is also kept at steps N, 2N, ... and the last, each in
+    ``out_dir/steps/step-<step>/`` (:func:`attnstore.checkpoint.save_step`) with the step and
+    the running loss in its card; saving reads the weights only, so the final model is the
+    same bytes with or without it."""
     from tqdm.auto import tqdm
 
     cfg.validate()
@@ -111,6 +121,11 @@ def train(
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        done = step + 1
+        if cfg.save_every and (done % cfg.save_every == 0 or done == cfg.steps):
+            save_step(
+                model, step_card(cfg, model_cfg, done, losses, device, command), out_dir, done
+            )
         if step % 50 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     wall = time.perf_counter() - start
@@ -124,14 +139,7 @@ def train(
         device=device,
         **cfg.task_params,
     )
-    card = {
-        "format": "attnstore-card-v1",
-        "model": model_cfg.to_dict(),
-        "task": cfg.task,
-        "task_params": cfg.task_params,
-        "train": asdict(cfg) | {"optimizer": "adam", "loss": "bce_with_logits", "device": device},
-        "seed": cfg.seed,
-        "steps": cfg.steps,
+    card = step_card(cfg, model_cfg, cfg.steps, losses, device, command) | {
         "wall_time_s": round(wall, 2),
         "steps_per_s": round(cfg.steps / wall, 2),
         "final_loss": float(np.mean(losses[-100:])),
@@ -139,11 +147,37 @@ def train(
             round(float(np.mean(losses[i : i + 100])), 5) for i in range(0, len(losses), 100)
         ],
         "eval": report,
-        "versions": versions(),
-        "command": command or "attnstore.train(...)",
     }
     save_checkpoint(model, card, out_dir)
     return card
+
+
+RUNNING_LOSS_STEPS = 100  # the running loss of a card: the mean over this many last steps
+
+
+def step_card(
+    cfg: TrainConfig,
+    model_cfg: ModelConfig,
+    step: int,
+    losses: list[float],
+    device: str,
+    command: str | None,
+) -> dict[str, Any]:
+    """The card of the model after ``step`` optimiser steps: what trained it, the step, and
+    the running loss (mean of the last :data:`RUNNING_LOSS_STEPS` steps' losses)."""
+    return {
+        "format": "attnstore-card-v1",
+        "model": model_cfg.to_dict(),
+        "task": cfg.task,
+        "task_params": cfg.task_params,
+        "train": asdict(cfg) | {"optimizer": "adam", "loss": "bce_with_logits", "device": device},
+        "seed": cfg.seed,
+        "steps": cfg.steps,
+        "step": step,
+        "running_loss": round(float(np.mean(losses[-RUNNING_LOSS_STEPS:])), 6),
+        "versions": versions(),
+        "command": command or "attnstore.train(...)",
+    }
 
 
 @torch.no_grad()

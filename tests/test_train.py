@@ -90,3 +90,44 @@ def test_bad_training_config(tmp_path, field, value):
 def test_eval_points_above_positions(tiny_checkpoint):
     with pytest.raises(ConfigError, match="n_points=99"):
         evaluate(load_checkpoint(str(tiny_checkpoint)), "conjunction", 5, 0, n_points=99)
+
+
+def test_save_every_keeps_the_steps_and_the_same_final_model(tiny_checkpoint, tmp_path):
+    """--save-every keeps steps N, 2N, ... and the last, each a checkpoint with its step and
+    running loss; the final model is the same bytes as without it (the tiny fixture)."""
+    from click.testing import CliRunner
+
+    from attnstore.checkpoint import train_step, training_steps
+    from attnstore.cli import cli
+
+    out = tmp_path / "trained"
+    args = ["train", "--out", str(out), "--save-every", "12", "--eval-samples", "50"]
+    args += ["--lr", "0.003", "--steps", "30"]
+    args += [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    final = (out / "model.safetensors").read_bytes()
+    assert final == (tiny_checkpoint / "model.safetensors").read_bytes()
+    steps = training_steps(out)
+    assert [s for s, _ in steps] == [12, 24, 30]
+    assert (steps[-1][1] / "model.safetensors").read_bytes() == final
+    cards = [json.loads((p / "card.json").read_text()) for _, p in steps]
+    assert [c["step"] for c in cards] == [12, 24, 30]
+    assert (
+        all(c["running_loss"] > 0 for c in cards)
+        and cards[0]["running_loss"] != cards[2]["running_loss"]
+    )
+    assert [train_step(load_checkpoint(p)) for _, p in steps] == [12, 24, 30]
+    assert train_step(load_checkpoint(out)) == 30 and training_steps(tiny_checkpoint) == []
+
+
+@pytest.mark.parametrize("every", ["0", "31", "x"])
+def test_save_every_out_of_range_is_one_line(tmp_path, every):
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    args = ["train", "--out", str(tmp_path / "t"), "--steps", "30", "--save-every", every]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "save" in result.output.lower(), result.output
+    assert len(result.output.strip().splitlines()) <= 3 and not (tmp_path / "t").exists()

@@ -30,6 +30,13 @@ from attnstore.cli.options import (
 @click.option("--batch-size", default=64, show_default=True, help="Prompts per step.")
 @click.option("--seed", default=0, show_default=True, help="Seeds weights and every batch.")
 @click.option("--eval-samples", default=1000, show_default=True, help="Prompts for evaluation.")
+@click.option(
+    "--save-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Also keep the model every N steps and at the last, in OUT/steps/step-<step>/ "
+    "(a training folder to sweep over); --checkpoint OUT still means the final model.",
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device.")
 @click.option(
     "--out",
