@@ -260,22 +260,19 @@ def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool
     model, batch = e.loaded.model, e.batch
     n = len(batch.x)
     bar = tqdm(total=n, desc="extract", unit="sample", disable=not progress, file=sys.stderr)
-    totals = _Totals()
+    totals, shapes = _Totals(), {}
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads - 1))
     try:
         with _Writer() as writer:
-            writer.submit(lambda: txn.write("inputs", _inputs_table(batch)))
-            writer.submit(lambda: txn.write("functions", _functions_table(batch)))
             for lo in range(0, n, batch_size):
                 hi = min(lo + batch_size, n)
                 x = torch.from_numpy(batch.x[lo:hi]).to(device)
                 y = torch.from_numpy(batch.y[lo:hi]).to(device)
                 logits, attns = model(x, y, return_attn=True)
-                job = _BatchJob(
-                    txn, totals, bar, lo, logits.cpu().numpy(), [a.cpu().numpy() for a in attns]
-                )
-                writer.submit(partial(job.run, batch.y[lo:hi].astype(np.int8), e.precision))
+                attns = [a.cpu().numpy() for a in attns]
+                job = _BatchJob(txn, totals, bar, lo, logits.cpu().numpy(), attns, shapes)
+                writer.submit(partial(job.run, batch, e.precision))
             writer.submit(lambda: txn.write("runs", _runs_row(e, device, totals, command)))
     finally:
         torch.set_num_threads(threads)
@@ -292,37 +289,49 @@ class _BatchJob:
     lo: int
     logits: np.ndarray  # (B, n_points)
     attns: list[np.ndarray]  # per layer, (B, H, T, T)
+    shapes: dict  # (B, T) -> _RowIds, shared by the jobs (all run in the writer thread)
 
-    def run(self, y: np.ndarray, precision: str) -> None:
+    def run(self, batch: tasks.TaskBatch, precision: str) -> None:
+        B, H, T, _ = self.attns[0].shape
+        lo, hi = self.lo, self.lo + B
+        self.txn.write("inputs", _inputs_table(batch, lo, hi))
+        self.txn.write("functions", _functions_table(batch, lo, hi))
+        y = batch.y[lo:hi].astype(np.int8)
         pred = np.where(self.logits > 0, 1, -1).astype(np.int8)
         self.totals.correct += int((pred == y).sum())
         self.txn.write("predictions", _predictions_table(self.lo, self.logits, pred, y))
-        B, H, T, _ = self.attns[0].shape
-        rows = _RowIds(B, T, self.lo, y)
+        rows = self.shapes.setdefault((B, T), _RowIds(B, T))
+        batch_ids = rows.batch(lo, y)
         for layer, attn in enumerate(self.attns):
             for head in range(H):
-                table, err = _attention_rows(attn[:, head], rows, head, precision)
+                table, err = _attention_rows(attn[:, head], rows, batch_ids, head, precision)
                 self.totals.max_abs_error = max(self.totals.max_abs_error, err)
                 self.txn.write("attention", table, layer=layer)
         self.bar.update(B)
 
 
 class _RowIds:
-    """What every head of one batch shares, built once: the columns sample, query_pos,
-    query_kind and point, the list offsets of the causal rows, their mask, and which keys are
-    the y tokens of positive examples."""
+    """What every head of every batch of B prompts shares, built once: the columns query_pos,
+    query_kind and point, the list offsets of the causal rows and their mask, and scratch
+    space for the entropy (whose masked keys stay 0). One thread uses it at a time."""
 
-    def __init__(self, B: int, T: int, first_sample: int, y: np.ndarray | None = None) -> None:
+    def __init__(self, B: int, T: int) -> None:
         qp = np.arange(T, dtype=np.int16)
         self.query_pos = pa.array(np.tile(qp, B))
-        samples = np.arange(first_sample, first_sample + B, dtype=np.int32)
-        self.sample = pa.array(np.repeat(samples, T))
         self.query_kind = pa.array(["x", "y"]).take(pa.array(np.tile(qp % 2, B)))
         self.point = pa.array(np.tile(qp // 2, B))
         lengths = np.tile(qp.astype(np.int32) + 1, B)
         self.offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]))
         self.causal = np.tile(np.tri(T, dtype=bool), (B, 1, 1))  # (B, T, T): key <= query_pos
-        self.y_pos = None if y is None else (y > 0)[:, None, :]  # (B, 1, n_points)
+        self.plogp = np.zeros((B, T, T), dtype=np.float32)  # p log p; 0 where masked
+        self.logs = np.empty(int(lengths.sum()), dtype=np.float32)
+
+    def batch(self, first_sample: int, y: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+        """The batch's sample column, and which keys are y tokens of positive examples
+        (B, 1, n_points), from its first sample and labels y (B, n_points)."""
+        B, T = len(y), len(self.causal[0])
+        samples = np.arange(first_sample, first_sample + B, dtype=np.int32)
+        return pa.array(np.repeat(samples, T)), (y > 0)[:, None, :]
 
 
 def attention_table(
@@ -332,15 +341,21 @@ def attention_table(
     labels ``y`` of shape (batch, n_points); ``weights`` keeps keys 0..query_pos (the later
     ones are masked), at ``precision``."""
     B, T, _ = a.shape
-    return _attention_rows(a, _RowIds(B, T, first_sample, y), head, precision)[0]
+    ids = _RowIds(B, T)
+    return _attention_rows(a, ids, ids.batch(first_sample, y), head, precision)[0]
 
 
 def _attention_rows(
-    a: np.ndarray, ids: _RowIds, head: int, precision: str
+    a: np.ndarray,
+    ids: _RowIds,
+    batch: tuple[pa.Array, np.ndarray],
+    head: int,
+    precision: str,
 ) -> tuple[pa.Table, float]:
-    """:func:`attention_table` (``a``: (B, T, T), a view is fine) and the largest absolute
-    error of its stored weights."""
+    """:func:`attention_table` (``a``: (B, T, T), a view is fine; ``batch`` from
+    :meth:`_RowIds.batch`) and the largest absolute error of its stored weights."""
     B, T, _ = a.shape
+    sample, y_pos = batch
     kept = a[ids.causal]  # row after row, keys 0..query_pos
     stored, err = kept, 0.0
     if precision == "float16":
@@ -349,27 +364,27 @@ def _attention_rows(
             err = float(np.abs(stored - kept).max())
     # The summaries, from the model's rows as they are and in the same order of operations as
     # ever (bit for bit the values of format 1), the logarithm taken of visible keys only.
-    plogp = np.zeros(a.shape, dtype=np.float32)
     if kept.size and kept.min() > 0:
-        plogp[ids.causal] = kept * np.log(kept)
+        plogp = np.multiply(kept, np.log(kept, out=ids.logs), out=ids.logs)
     else:
         positive = kept > 0
-        plogp[ids.causal] = np.where(positive, kept * np.log(np.where(positive, kept, 1.0)), 0.0)
+        plogp = np.where(positive, kept * np.log(np.where(positive, kept, 1.0)), 0.0)
+    ids.plogp[ids.causal] = plogp
     argmax = a.argmax(-1)
     table = pa.table(
         {
             "head": np.full(B * T, head, dtype=np.int16),
-            "sample": ids.sample,
+            "sample": sample,
             "query_pos": ids.query_pos,
             "query_kind": ids.query_kind,
             "point": ids.point,
             "weights": pa.ListArray.from_arrays(ids.offsets, pa.array(stored)),
-            "entropy": (-plogp.sum(-1)).astype(np.float32).reshape(-1),
+            "entropy": (-ids.plogp.sum(-1)).astype(np.float32).reshape(-1),
             "max_weight": np.take_along_axis(a, argmax[..., None], -1).reshape(-1),
             "argmax_key": argmax.astype(np.int16).reshape(-1),
             "mass_x": a[..., ::2].sum(-1).reshape(-1),
             "mass_y": a[..., 1::2].sum(-1).reshape(-1),
-            "mass_y_pos": (a[..., 1::2] * ids.y_pos).sum(-1).astype(np.float32).reshape(-1),
+            "mass_y_pos": (a[..., 1::2] * y_pos).sum(-1).astype(np.float32).reshape(-1),
         }
     )
     return table, err
@@ -389,31 +404,33 @@ def _predictions_table(lo: int, logits: np.ndarray, pred: np.ndarray, y: np.ndar
     )
 
 
-def _inputs_table(batch: tasks.TaskBatch) -> pa.Table:
-    S, N, D = batch.x.shape
-    x = batch.x.astype(np.int8).reshape(-1)
+def _inputs_table(batch: tasks.TaskBatch, lo: int, hi: int) -> pa.Table:
+    """The prompts of samples lo..hi-1."""
+    S, (_, N, D) = hi - lo, batch.x.shape
+    x = batch.x[lo:hi].astype(np.int8).reshape(-1)
     offsets = np.arange(0, S * N * D + 1, D, dtype=np.int32)
     return pa.table(
         {
-            "sample": np.repeat(np.arange(S, dtype=np.int32), N),
+            "sample": np.repeat(np.arange(lo, hi, dtype=np.int32), N),
             "point": np.tile(np.arange(N, dtype=np.int16), S),
             "x": pa.ListArray.from_arrays(pa.array(offsets), pa.array(x)),
-            "y": batch.y.astype(np.int8).reshape(-1),
+            "y": batch.y[lo:hi].astype(np.int8).reshape(-1),
         }
     )
 
 
-def _functions_table(batch: tasks.TaskBatch) -> pa.Table:
-    S, n_terms, D = batch.weights.shape
-    w = batch.weights.astype(np.int8).reshape(-1)
+def _functions_table(batch: tasks.TaskBatch, lo: int, hi: int) -> pa.Table:
+    """The hidden functions of samples lo..hi-1."""
+    S, (_, n_terms, D) = hi - lo, batch.weights.shape
+    w = batch.weights[lo:hi].astype(np.int8).reshape(-1)
     return pa.table(
         {
-            "sample": np.repeat(np.arange(S, dtype=np.int32), n_terms * D),
+            "sample": np.repeat(np.arange(lo, hi, dtype=np.int32), n_terms * D),
             "term": np.tile(np.repeat(np.arange(n_terms, dtype=np.int16), D), S),
             "literal": np.tile(np.arange(D, dtype=np.int16), S * n_terms),
             "weight": w,
             "sign": np.sign(w).astype(np.int8),
-            "threshold": np.repeat(batch.thresholds.astype(np.float32), n_terms * D),
+            "threshold": np.repeat(batch.thresholds[lo:hi].astype(np.float32), n_terms * D),
         }
     )
 
