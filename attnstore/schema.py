@@ -423,7 +423,8 @@ def parquet_options(t: Table) -> dict:
     (docs/measurements.md compares the encodings). Every other column keeps its dictionary.
     Every column but a list of floats has min/max statistics (row groups are skipped on
     ``head``, ``sample``, ...); no reader filters on a list's elements, and their statistics
-    would cost a quarter of the attention's encoding time."""
+    would cost a quarter of the attention's encoding time. Pages of up to 4 MiB written 64 Ki
+    values at a time: one page per column of an attention row group, 10% less encoding time."""
     paths = _leaf_paths(t.schema)
     floats = float_columns(t.schema)
     return {
@@ -431,6 +432,8 @@ def parquet_options(t: Table) -> dict:
         "write_statistics": [c for c in paths if not (c in floats and c.endswith(".element"))],
         "use_dictionary": [c for c in paths if c not in floats],
         "column_encoding": {c: "BYTE_STREAM_SPLIT" for c in floats},
+        "data_page_size": 4 << 20,
+        "write_batch_size": 1 << 16,
     }
 
 
