@@ -9,10 +9,12 @@ The previous version (``--baseline``, a commit: by default 4c60924, the last mai
 format 1) is checked out into a temporary git worktree and run from there (PYTHONPATH points
 at it); the worktree is removed at the end. Each extraction runs in its own process, so its
 peak RSS is its own, and versions alternate at each size. Prints one row per version and size
-(attention rows/s, store MB/s, attention bytes per row, peak RSS), then the ratios: this code
-over the baseline at each size, and per version the largest size over the smallest (rows/s
-should stay flat and peak RSS should not grow with the number of samples: streaming writes).
-Wall time is that of the ``extract()`` call, imports excluded, as a notebook would see it.
+(attention rows/s, the CPU seconds of the call, store MB/s, attention bytes per row, peak
+RSS), then the ratios: this code over the baseline at each size, and per version the largest
+size over the smallest (rows/s should stay flat and peak RSS should not grow with the number
+of samples: streaming writes). Wall and CPU time are those of the ``extract()`` call, imports
+excluded, as a notebook would see it; CPU time counts every thread, and is the steadier figure
+on a machine shared with other work.
 
     python benchmarks/bench_extract.py --encodings      # bytes per attention row by encoding
 
@@ -41,12 +43,15 @@ from attnstore.extraction import extract
 from attnstore.store import Store
 store, samples, batch = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 kwargs = {} if batch == "default" else {"batch_size": int(batch)}
-t = time.perf_counter()
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+t, c = time.perf_counter(), cpu()
 r = extract(store, checkpoint="default", samples=samples, seed=0, **kwargs)
-wall = time.perf_counter() - t
+wall, cpu_s = time.perf_counter() - t, cpu() - c
 run = Store(store).read("runs").to_pylist()[0]
 n = run["n_layers"] * run["n_heads"] * samples * 2 * run["n_points"]
-print(json.dumps({"wall_s": wall, "attention_rows": n, "run_id": r.run_id,
+print(json.dumps({"wall_s": wall, "cpu_s": cpu_s, "attention_rows": n, "run_id": r.run_id,
                   "package": attnstore.__file__,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -219,16 +224,15 @@ def main() -> None:
         return r["attention_bytes"] / r["attention_rows"]
 
     print(
-        f"{'version':>9} {'samples':>8} {'rows':>10} {'wall s':>8} {'rows/s':>9} {'MB/s':>7} "
-        f"{'B/row':>6} {'store MB':>9} {'peak RSS MB':>12}"
+        f"{'version':>9} {'samples':>8} {'rows':>10} {'wall s':>7} {'CPU s':>6} {'rows/s':>8} "
+        f"{'MB/s':>6} {'B/row':>6} {'store MB':>9} {'peak RSS MB':>12}"
     )
     for name, rs in results.items():
         for r in rs:
             print(
-                f"{name:>9} {r['samples']:>8} {r['attention_rows']:>10} {r['wall_s']:>8.1f} "
-                f"{rate(r):>9.0f} {r['store_bytes'] / r['wall_s'] / 1e6:>7.1f} "
-                f"{per_row(r):>6.1f} "
-                f"{r['store_bytes'] / 1e6:>9.1f} {r['peak_rss_mb']:>12.0f}"
+                f"{name:>9} {r['samples']:>8} {r['attention_rows']:>10} {r['wall_s']:>7.1f} "
+                f"{r['cpu_s']:>6.1f} {rate(r):>8.0f} {r['store_bytes'] / r['wall_s'] / 1e6:>6.1f} "
+                f"{per_row(r):>6.1f} {r['store_bytes'] / 1e6:>9.1f} {r['peak_rss_mb']:>12.0f}"
             )
     if len(versions) > 1:
         base = results[args.baseline]
@@ -236,7 +240,8 @@ def main() -> None:
             same = "same run id" if old["run_id"] == new["run_id"] else "run ids differ"
             print(
                 f"current / {args.baseline} at {new['samples']} samples: rows/s "
-                f"{rate(new) / rate(old):.2f}x, B/row {per_row(new):.1f} / {per_row(old):.1f} "
+                f"{rate(new) / rate(old):.2f}x (CPU s {old['cpu_s'] / new['cpu_s']:.2f}x fewer), "
+                f"B/row {per_row(new):.1f} / {per_row(old):.1f} "
                 f"= {per_row(new) / per_row(old):.2f}x, peak RSS "
                 f"{new['peak_rss_mb'] / old['peak_rss_mb']:.2f}x ({same})"
             )
