@@ -21,7 +21,6 @@ import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -271,8 +270,8 @@ def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool
                 y = torch.from_numpy(batch.y[lo:hi]).to(device)
                 logits, attns = model(x, y, return_attn=True)
                 attns = [a.cpu().numpy() for a in attns]
-                job = _BatchJob(txn, totals, bar, lo, logits.cpu().numpy(), attns, shapes)
-                writer.submit(partial(job.run, batch, e.precision))
+                job = _BatchJob(txn, e, totals, shapes, bar, lo, logits.cpu().numpy(), attns)
+                writer.submit(job.run)
             writer.submit(lambda: txn.write("runs", _runs_row(e, device, totals, command)))
     finally:
         torch.set_num_threads(threads)
@@ -281,17 +280,20 @@ def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool
 
 @dataclass
 class _BatchJob:
-    """One batch's predictions and attention rows, written from the writer thread."""
+    """One batch's prompts, functions, predictions and attention rows, written from the writer
+    thread; ``totals`` and ``shapes`` are shared by the jobs of a run, which run one by one."""
 
     txn: Any
+    e: Extraction
     totals: _Totals
+    shapes: dict  # (B, T) -> _RowIds
     bar: Any
-    lo: int
+    lo: int  # the batch's first sample
     logits: np.ndarray  # (B, n_points)
     attns: list[np.ndarray]  # per layer, (B, H, T, T)
-    shapes: dict  # (B, T) -> _RowIds, shared by the jobs (all run in the writer thread)
 
-    def run(self, batch: tasks.TaskBatch, precision: str) -> None:
+    def run(self) -> None:
+        batch, precision = self.e.batch, self.e.precision
         B, H, T, _ = self.attns[0].shape
         lo, hi = self.lo, self.lo + B
         self.txn.write("inputs", _inputs_table(batch, lo, hi))
