@@ -29,7 +29,7 @@ import pyarrow as pa
 import torch
 
 from attnstore import tasks
-from attnstore.checkpoint import LoadedModel, load_checkpoint
+from attnstore.checkpoint import LoadedModel, load_checkpoint, train_step
 from attnstore.errors import ConfigError
 from attnstore.model import check_device
 from attnstore.provenance import content_id
@@ -90,6 +90,7 @@ class Extraction:
     seed: int
     run_id: str
     precision: str = "float32"  # of the stored attention weights
+    sweep_id: str | None = None  # the sweep this run is written by (attnstore sweep)
 
     @property
     def n_points(self) -> int:
@@ -465,6 +466,8 @@ def _runs_row(e: Extraction, device: str, totals: _Totals, command: str) -> pa.T
         "accuracy": totals.correct / batch.y.size,
         "precision": e.precision,
         "max_abs_error": totals.max_abs_error,
+        "train_step": train_step(loaded),
+        "sweep_id": e.sweep_id,
         # provenance.versions() less scikit-learn, which only analyses use (its import alone
         # would take a second)
         "attnstore_version": __version__,

@@ -6,7 +6,8 @@ What changes from version 1 to 2:
 - ``attention.weights`` holds the keys a causal query can see (``query_pos + 1`` values)
   instead of all ``2 * n_points``; the keys dropped are exactly 0 (checked for every row:
   a row with a non-zero weight there is refused, nothing is lost);
-- ``runs`` gains ``precision`` ('float32') and ``max_abs_error`` (0.0);
+- ``runs`` gains ``precision`` ('float32'), ``max_abs_error`` (0.0), ``train_step`` and
+  ``sweep_id`` (null: version 1 did not record them);
 - ``schema_version`` columns and file metadata say 2;
 - files follow the format 2 layout: data files ``part-<token>.parquet`` and a
   ``commit.parquet`` record per id (:mod:`attnstore.transaction`), written with the format's
@@ -53,7 +54,12 @@ V1_FILE = "part-0.parquet"
 V1_STAGING = ".staging"
 CRASH_ENV = "ATTNSTORE_MIGRATE_CRASH_AT"  # tests only: 'converted', 'cleaned'
 # Columns version 2 added, and the value they take for rows written before them.
-ADDED = {("runs", "precision"): "float32", ("runs", "max_abs_error"): 0.0}
+ADDED = {
+    ("runs", "precision"): "float32",
+    ("runs", "max_abs_error"): 0.0,
+    ("runs", "train_step"): None,  # a version 1 run does not record it
+    ("runs", "sweep_id"): None,
+}
 
 
 @dataclass(frozen=True)

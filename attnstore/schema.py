@@ -185,6 +185,8 @@ TABLES: dict[str, Table] = {
                 ("accuracy", f64),  # mean over samples and points
                 ("precision", text),  # of attention.weights: 'float32' (exact) or 'float16'
                 ("max_abs_error", f64),  # largest |stored weight - model's|; 0.0 for float32
+                ("train_step", i64),  # the checkpoint's training step; null where unknown
+                ("sweep_id", text),  # the sweep that wrote the run (attnstore sweep); else null
                 ("attnstore_version", text),
                 ("torch_version", text),
                 ("python_version", text),

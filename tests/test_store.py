@@ -42,8 +42,8 @@ def test_attention_rows_are_the_models(tiny_store):
     n = con.execute("select count(*) from attention").fetchall()[0][0]
     assert n == ROWS_PER_SAMPLE * TINY_SAMPLES
     df = con.sql(
-        "select query_pos, query_kind, point, weights, mass_x, mass_y, max_weight, "
-        "argmax_key, entropy from attention"
+        "select query_pos, query_kind, point, full_weights(weights, 2 * r.n_points) as weights, "
+        "mass_x, mass_y, max_weight, argmax_key, entropy from attention join runs r using (run_id)"
     ).df()
     w = np.stack(df.weights.to_numpy())
     np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-5)
