@@ -108,11 +108,13 @@ def prepare(
     task_params: dict[str, Any] | None = None,
     n_dims: int | None = None,
     precision: str = "float32",
+    sweep_id: str | None = None,
 ) -> Extraction:
     """Load the checkpoint, check every parameter and draw the prompts; touches no store.
 
     ``task`` and ``points`` default to those the checkpoint was trained on; ``n_dims``, if
-    given, must match the checkpoint's; ``precision`` is float32 or float16.
+    given, must match the checkpoint's; ``precision`` is float32 or float16; ``sweep_id``, the
+    sweep the run belongs to (``attnstore sweep``), is recorded in its ``runs`` row.
     """
     check_precision(precision)
     if samples < 1:
@@ -137,7 +139,7 @@ def prepare(
         )
     batch = tasks.sample_task(task, samples, points, cfg.n_dims, seed, **params)
     run_id = run_id_for(loaded.sha256, task, batch.params, points, samples, seed, precision)
-    return Extraction(str(checkpoint), loaded, task, batch, seed, run_id, precision)
+    return Extraction(str(checkpoint), loaded, task, batch, seed, run_id, precision, sweep_id)
 
 
 def write(

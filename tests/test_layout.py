@@ -33,7 +33,7 @@ LAYERS = [
     {"training", "extraction", "analysis", "queries", "interventions"},
     {"plots"},
     {"report"},
-    {"pipeline"},
+    {"pipeline", "sweep"},
     {"cli"},
     {"__main__"},
 ]

@@ -16,6 +16,7 @@ from attnstore.cli.options import ErrorGroup
 from attnstore.cli.plot import plot
 from attnstore.cli.query import query_group, sql_
 from attnstore.cli.report import report
+from attnstore.cli.sweep import sweep
 from attnstore.cli.train import eval_, train
 
 
@@ -28,7 +29,20 @@ def cli() -> None:
     """
 
 
-for command in (train, eval_, extract, analyze, intervene, plot, query_group, sql_, report, run_, migrate):
+for command in (
+    train,
+    eval_,
+    extract,
+    analyze,
+    intervene,
+    plot,
+    query_group,
+    sql_,
+    report,
+    run_,
+    migrate,
+    sweep,
+):
     cli.add_command(command)
 
 

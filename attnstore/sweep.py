@@ -1,0 +1,479 @@
+"""``attnstore sweep``: extract and analyse every combination of checkpoints, tasks, seeds and
+sample counts into one store, on this machine or as Ray tasks.
+
+A sweep is a :class:`SweepSpec` (from flags, a TOML spec file, or both: flags win). Its
+checkpoints expand first: a training folder means all the steps it saved (``train
+--save-every``), ``PATH@STEP`` one of them, a folder without steps its final model, a file or
+``default`` itself. The items are the product checkpoints × tasks × seeds × samples. Each item
+is :func:`run_item`: ``prepare`` (cheap: load, draw the prompts) gives the run id; a run already
+committed is not extracted again and an analysis already committed (the same parameters give
+the same id) is not redone, so a sweep rerun after a kill finishes the rest and a finished
+sweep rerun writes nothing. An item's failure is caught and reported; the others go on.
+
+The sweep id is a content id of the normalised spec (the checkpoints by the sha256 of their
+weights, the tasks, seeds, samples, task parameters, points and the analysis), recorded in
+``runs.sweep_id`` of the runs the sweep writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from attnstore.errors import AttnStoreError, CheckpointError, ConfigError, known
+from attnstore.fs import is_url
+from attnstore.provenance import content_id
+
+EXECUTORS = ("local", "ray")
+RAY_HINT = "pip install 'attnstore[ray]'"
+# The keys a spec file accepts, per table.
+SPEC_KEYS = {
+    "sweep": (
+        "store",
+        "checkpoints",
+        "model_config",
+        "tasks",
+        "task_params",
+        "seeds",
+        "samples",
+        "points",
+    ),
+    "analysis": ("view", "backend"),
+}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What a sweep covers. ``tasks`` may hold None: the checkpoint's own task."""
+
+    checkpoints: tuple[str, ...]
+    tasks: tuple[str | None, ...] = (None,)
+    seeds: tuple[int, ...] = (0,)
+    samples: tuple[int, ...] = (1000,)
+    task_params: dict[str, Any] = field(default_factory=dict)
+    model_config: str | None = None
+    points: int | None = None
+    view: str = "shared_keys"
+    backend: str = "torch"
+    store: str | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One expanded checkpoint: what ``load_checkpoint`` takes, and a short label."""
+
+    path: str
+    label: str
+    weights: str  # the file whose bytes identify it
+
+
+@dataclass(frozen=True)
+class Item:
+    checkpoint: Checkpoint
+    task: str | None
+    seed: int
+    samples: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.checkpoint.label} {self.task or '-'} seed={self.seed} n={self.samples}"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    item: str
+    run_id: str | None
+    analysis_id: str | None
+    status: str  # done | existed | failed
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class SweepResult:
+    sweep_id: str
+    results: list[ItemResult]
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+# ---- the spec -------------------------------------------------------------------------------
+
+
+def read_spec(path: str | Path) -> dict[str, Any]:
+    """A spec file's values as :class:`SweepSpec` keywords; ConfigError for a file that cannot
+    be read, is not TOML, or has a key (or table) not in :data:`SPEC_KEYS`."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - the tomli backport, a dependency on Python 3.10 only
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read sweep spec '{path}': {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"sweep spec '{path}' is not valid TOML: {e}") from None
+    out: dict[str, Any] = {}
+    for table, values in raw.items():
+        if table not in SPEC_KEYS:
+            raise ConfigError(
+                f"sweep spec '{path}': unknown table [{table}]; accepted: {known(SPEC_KEYS)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"sweep spec '{path}': [{table}] must be a table")
+        for key, value in values.items():
+            if key not in SPEC_KEYS[table]:
+                raise ConfigError(
+                    f"sweep spec '{path}': unknown key '{key}' in [{table}]; accepted: "
+                    f"{known(SPEC_KEYS[table])}"
+                )
+            out[key] = value
+    return out
+
+
+def make_spec(**values: Any) -> SweepSpec:
+    """A checked :class:`SweepSpec` from keywords (a spec file's, then the flags given: None
+    or an empty tuple means not given)."""
+    values = {k: v for k, v in values.items() if v is not None and v != ()}
+
+    def listed(key: str, kind: type, default: tuple) -> tuple:
+        v = values.get(key, default)
+        v = v if isinstance(v, (list, tuple)) else [v]
+        if not v:
+            raise ConfigError(f"sweep: '{key}' is empty; give at least one value")
+        for x in v:
+            if not isinstance(x, kind) or isinstance(x, bool) and kind is not bool:
+                raise ConfigError(f"sweep: '{key}' value {x!r} is not {kind.__name__}")
+        return tuple(dict.fromkeys(v))  # each once, in order
+
+    if "checkpoints" not in values:
+        raise ConfigError("sweep: no checkpoints; give --checkpoints PATH or checkpoints = [...]")
+    checkpoints = listed("checkpoints", str, ())
+    tasks = tuple(values.get("tasks") or (None,))
+    for t in tasks:
+        if t is not None and not isinstance(t, str):
+            raise ConfigError(f"sweep: 'tasks' value {t!r} is not text")
+    tasks = tuple(dict.fromkeys(tasks))
+    seeds = listed("seeds", int, (0,))
+    samples = listed("samples", int, (1000,))
+    for n in samples:
+        if n < 1:
+            raise ConfigError(f"sweep: samples={n} must be at least 1")
+    params = values.get("task_params", {})
+    if not isinstance(params, dict):
+        raise ConfigError("sweep: 'task_params' must be a table of name = value")
+    points = values.get("points")
+    if points is not None and (not isinstance(points, int) or points < 1):
+        raise ConfigError(f"sweep: points={points!r} must be an integer of at least 1")
+    for key in ("model_config", "view", "backend", "store"):
+        if key in values and not isinstance(values[key], str):
+            raise ConfigError(f"sweep: '{key}' must be text")
+    return SweepSpec(
+        checkpoints=checkpoints,
+        tasks=tasks,
+        seeds=seeds,
+        samples=samples,
+        task_params=dict(params),
+        model_config=values.get("model_config"),
+        points=points,
+        view=values.get("view", "shared_keys"),
+        backend=values.get("backend", "torch"),
+        store=values.get("store"),
+    )
+
+
+# ---- checkpoints and items ------------------------------------------------------------------
+
+
+def expand_checkpoints(spec: SweepSpec) -> list[Checkpoint]:
+    """Every checkpoint the spec names, expanded (see the module docstring); CheckpointError
+    for a path that does not exist, a folder with no checkpoints, or a step not saved."""
+    from attnstore.checkpoint import WEIGHTS_FILE, default_checkpoint_dir, training_steps
+
+    out: list[Checkpoint] = []
+    for given in spec.checkpoints:
+        text, at, step_text = given.rpartition("@") if "@" in given else (given, "", "")
+        if given == "default":
+            out.append(
+                Checkpoint("default", "default", str(default_checkpoint_dir() / WEIGHTS_FILE))
+            )
+            continue
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise CheckpointError(
+                f"checkpoint '{text}' does not exist; give a training folder, a folder written "
+                "by 'attnstore train', a .safetensors or incontext-bool .pt file, or 'default'"
+            )
+        path = path.resolve()
+        if at:
+            if not path.is_dir() or not step_text.isdigit():
+                raise ConfigError(
+                    f"checkpoint '{given}': PATH@STEP needs a training folder and a step number"
+                )
+            steps = dict(training_steps(path))
+            if int(step_text) not in steps:
+                raise CheckpointError(
+                    f"checkpoint '{given}': step {int(step_text)} was not saved; saved steps: "
+                    f"{known(sorted(steps))}"
+                )
+            folder = steps[int(step_text)]
+            out.append(
+                Checkpoint(str(folder), f"{path.name}@{int(step_text)}", str(folder / WEIGHTS_FILE))
+            )
+        elif path.is_dir():
+            steps = training_steps(path)
+            if steps:
+                out += [
+                    Checkpoint(str(f), f"{path.name}@{s}", str(f / WEIGHTS_FILE)) for s, f in steps
+                ]
+            elif (path / WEIGHTS_FILE).is_file():
+                out.append(Checkpoint(str(path), path.name, str(path / WEIGHTS_FILE)))
+            else:
+                raise CheckpointError(
+                    f"checkpoint folder '{text}' holds no checkpoints (no {WEIGHTS_FILE}, no "
+                    "steps/step-N/ saved by 'attnstore train --save-every')"
+                )
+        else:
+            out.append(Checkpoint(str(path), path.name, str(path)))
+    return list({c.path: c for c in out}.values())
+
+
+def items(spec: SweepSpec, checkpoints: list[Checkpoint]) -> list[Item]:
+    """The product checkpoints × tasks × seeds × samples, in that order."""
+    return [
+        Item(c, t, seed, n)
+        for c in checkpoints
+        for t in spec.tasks
+        for seed in spec.seeds
+        for n in spec.samples
+    ]
+
+
+def _file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sweep_id_for(spec: SweepSpec, checkpoints: list[Checkpoint]) -> str:
+    """The content id of the normalised spec: checkpoints by their weights' sha256 (wherever
+    they lie), the model config by its bytes, and every value that shapes the results."""
+    return content_id(
+        {
+            "checkpoints": [_file_sha256(c.weights) for c in checkpoints],
+            "model_config": _file_sha256(spec.model_config) if spec.model_config else None,
+            "tasks": list(spec.tasks),
+            "seeds": list(spec.seeds),
+            "samples": list(spec.samples),
+            "task_params": spec.task_params,
+            "points": spec.points,
+            "analysis": {"view": spec.view, "backend": spec.backend},
+        }
+    )
+
+
+# ---- one item -------------------------------------------------------------------------------
+
+
+def run_item(
+    store: str,
+    item: Item,
+    spec: SweepSpec,
+    sweep_id: str,
+    device: str = "cpu",
+    batch_size: int = 128,
+    command: str = "",
+) -> ItemResult:
+    """Extract and analyse one item unless already committed; never raises: a failure is an
+    ItemResult with status 'failed' and the error (its type named unless an AttnStoreError)."""
+    from attnstore.analysis.run import analyze, plan
+    from attnstore.extraction import prepare, write
+
+    start = time.perf_counter()
+    run_id = analysis_id = None
+    try:
+        e = prepare(
+            checkpoint=item.checkpoint.path,
+            model_config=spec.model_config,
+            task=item.task,
+            samples=item.samples,
+            points=spec.points,
+            seed=item.seed,
+            device=device,
+            task_params=spec.task_params,
+            sweep_id=sweep_id,
+        )
+        run_id = e.run_id
+        plan(e.n_points, spec.backend, spec.view, device=device)
+        run = write(store, e, batch_size=batch_size, device=device, command=command)
+        a = analyze(
+            store, run_id, backend=spec.backend, view=spec.view, device=device, command=command
+        )
+        analysis_id = a.analysis_id
+        status = "existed" if run.existed and a.existed else "done"
+        return ItemResult(item.label, run_id, analysis_id, status, time.perf_counter() - start)
+    except Exception as err:  # one item's failure never stops the sweep
+        message = str(err) if isinstance(err, AttnStoreError) else _describe(err)
+        return ItemResult(
+            item.label, run_id, analysis_id, "failed", time.perf_counter() - start, message
+        )
+
+
+def _describe(err: BaseException) -> str:
+    where = traceback.extract_tb(err.__traceback__)
+    at = f" (at {Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
+    return f"{type(err).__name__}: {err}{at}"
+
+
+# ---- the sweep ------------------------------------------------------------------------------
+
+
+def check_ray(address: str | None, timeout: float = 5.0):
+    """Import ray (ConfigError naming the extra if missing) and, for an address, check that
+    something listens there (ray.init on a dead address can hang)."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"--executor ray needs Ray, which is not installed: {RAY_HINT}") from None
+    if address and address not in ("auto", "local"):
+        hostport = address.split("://", 1)[-1].rstrip("/")
+        host, _, port = hostport.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"--ray-address '{address}' is not of the form host:port or ray://host:port"
+            )
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                pass
+        except OSError as e:
+            raise ConfigError(
+                f"--ray-address '{address}' is unreachable ({e.strerror or e}); start the "
+                "cluster or leave --ray-address out to start a local Ray"
+            ) from None
+    return ray
+
+
+def run_sweep(
+    store: str | Path,
+    spec: SweepSpec,
+    executor: str = "local",
+    ray_address: str | None = None,
+    device: str = "cpu",
+    batch_size: int = 128,
+    progress: bool = False,
+    command: str = "",
+    on_result: Callable[[ItemResult], None] | None = None,
+) -> SweepResult:
+    """Run every item of ``spec`` into ``store``. Everything is checked (the spec, every
+    checkpoint and step, the executor, Ray and its address) before the store is touched. With
+    ``executor='ray'`` each item is a Ray task: on the running Ray if this process already
+    started one, else on the cluster at ``ray_address``, else on a local Ray started here
+    (and shut down at the end); ``num_gpus=1`` per item where ``device`` is cuda and the
+    cluster has GPUs."""
+    from tqdm.auto import tqdm
+
+    from attnstore.model import check_device
+
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor '{executor}' is not one of {known(EXECUTORS)}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    check_device(device)
+    from attnstore.analysis.backends import BACKENDS
+    from attnstore.analysis.views import VIEWS
+
+    if spec.backend not in BACKENDS:
+        raise ConfigError(f"backend '{spec.backend}' is not one of {known(BACKENDS)}")
+    if spec.view not in VIEWS:
+        raise ConfigError(f"view '{spec.view}' is not one of {known(VIEWS)}")
+    checkpoints = expand_checkpoints(spec)
+    if spec.model_config is not None:
+        if not Path(spec.model_config).is_file():
+            raise CheckpointError(f"model config '{spec.model_config}' does not exist")
+        spec = replace(spec, model_config=str(Path(spec.model_config).resolve()))
+    todo = items(spec, checkpoints)
+    sweep_id = sweep_id_for(spec, checkpoints)
+    store = str(store) if is_url(store) else str(Path(store).resolve())
+    ray = check_ray(ray_address) if executor == "ray" else None
+
+    bar = tqdm(total=len(todo), desc="sweep", unit="item", disable=not progress, file=sys.stderr)
+    results: dict[int, ItemResult] = {}
+
+    def done(i: int, r: ItemResult) -> None:
+        results[i] = r
+        bar.update(1)
+        if on_result is not None:
+            on_result(r)
+
+    args = dict(spec=spec, sweep_id=sweep_id, device=device, batch_size=batch_size)
+    try:
+        if ray is None:
+            for i, item in enumerate(todo):
+                done(i, run_item(store, item, command=command, **args))
+        else:
+            _run_on_ray(ray, ray_address, store, todo, args, command, done)
+    finally:
+        bar.close()
+    return SweepResult(sweep_id, [results[i] for i in range(len(todo))])
+
+
+def _run_on_ray(ray, address, store, todo, args, command, done) -> None:
+    started = not ray.is_initialized()
+    if started:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    try:
+        gpus = args["device"].startswith("cuda") and ray.cluster_resources().get("GPU", 0) > 0
+        task = ray.remote(run_item).options(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)
+        pending = {
+            task.remote(store, item, command=command, **args): i for i, item in enumerate(todo)
+        }
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                i = pending.pop(ref)
+                try:
+                    r = ray.get(ref)
+                except Exception as err:  # the worker died: the item failed, the rest go on
+                    r = ItemResult(todo[i].label, None, None, "failed", 0.0, _describe(err))
+                done(i, r)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def table_lines(results: list[ItemResult]) -> list[str]:
+    """The closing table: item, run id, analysis id, status, seconds."""
+    rows = [("item", "run_id", "analysis_id", "status", "seconds")]
+    rows += [
+        (r.item, r.run_id or "-", r.analysis_id or "-", r.status, f"{r.seconds:.1f}")
+        for r in results
+    ]
+    widths = [max(len(row[c]) for row in rows) for c in range(5)]
+    return [
+        "  ".join(
+            v.ljust(w) if c < 4 else v.rjust(w)
+            for c, (v, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def as_dict(r: ItemResult) -> dict[str, Any]:
+    return asdict(r)

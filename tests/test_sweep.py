@@ -1,0 +1,262 @@
+"""attnstore sweep: items, resumability, failures, bad input, and Ray against the local executor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from attnstore.cli import cli
+from attnstore.schema import TABLES
+from attnstore.store import Store
+from attnstore.sweep import make_spec, run_sweep
+from tests.conftest import TINY
+
+VOLATILE = {"created_at", "command"}  # differ between any two runs of the same work
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory):
+    """The tiny model's recipe with --save-every: a training folder of steps 10 and 20."""
+    from attnstore.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("sweep_training") / "tiny"
+    train(
+        TrainConfig(**TINY, steps=20, lr=3e-3, eval_samples=20, save_every=10), out, progress=False
+    )
+    return out
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, ["sweep", *args])
+
+
+def snapshot(store: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file of a store with its size, inode and mtime: a rewritten file changes."""
+    return {
+        str(p.relative_to(store)): (p.stat().st_size, p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(store.rglob("*"))
+        if p.is_file()
+    }
+
+
+def table(result) -> list[list[str]]:
+    lines = result.stdout.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("item "))
+    return [ln.split() for ln in lines[start + 1 :]]
+
+
+def test_sweep_then_rerun_writes_nothing(tmp_path, training):
+    store = tmp_path / "store"
+    args = ["--store", str(store), "--checkpoints", str(training), "--samples", "5"]
+    args += ["--seed", "0", "--seed", "1", "--backend", "torch"]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    rows = table(first)
+    assert len(rows) == 4  # 2 steps x 1 task x 2 seeds
+    assert [r[0] for r in rows] == ["tiny@10", "tiny@10", "tiny@20", "tiny@20"]
+    assert {r[-2] for r in rows} == {"done"}
+    runs = Store(store).runs().set_index("run_id")
+    sweep_id = first.stdout.split()[1].rstrip(":")
+    assert sorted(runs.loc[[r[4] for r in rows], "train_step"]) == [10, 10, 20, 20]
+    assert set(runs.sweep_id) == {sweep_id}
+    assert len(Store(store).ids("analysis")) == 4
+
+    before = snapshot(store)
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert {r[-2] for r in table(again)} == {"existed"}
+    assert [r[4:6] for r in table(again)] == [r[4:6] for r in rows]
+    assert snapshot(store) == before  # not a byte written
+
+
+def test_spec_file_and_flags_override(tmp_path, training):
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(
+        f"""
+[sweep]
+checkpoints = ["{training}@20"]
+tasks = ["conjunction"]
+seeds = [3]
+samples = [4]
+[analysis]
+view = "raw"
+backend = "torch"
+"""
+    )
+    store = tmp_path / "store"
+    r = invoke(str(spec), "--store", str(store), "--samples", "6")
+    assert r.exit_code == 0, r.output
+    [row] = table(r)
+    assert row[:4] == ["tiny@20", "conjunction", "seed=3", "n=6"]
+    run = Store(store).run(row[4])
+    assert (run["n_samples"], run["seed"], run["train_step"]) == (6, 3, 20)
+    assert Store(store).analysis(row[5])["view"] == "raw"
+
+
+def test_failures_are_reported_and_the_rest_go_on(tmp_path, training, monkeypatch):
+    import attnstore.analysis.run as analysis_run
+
+    real = analysis_run.analyze
+
+    def flaky(store, run_id, **kw):
+        if Store(store).run(run_id)["seed"] == 1:
+            raise RuntimeError("boom")
+        return real(store, run_id, **kw)
+
+    monkeypatch.setattr(analysis_run, "analyze", flaky)
+    store = tmp_path / "store"
+    r = invoke(
+        "--store", str(store), "--checkpoints", f"{training}@10", "--samples", "4",
+        "--seed", "0", "--seed", "1", "--task", "conjunction", "--task", "no_such_task",
+    )  # fmt: skip
+    assert r.exit_code == 1, r.output
+    status = {tuple(row[1:3]): row[-2] for row in table(r)}
+    assert status == {
+        ("conjunction", "seed=0"): "done",
+        ("conjunction", "seed=1"): "failed",
+        ("no_such_task", "seed=0"): "failed",
+        ("no_such_task", "seed=1"): "failed",
+    }
+    assert "RuntimeError: boom" in r.stderr
+    assert "3 of 4 items failed" in r.stderr
+    assert "no_such_task" in r.stderr
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unknown_key", "unknown_table", "empty_folder", "missing_step", "missing_path", "executor"],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, training, case):
+    store = tmp_path / "store"
+    args = ["--store", str(store), "--samples", "4"]
+    expect = {
+        "unknown_key": "unknown key 'seed' in [sweep]; accepted: store, checkpoints",
+        "unknown_table": "unknown table [model]",
+        "empty_folder": "holds no checkpoints",
+        "missing_step": "step 15 was not saved; saved steps: 10, 20",
+        "missing_path": "does not exist",
+        "executor": "'dask' is not one of 'local', 'ray'",
+    }[case]
+    if case in ("unknown_key", "unknown_table"):
+        spec = tmp_path / "s.toml"
+        table_name, key = ("sweep", "seed") if case == "unknown_key" else ("model", "x")
+        spec.write_text(f'[{table_name}]\ncheckpoints = ["{training}"]\n{key} = 1\n')
+        args = [str(spec), *args, "--checkpoints", str(training)]
+    elif case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        args += ["--checkpoints", str(tmp_path / "empty")]
+    elif case == "missing_step":
+        args += ["--checkpoints", f"{training}@15"]
+    elif case == "missing_path":
+        args += ["--checkpoints", str(tmp_path / "nope")]
+    else:
+        args += ["--checkpoints", str(training), "--executor", "dask"]
+    r = invoke(*args)
+    assert r.exit_code == 2, r.output
+    assert len(r.stderr.strip().splitlines()) == 1 and expect in r.stderr, r.stderr
+    assert not store.exists()
+
+
+def test_ray_missing_or_unreachable_is_one_line(tmp_path, training, monkeypatch):
+    import socket
+
+    store = tmp_path / "store"
+    args = ["--store", str(store), "--checkpoints", str(training), "--executor", "ray"]
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = invoke(*args, "--ray-address", f"127.0.0.1:{port}")
+    assert r.exit_code == 2 and "is unreachable" in r.stderr, r.output
+    assert len(r.stderr.strip().splitlines()) == 1
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    r = invoke(*args)
+    assert r.exit_code == 2 and "pip install 'attnstore[ray]'" in r.stderr, r.output
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not store.exists()
+
+
+def test_killed_sweep_resumes_without_rewriting(tmp_path, training):
+    """SIGKILL a sweep once its first items are committed; the rerun finishes the rest, leaves
+    every file committed before the kill as it was, and ends with the ids of a sweep that was
+    never killed."""
+    store, reference = tmp_path / "store", tmp_path / "reference"
+    args = ["--checkpoints", str(training), "--samples", "6", "--backend", "torch"]
+    args += [a for s in range(3) for a in ("--seed", str(s))]  # 6 items
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnstore", "sweep", "--store", str(store), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if store.exists() and len(Store(store).ids("analysis")) >= 2:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    s = Store(store)
+    committed_runs, committed_analyses = set(s.ids("run")), set(s.ids("analysis"))
+    assert 2 <= len(committed_analyses) < 6, "the kill came too late to test resuming"
+    kept = {str(p.relative_to(store)) for p in s.files()}
+    before = {k: v for k, v in snapshot(store).items() if k in kept}
+
+    r = invoke("--store", str(store), *args)
+    assert r.exit_code == 0, r.output
+    rows = table(r)
+    assert sum(row[-2] == "existed" for row in rows) >= len(committed_analyses)
+    after = snapshot(store)
+    assert {k: after[k] for k in before} == before  # nothing committed was written again
+
+    ref = invoke("--store", str(reference), *args)
+    assert ref.exit_code == 0, ref.output
+    assert [row[4:6] for row in rows] == [row[4:6] for row in table(ref)]
+    assert committed_runs <= set(Store(store).ids("run"))
+    assert_same_tables(store, reference)
+
+
+def assert_same_tables(a: Path, b: Path) -> None:
+    """Every table of two stores holds the same rows, volatile columns aside."""
+    sa, sb = Store(a), Store(b)
+    for name, t in TABLES.items():
+        cols = [c for c in t.columns if c not in VOLATILE]
+        keys = [(c, "ascending") for c in t.grain]
+        ta = sa.read(name, columns=cols).sort_by(keys)
+        tb = sb.read(name, columns=cols).sort_by(keys)
+        assert ta.num_rows == tb.num_rows, name
+        assert ta.equals(tb), name
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray with this machine's CPUs for the module (it takes seconds to start)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_executor_matches_local(tmp_path, training, ray_local):
+    spec = make_spec(checkpoints=[str(training)], tasks=["conjunction"], seeds=[0], samples=[5])
+    t0 = time.perf_counter()
+    local = run_sweep(tmp_path / "local", spec, executor="local")
+    t1 = time.perf_counter()
+    remote = run_sweep(tmp_path / "ray", spec, executor="ray")
+    t2 = time.perf_counter()
+    print(f"tiny sweep of 2 items: local {t1 - t0:.2f} s, ray (started) {t2 - t1:.2f} s")
+    assert [r.status for r in remote.results] == ["done", "done"], remote.results
+    assert remote.sweep_id == local.sweep_id
+    assert [(r.run_id, r.analysis_id) for r in remote.results] == [
+        (r.run_id, r.analysis_id) for r in local.results
+    ]
+    assert_same_tables(tmp_path / "local", tmp_path / "ray")
+    assert set(Store(tmp_path / "ray").runs().sweep_id) == {local.sweep_id}
