@@ -274,7 +274,7 @@ def test_manifest_errors(tiny_analysed_store, tmp_path):
         plots.plot_manifest(None, no_store)
     bad = tmp_path / "bad.toml"
     bad.write_text('[[figure]]\nkind = "heatmap"\nout = "a.png"\n')
-    with pytest.raises(ConfigError, match="unknown kind 'heatmap'; known: head, heads"):
+    with pytest.raises(ConfigError, match="unknown kind 'heatmap'; known: emergence, head, heads"):
         plots.read_manifest(bad)
     bad.write_text('[[figure]]\nkind = "head"\nlayer = 0\nhead = 0\nout = "a.png"\n')
     with pytest.raises(ConfigError, match="missing sample"):
@@ -452,7 +452,7 @@ def test_a_removed_kind_is_gone(tiny_analysed_store, tmp_path):
     assert "dummy" not in plots.FIGURES  # the fixture above removed it
     result = _run("plot", "dummy", "--help")
     assert result.exit_code == 2 and "No such command 'dummy'" in result.output
-    with pytest.raises(ConfigError, match="unknown figure kind 'dummy'; known: head, heads"):
+    with pytest.raises(ConfigError, match="unknown figure kind 'dummy'; known: emergence, head,"):
         plots.draw_figure("dummy", tiny_analysed_store[0])
 
 

@@ -7,6 +7,7 @@ The flow, one module each::
     head      head_figure, silhouette_figure          (kinds head, silhouette)
     heads     heads_figure, head_map                  (kind heads)
     query     query_figure                            (kind query)
+    emergence emergence_figure                        (kind emergence)
     style     the fixed style; save_figure writes the same bytes every time
     outputs   where outputs may go (never into a store), written whole (figures, query files)
     manifest  plot_figure (one registered kind), plot_manifest (a figures.toml)
@@ -29,6 +30,7 @@ _EXPORTS = {
     "QUERY_KINDS": "registry",
     "QueryClusters": "data",
     "draw_figure": "manifest",
+    "emergence_figure": "emergence",
     "head_figure": "head",
     "head_figure_data": "data",
     "head_figure_data_live": "data",

@@ -52,6 +52,20 @@ EFFECT_METRICS = (  # columns of the head_effect_summary view (attnstore interve
     "mean_delta_logit",
     "late_delta_logit",
 )
+# head_emergence's metrics (head_summary's and heads_by_label_routing's); a test checks them
+ROUTING_METRICS = ("mean_mass_y", "positive_share", "chance_share", "lift", "excess_mass")
+EMERGENCE_METRICS = (
+    *HEAD_METRICS,
+    "quality",
+    "clustered_share",
+    "mean_margin",
+    "mean_dominant",
+    "chance_recall",
+    "recall_lift",
+    "literal_f1",
+    "chance_f1",
+    *ROUTING_METRICS,
+)
 TYPES = (int, float, str, dict)
 _TYPE_NAMES = {int: "an int", float: "a number", str: "a string", dict: "a table"}
 
@@ -240,5 +254,44 @@ register(
         "'attnstore plot query heads_by_literals --store S -p view=shared_keys --column "
         "precision_lift --query-kind y --out lift.png'. In a manifest: query = NAME, "
         'params = { view = "shared_keys" }.',
+    )
+)
+register(
+    FigureKind(
+        "emergence",
+        "attnstore.plots.emergence:draw_emergence",
+        (
+            Param(
+                "metric",
+                required=True,
+                choices=EMERGENCE_METRICS,
+                help="A head_summary metric or a label routing one (heads_by_label_routing's).",
+            ),
+            Param(
+                "query_kind",
+                default="x",
+                choices=QUERY_KINDS,
+                flags=("--kind", "--query-kind"),
+                help="Which query rows.",
+            ),
+            Param(
+                "view",
+                default="shared_keys",
+                choices=("raw", "shared_keys", "per_example"),
+                help="The analyses' row view (ignored by the label routing metrics).",
+            ),
+            Param("threshold", float, 0.5, help="The level a head must reach and keep."),
+            Param("task", help="Only the runs of this task."),
+            Param("seed", int, help="Only the runs of this extraction seed."),
+            Param("lineage", help="The lineage to draw where the runs form several."),
+        ),
+        doc="A metric against training step, one line per head, the model's accuracy (and "
+        "the baselines) beneath.\n"
+        "\n"
+        "Reads the named queries head_emergence and accuracy_over_training: the runs of one "
+        "lineage (checkpoints of one training, extracted alike; 'attnstore sweep' writes "
+        "them), each head's value at each step, a circle where it emerged (reached the "
+        "threshold and stayed there), and the accuracy over the second half of the points, "
+        "e.g. 'attnstore plot emergence --store S --metric lift --kind x --out lift.png'.",
     )
 )

@@ -1,0 +1,297 @@
+"""Emergence over training: the named queries head_emergence, accuracy_over_training and
+heads_across_runs against values computed in pandas from the same store, emerged_at on a
+hand-made table, and the figure kind ``emergence`` (same bytes twice, from the command line)."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from attnstore.cli import cli
+from attnstore.errors import ConfigError, QueryError
+from attnstore.plots import plot_figure
+from attnstore.plots.registry import EMERGENCE_METRICS, FIGURES
+from attnstore.queries import get_query, query
+from attnstore.store import Store
+from attnstore.training import elimination_baseline, majority_baseline
+from tests.conftest import TINY
+
+STEPS = (10, 20, 30)
+SAMPLES = 6
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """The tiny model kept at steps 10, 20 and 30, each extracted (seed 3) and analysed (raw
+    view), and step 30 once more with seed 4: two lineages."""
+    from attnstore import checkpoint
+    from attnstore.analysis.run import analyze
+    from attnstore.extraction import extract
+    from attnstore.training import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("emergence")
+    out, store = root / "checkpoint", root / "store"
+    cfg = TrainConfig(**TINY, steps=30, lr=3e-3, eval_samples=50, save_every=10)
+    train(cfg, out, progress=False)
+    runs = {}
+    steps = checkpoint.training_steps(out)
+    assert [s for s, _ in steps] == list(STEPS)
+    for seed, chosen in ((3, steps), (4, steps[-1:])):
+        for step, path in chosen:
+            run_id = extract(store, checkpoint=str(path), samples=SAMPLES, seed=seed).run_id
+            analyze(store, run_id, view="raw", backend="torch")
+            runs[(seed, step)] = run_id
+    return store, runs
+
+
+def _quality(store, run_id) -> pd.DataFrame:
+    """quality and mean_nmi_y per head from the fits table, in pandas: (layer, head, kind)."""
+    s = Store(store)
+    analyses = s.df("analyses")
+    analysis = analyses[(analyses.run_id == run_id) & (analyses.view == "raw")]
+    assert len(analysis) == 1
+    fits = s.df("fits", analysis_id=analysis.analysis_id.iloc[0])
+    fits["quality"] = fits.best_silhouette.fillna(0)
+    return fits.groupby(["layer", "head", "query_kind"]).agg(
+        quality=("quality", "mean"), mean_nmi_y=("nmi_y", "mean")
+    )
+
+
+def _emerged_at(steps, values, threshold):
+    """The first step from which every value is >= threshold (NaN counting as below)."""
+    above = [v >= threshold if v == v else False for v in values]
+    for i, step in enumerate(steps):
+        if all(above[i:]):
+            return step
+    return None
+
+
+# --- head_emergence --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["quality", "mean_nmi_y"])
+def test_head_emergence_reads_each_steps_analysis(sweep, metric):
+    store, runs = sweep
+    df = query(store, "head_emergence", metric=metric, view="raw", seed=3, threshold=0.0)
+    assert df.lineage.nunique() == 1 and (df.metric == metric).all() and (df.n_runs == 1).all()
+    assert sorted(df.train_step.unique()) == list(STEPS) and (df.task == "conjunction").all()
+    assert len(df) == len(STEPS) * TINY["n_layers"] * TINY["n_heads"] * 2
+    for step in STEPS:
+        expected = _quality(store, runs[(3, step)])[metric]
+        got = df[df.train_step == step].set_index(["layer", "head", "query_kind"]).value
+        np.testing.assert_allclose(got.sort_index(), expected.sort_index(), rtol=1e-12)
+
+
+def test_head_emergence_label_routing_equals_heads_by_label_routing(sweep):
+    store, runs = sweep
+    for kind in ("x", "y"):
+        df = query(store, "head_emergence", metric="lift", query_kind=kind, seed=3)
+        assert (df.query_kind == kind).all()
+        for step in STEPS:
+            routing = query(
+                store, "heads_by_label_routing", run_id=runs[(3, step)], query_kind=kind
+            )
+            expected = routing.set_index(["layer", "head"]).lift.sort_index()
+            got = df[df.train_step == step].set_index(["layer", "head"]).value.sort_index()
+            np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_emerged_at_is_the_first_step_that_stays_above(sweep):
+    store, _ = sweep
+    values = query(store, "head_emergence", metric="quality", view="raw", seed=3).value
+    for threshold in np.quantile(values, [0.0, 0.3, 0.5, 0.7, 1.0]):
+        df = query(store, "head_emergence", metric="quality", view="raw", seed=3,
+                   threshold=float(threshold))  # fmt: skip
+        assert (df.above == (df.value >= threshold)).all()
+        for _, head in df.groupby(["layer", "head", "query_kind"]):
+            head = head.sort_values("train_step")
+            expected = _emerged_at(list(head.train_step), list(head.value), threshold)
+            assert head.emerged_at.nunique(dropna=False) == 1
+            got = head.emerged_at.iloc[0]
+            assert (pd.isna(got) and expected is None) or got == expected
+
+
+def _crafted_connection(series: dict[tuple[int, int], list[float | None]], steps):
+    """An in-memory DuckDB with the tables head_emergence reads, one run per step of one
+    lineage, quality per head as ``series`` says (None: null)."""
+    con = duckdb.connect()
+    con.execute(
+        "create table runs (run_id varchar, train_step bigint, task varchar, seed bigint, "
+        "n_samples int, n_points int, task_params_json varchar, card_json varchar)"
+    )
+    con.execute(
+        "create table latest_analyses (analysis_id varchar, run_id varchar, view varchar, "
+        "latest_of_view boolean)"
+    )
+    metrics = [m for m in EMERGENCE_METRICS if m not in _routing_metrics()]
+    con.execute(
+        "create table head_summary (analysis_id varchar, layer smallint, head smallint, "
+        "query_kind varchar, " + ", ".join(f"{m} double" for m in metrics) + ")"
+    )
+    con.execute("create table inputs (run_id varchar, sample int, point smallint, y tinyint)")
+    con.execute(
+        "create table attention (run_id varchar, layer smallint, head smallint, sample int, "
+        "point smallint, query_kind varchar, mass_y float, mass_y_pos float)"
+    )
+    for i, step in enumerate(steps):
+        con.execute(
+            "insert into runs values (?, ?, 'conjunction', 0, 10, 8, '{}', '{\"train\": {}}')",
+            [f"r{i}", step],
+        )
+        con.execute("insert into latest_analyses values (?, ?, 'raw', true)", [f"a{i}", f"r{i}"])
+        # a later, older-view analysis that must not be read
+        con.execute("insert into latest_analyses values (?, ?, 'raw', false)", [f"o{i}", f"r{i}"])
+        for (layer, head), values in series.items():
+            for analysis, value in ((f"a{i}", values[i]), (f"o{i}", 99.0)):
+                con.execute(
+                    "insert into head_summary (analysis_id, layer, head, query_kind, quality) "
+                    "values (?, ?, ?, 'x', ?)",
+                    [analysis, layer, head, value],
+                )
+    return con
+
+
+def _routing_metrics():
+    return ("mean_mass_y", "positive_share", "chance_share", "lift", "excess_mass")
+
+
+def test_emerged_at_on_a_hand_made_table():
+    steps = [100, 200, 300, 400, 500, 600]
+    series = {
+        (0, 0): [0.1, 0.6, 0.4, 0.7, 0.8, 0.9],  # crosses twice: stays from 400
+        (0, 1): [0.6, 0.7, 0.5, 0.9, 1.0, 0.8],  # always at or above (0.5 counts): 100
+        (1, 0): [0.1, 0.9, 0.9, 0.9, 0.9, 0.2],  # falls at the end: never
+        (1, 1): [0.9, 0.9, None, 0.9, 0.9, 0.9],  # a null step counts as below: 400
+    }
+    con = _crafted_connection(series, steps)
+    q = get_query("head_emergence")
+    values = q.bind({"metric": "quality", "view": "raw", "threshold": 0.5})
+    df = con.execute(q.sql, {n: values[n] for n in q.used_params}).df()
+    emerged = df.groupby(["layer", "head"]).emerged_at.first()
+    assert emerged[(0, 0)] == 400 and emerged[(0, 1)] == 100 and emerged[(1, 1)] == 400
+    assert pd.isna(emerged[(1, 0)])
+    got = df[(df.layer == 0) & (df["head"] == 0)].sort_values("train_step")
+    assert list(got.value) == series[(0, 0)] and list(got.train_step) == steps
+    assert list(got.above) == [False, True, False, True, True, True]
+
+
+def test_unknown_metric_is_refused_naming_the_known_ones(sweep):
+    store, _ = sweep
+    for name in ("head_emergence", "heads_across_runs"):
+        with pytest.raises(QueryError, match="unknown metric 'silhouette'; known: chance_f1"):
+            query(store, name, metric="silhouette")
+    with pytest.raises(ConfigError, match="out of range"):
+        query(store, "head_emergence", query_kind="z")
+
+
+def test_the_figure_offers_every_metric_the_queries_know():
+    for name in ("head_emergence", "heads_across_runs"):
+        known = re.findall(r"\('(\w+)', '(?:summary|routing)'\)", get_query(name).sql)
+        assert sorted(known) == sorted(EMERGENCE_METRICS), name
+        header = get_query(name).header
+        for metric in EMERGENCE_METRICS if name == "head_emergence" else ():
+            assert re.search(rf"\b{metric}\b", header), metric
+    assert FIGURES["emergence"].params[0].choices == EMERGENCE_METRICS
+
+
+# --- accuracy_over_training ------------------------------------------------------------------
+
+
+def test_accuracy_over_training_equals_the_baselines_of_train(sweep):
+    store, runs = sweep
+    df = query(store, "accuracy_over_training", seed=3)
+    n_points = TINY["n_points"]
+    assert df.lineage.nunique() == 1 and list(df.train_step) == [s for s in STEPS for _ in
+                                                                  range(n_points)]  # fmt: skip
+    s = Store(store)
+    for step in STEPS:
+        run_id = runs[(3, step)]
+        got = df[df.train_step == step].sort_values("point")
+        assert list(got.point) == list(range(n_points)) and (got.n_samples == SAMPLES).all()
+        inputs = s.df("inputs", run_id=run_id).sort_values(["sample", "point"])
+        x = np.stack(inputs.x.to_numpy()).reshape(SAMPLES, n_points, -1).astype(np.float32)
+        y = inputs.y.to_numpy().reshape(SAMPLES, n_points).astype(np.float32)
+        np.testing.assert_allclose(got.majority_accuracy, (majority_baseline(y) == y).mean(0))
+        np.testing.assert_allclose(
+            got.elimination_accuracy, (elimination_baseline(x, y) == y).mean(0)
+        )
+        predictions = s.df("predictions", run_id=run_id)
+        np.testing.assert_allclose(
+            got.model_accuracy, predictions.groupby("point").correct.mean().to_numpy()
+        )
+        best = np.maximum(got.majority_accuracy, got.elimination_accuracy)
+        np.testing.assert_allclose(got.model_vs_best, got.model_accuracy - best)
+    # run_overview of the same run gives the same numbers
+    overview = query(store, "run_overview", run_id=runs[(3, 20)])
+    got = df[df.train_step == 20].reset_index(drop=True)
+    for column in ("model_accuracy", "majority_accuracy", "elimination_accuracy"):
+        np.testing.assert_allclose(got[column], overview[column], rtol=1e-12)
+
+
+# --- heads_across_runs -----------------------------------------------------------------------
+
+
+def test_heads_across_runs_compares_two_seeds_head_by_head(sweep):
+    store, runs = sweep
+    df = query(store, "heads_across_runs", view="raw", seed_a=3, seed_b=4)
+    assert len(df) == TINY["n_layers"] * TINY["n_heads"] * 2 and list(df["rank"]) == list(
+        range(1, len(df) + 1)
+    )
+    assert (df.step_a == 30).all() and (df.step_b == 30).all()  # each side's last step
+    assert (df.n_runs_a == 1).all() and (df.n_runs_b == 1).all()
+    a, b = _quality(store, runs[(3, 30)]).quality, _quality(store, runs[(4, 30)]).quality
+    got = df.set_index(["layer", "head", "query_kind"]).sort_index()
+    np.testing.assert_allclose(got.value_a, a.sort_index(), rtol=1e-12)
+    np.testing.assert_allclose(got.value_b, b.sort_index(), rtol=1e-12)
+    np.testing.assert_allclose(got.difference, (b - a).sort_index(), rtol=1e-9, atol=1e-15)
+    assert (df.difference.abs().diff().dropna() <= 0).all()  # ranked by |difference|
+
+    early = query(store, "heads_across_runs", view="raw", seed_a=3, seed_b=3, train_step=10)
+    assert (early.step_a == 10).all() and (early.difference == 0).all()
+    both = query(store, "heads_across_runs", view="raw", train_step=30)  # both seeds a side
+    assert (both.n_runs_a == 2).all()
+    mean = (a + b) / 2
+    np.testing.assert_allclose(
+        both.set_index(["layer", "head", "query_kind"]).sort_index().value_a,
+        mean.sort_index(),
+        rtol=1e-12,
+    )
+
+
+# --- the figure ------------------------------------------------------------------------------
+
+
+def test_emergence_figure_same_bytes_and_from_the_command_line(sweep, tmp_path):
+    store, _ = sweep
+    params = dict(metric="lift", query_kind="x", view="raw", threshold=1.0, seed=3)
+    for suffix in (".png", ".svg"):
+        one = plot_figure("emergence", store, tmp_path / f"one{suffix}", **params)
+        two = plot_figure("emergence", store, tmp_path / f"two{suffix}", **params)
+        assert one.read_bytes() == two.read_bytes() and one.stat().st_size > 1000
+    out = tmp_path / "cli" / "quality.png"
+    args = ["plot", "emergence", "--store", store, "--metric", "quality", "--kind", "y"]
+    args += ["--view", "raw", "--threshold", "0.4", "--seed", "3", "--out", out]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out) and out.stat().st_size > 1000
+    again = plot_figure(
+        "emergence", store, tmp_path / "again.png", metric="quality", query_kind="y",
+        view="raw", threshold=0.4, seed=3,
+    )  # fmt: skip
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_emergence_figure_asks_for_one_lineage(sweep, tmp_path):
+    store, _ = sweep
+    with pytest.raises(ConfigError, match="several lineages .* --lineage"):
+        plot_figure("emergence", store, tmp_path / "a.png", metric="quality", view="raw")
+    lineage = query(store, "head_emergence", view="raw", seed=4).lineage.iloc[0]
+    path = plot_figure(
+        "emergence", store, tmp_path / "b.png", metric="quality", view="raw", lineage=lineage
+    )
+    assert path.stat().st_size > 1000
