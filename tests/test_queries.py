@@ -199,6 +199,8 @@ def _write_run(store: Store, run_id: str, created_at, x, y, attn) -> None:
             "accuracy": float((pred == y).mean()),
             "precision": "float32",
             "max_abs_error": 0.0,
+            "train_step": None,
+            "sweep_id": None,
             "attnstore_version": attnstore.__version__,
             "torch_version": "",
             "python_version": "",
