@@ -204,7 +204,10 @@ def expand_checkpoints(spec: SweepSpec) -> list[Checkpoint]:
 
     out: list[Checkpoint] = []
     for given in spec.checkpoints:
-        text, at, step_text = given.rpartition("@") if "@" in given else (given, "", "")
+        # PATH@STEP where STEP is a number and PATH@STEP is not itself a path that exists
+        text, at, step_text = given.rpartition("@")
+        if not at or not step_text.isdigit() or Path(given).expanduser().exists():
+            text, at, step_text = given, "", ""
         if given == "default":
             out.append(
                 Checkpoint("default", "default", str(default_checkpoint_dir() / WEIGHTS_FILE))
@@ -218,10 +221,8 @@ def expand_checkpoints(spec: SweepSpec) -> list[Checkpoint]:
             )
         path = path.resolve()
         if at:
-            if not path.is_dir() or not step_text.isdigit():
-                raise ConfigError(
-                    f"checkpoint '{given}': PATH@STEP needs a training folder and a step number"
-                )
+            if not path.is_dir():
+                raise ConfigError(f"checkpoint '{given}': PATH@STEP needs a training folder")
             steps = dict(training_steps(path))
             if int(step_text) not in steps:
                 raise CheckpointError(
