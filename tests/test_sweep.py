@@ -288,3 +288,16 @@ def test_incontext_bool_checkpoints_with_their_config(tmp_path):
     assert [row[0] for row in rows] == ["model_5.pt", "model_10.pt"]
     runs = Store(store).runs().set_index("run_id")
     assert list(runs.loc[[row[4] for row in rows], "train_step"]) == [5, 10]
+
+
+def test_sweep_into_an_object_store(training, s3_bucket):
+    """An s3:// store takes a sweep as a folder does; the rerun finds everything committed."""
+    url = f"s3://{s3_bucket}/sweeps"
+    args = ["--store", url, "--checkpoints", f"{training}@20", "--samples", "4"]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert [row[-2] for row in table(first)] == ["done"]
+    again = invoke(*args)
+    assert again.exit_code == 0, again.output
+    assert [row[-2] for row in table(again)] == ["existed"]
+    assert Store(url).ids("run") == [table(first)[0][4]]
