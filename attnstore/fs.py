@@ -11,7 +11,9 @@ through one object of this interface, a local folder (:class:`LocalFS`) or an ob
 :func:`filesystem_for` turns what a user gives as ``--store`` (a folder or a URL) into a
 filesystem and the store's root path on it. Object stores are reached through s3fs (botocore),
 configured as every AWS tool is: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_PROFILE`` and the shared config files.
+``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_PROFILE`` and the shared config files;
+pyarrow reads and writes the Parquet files with its own S3 client, given what botocore resolved
+(docs/object-storage.md).
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ import contextlib
 import fcntl
 import fnmatch
 import os
+import re
 import shutil
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
 
 from attnstore.errors import StoreError
 
 SCHEMES = ("s3",)  # URL schemes a store may live at, besides a local folder
+_ONE_SLASH = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # s3:/bucket, a URL's typo
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -42,6 +47,12 @@ def filesystem_for(location: str | os.PathLike) -> tuple[LocalFS | ObjectFS, Pat
     if not text.strip():
         raise StoreError("the store path is empty; give a folder (store/) or s3://bucket/prefix")
     if not is_url(text):
+        typo = _ONE_SLASH.match(text)
+        if typo:
+            raise StoreError(
+                f"store '{text}' is not a URL (one slash after '{typo.group(1)}:'); write "
+                f"{typo.group(1)}://{text[typo.end() :]}, or ./{text} for a local folder"
+            )
         return LocalFS(), Path(location)
     scheme, _, rest = text.partition("://")
     if scheme.lower() not in SCHEMES:
@@ -50,8 +61,10 @@ def filesystem_for(location: str | os.PathLike) -> tuple[LocalFS | ObjectFS, Pat
             "s3://bucket/prefix"
         )
     bucket = rest.split("/", 1)[0]
-    if not bucket or ".." in rest.split("/"):
+    if not bucket:
         raise StoreError(f"store '{text}' names no bucket; write s3://bucket/prefix")
+    if ".." in rest.split("/"):
+        raise StoreError(f"store '{text}': '..' is not allowed in a key; write s3://bucket/prefix")
     return ObjectFS(text), PurePosixPath(rest.rstrip("/"))
 
 
@@ -183,68 +196,109 @@ class LocalFS:
 class ObjectFS:
     """An S3 bucket (or any S3 API) through s3fs: no renames, no locks, no folders; a write
     replaces an object whole, and ``create_only`` is a conditional put (``If-None-Match``).
-    Listings are never cached: a store is read as it is now."""
+    Listings are never cached: a store is read as it is now. Errors are one line naming the
+    store and what to change (:meth:`errors`); opening checks the bucket in one quick request
+    (:meth:`check_bucket`)."""
 
     has_locks = False
 
     def __init__(self, location: str) -> None:
+        self.location = location
+        self._s3 = self._connect({"connect_timeout": 5, "retries": {"max_attempts": 2}})
+        self._clients = [self._s3]  # whose endpoint an error names
+        self._arrow = None  # (credentials, pyarrow's filesystem): see arrow()
+
+    def _connect(self, config: dict):
         try:
             import s3fs
         except ImportError as e:  # pragma: no cover - s3fs is a dependency
-            raise StoreError(f"store '{location}' needs s3fs: pip install s3fs") from e
-        self.location = location
-        self._s3 = s3fs.S3FileSystem(
-            use_listings_cache=False,
-            skip_instance_cache=True,
-            config_kwargs={"connect_timeout": 5, "retries": {"max_attempts": 2}},
+            raise StoreError(f"store '{self.location}' needs s3fs: pip install s3fs") from e
+        return s3fs.S3FileSystem(
+            use_listings_cache=False, skip_instance_cache=True, config_kwargs=config
         )
 
     def url(self, path: PurePosixPath) -> str:
         return f"s3://{path}"
 
+    def _endpoint(self) -> str:
+        """The S3 API this store is reached at, as botocore resolved it."""
+        for fs in self._clients:
+            client = getattr(fs, "_s3", None)
+            if client is not None:
+                return client.meta.endpoint_url
+        return os.environ.get("AWS_ENDPOINT_URL", "the AWS endpoint")
+
     @contextlib.contextmanager
     def errors(self, path: PurePosixPath, doing: str):
-        """Turn what botocore and s3fs raise into one line naming the store and the cause."""
+        """Turn what botocore and s3fs raise into one line naming the store and the cause; a
+        missing object stays a FileNotFoundError (callers expect one)."""
         try:
             yield
         except (StoreError, FileExistsError):
             raise
-        except FileNotFoundError as e:
-            bucket = str(path).split("/", 1)[0]
-            if not self._bucket_exists(bucket):
-                raise StoreError(
-                    f"store '{self.location}': bucket '{bucket}' does not exist (or is not "
-                    "yours); create it first, e.g. aws s3 mb s3://" + bucket
-                ) from e
-            raise
-        except PermissionError as e:
-            raise StoreError(
-                f"store '{self.location}': access denied while {doing} ({e}); check "
-                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-            ) from e
-        except OSError as e:
-            raise StoreError(f"store '{self.location}': {doing} failed: {e}") from e
-        except Exception as e:  # botocore's connection and credential errors
-            name = type(e).__name__
-            if "Endpoint" in name or "Connect" in name or "Credential" in name:
-                where = os.environ.get("AWS_ENDPOINT_URL", "the default AWS endpoint")
-                raise StoreError(
-                    f"store '{self.location}': cannot reach {where} ({name}: {e}); set "
-                    "AWS_ENDPOINT_URL and the credentials of a reachable S3 API"
-                ) from e
-            raise
+        except Exception as e:
+            problem = self._problem(e, path, doing)
+            if problem is None:
+                raise
+            raise StoreError(f"store '{self.location}': {problem}") from e
 
-    def _bucket_exists(self, bucket: str) -> bool:
-        try:
-            return bool(self._s3.exists(bucket))
-        except Exception:
-            return False
+    def _problem(self, e: Exception, path: PurePosixPath, doing: str) -> str | None:
+        """What went wrong, for a user to act on; None for a missing object."""
+        import botocore.exceptions as bx
+
+        chain = _chain(e)
+        responses = [x.response for x in chain if isinstance(getattr(x, "response", None), dict)]
+        code = responses[0].get("Error", {}).get("Code") if responses else None  # S3's error
+        bucket = str(path).split("/", 1)[0]
+        creds = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+        if code == "NoSuchBucket":
+            return (
+                f"bucket '{bucket}' does not exist at {self._endpoint()}; create it first "
+                f"(aws s3 mb s3://{bucket}), or check AWS_ENDPOINT_URL"
+            )
+        if isinstance(e, FileNotFoundError):
+            return None
+        if any(isinstance(x, (bx.NoCredentialsError, bx.PartialCredentialsError)) for x in chain):
+            return f"no AWS credentials found ({e}); set {creds} (a profile of ~/.aws/credentials)"
+        if any(isinstance(x, bx.ProfileNotFound) for x in chain):
+            return f"{e} (AWS_PROFILE); name a profile of ~/.aws/config or unset AWS_PROFILE"
+        unreachable = (bx.ConnectionError, bx.HTTPClientError, TimeoutError, ConnectionError)
+        if any(isinstance(x, unreachable) for x in chain):
+            return (
+                f"cannot reach {self._endpoint()} while {doing} ({type(e).__name__}); set "
+                "AWS_ENDPOINT_URL to a reachable S3 API (unset: AWS itself)"
+            )
+        if code in _REFUSED_CREDENTIALS:
+            return f"credentials refused by {self._endpoint()} ({code}: {_first(e)}); check {creds}"
+        if isinstance(e, PermissionError) or code == "AccessDenied":
+            if doing.startswith(("writing", "deleting")):
+                return (
+                    f"access denied while {doing}: these credentials may not write to the "
+                    "store; writing one needs s3:PutObject, s3:GetObject, s3:DeleteObject and "
+                    "s3:ListBucket on its prefix"
+                )
+            return (
+                f"access denied while {doing}: these credentials may not read the store; "
+                "reading one needs s3:GetObject and s3:ListBucket on its prefix"
+            )
+        if isinstance(e, OSError):
+            return f"{doing} failed: {e}"
+        return None
 
     def check_bucket(self, root: PurePosixPath) -> None:
-        """StoreError unless the store's bucket exists and can be listed."""
-        bucket = str(root).split("/", 1)[0]
+        """StoreError unless the store's bucket exists and its prefix can be listed: one
+        request, tried once with short timeouts, so that a wrong endpoint, key or bucket is
+        named in seconds rather than after the minutes of retries the transfers allow."""
+        probe = self._connect(
+            {"connect_timeout": 5, "read_timeout": 5, "retries": {"total_max_attempts": 1}}
+        )
+        probe.retries = 1  # s3fs's own retry loop, around botocore's: one try
+        self._clients.append(probe)
+        bucket, _, prefix = str(root).partition("/")
         with self.errors(root, "listing the bucket"):
-            self._s3.ls(bucket, detail=False)
+            probe.call_s3(
+                "list_objects_v2", Bucket=bucket, Prefix=prefix and prefix + "/", MaxKeys=1
+            )
 
     def exists(self, path: PurePosixPath) -> bool:
         with self.errors(path, "looking for a file"):
@@ -346,10 +400,41 @@ class ObjectFS:
         """Nothing: an object store has no locks."""
 
     def arrow(self):
-        """The same bucket for pyarrow, through its fsspec handler (one configuration)."""
+        """The same bucket for pyarrow (datasets, Parquet writers): pyarrow's own S3 client,
+        given the endpoint, region and credentials botocore resolved for s3fs, so that both
+        follow one configuration. Not s3fs behind pyarrow's fsspec handler: there pyarrow's
+        I/O threads call back into Python, and a DuckDB scan whose file vanished under it (a
+        commit of an ``--overwrite``) could hang instead of failing; pyarrow's own client says
+        the file is gone, and the reader lists again."""
         import pyarrow.fs
+        from fsspec.asyn import sync
 
-        return pyarrow.fs.PyFileSystem(pyarrow.fs.FSSpecHandler(self._s3))
+        where = PurePosixPath(self.location.partition("://")[2])
+        with self.errors(where, "connecting"):
+            client = self._s3.s3  # connects: the endpoint and region are resolved
+            creds = sync(self._s3.loop, self._s3.session.get_credentials)
+            if creds is None:
+                import botocore.exceptions
+
+                raise botocore.exceptions.NoCredentialsError()
+            frozen = sync(self._s3.loop, creds.get_frozen_credentials)  # refreshed if due
+        key = (frozen.access_key, frozen.secret_key, frozen.token)
+        if self._arrow is None or self._arrow[0] != key:
+            endpoint = urlsplit(client.meta.endpoint_url)
+            custom = not endpoint.hostname.endswith(".amazonaws.com")  # MinIO, moto, ...
+            self._arrow = (
+                key,
+                pyarrow.fs.S3FileSystem(
+                    access_key=frozen.access_key,
+                    secret_key=frozen.secret_key,
+                    session_token=frozen.token,
+                    region=client.meta.region_name,
+                    endpoint_override=endpoint.netloc if custom else None,
+                    scheme=endpoint.scheme,
+                    connect_timeout=5,
+                ),
+            )
+        return self._arrow[1]
 
 
 def _glob_match(rel: str, pattern: str) -> bool:
@@ -363,3 +448,29 @@ def _glob_match(rel: str, pattern: str) -> bool:
     return len(rp) == len(pp) and all(
         fnmatch.fnmatchcase(r, p) for r, p in zip(rp, pp, strict=True)
     )
+
+
+# S3 error codes of credentials the endpoint does not accept (unknown, mistyped, expired)
+_REFUSED_CREDENTIALS = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+}
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """``e`` and the exceptions it was raised from, outermost first."""
+    out: list[BaseException] = []
+    while e is not None and e not in out:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def _first(e: BaseException) -> str:
+    """An error's message up to its first sentence's end."""
+    text = str(e).strip()
+    return text.split(". ", 1)[0].rstrip(".")
