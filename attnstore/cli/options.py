@@ -173,12 +173,11 @@ view_option = click.option(
     show_default=True,
     help="Row view of the analysis (docs/analysis.md).",
 )
-store_option = click.option(
-    "--store",
-    required=True,
-    help="Store: a folder, or an S3 URL s3://bucket/prefix (AWS_ENDPOINT_URL and the usual "
-    "AWS credentials apply).",
+STORE_HELP = (
+    "Store: a folder, or an S3 URL s3://bucket/prefix (AWS_ENDPOINT_URL and the usual AWS "
+    "credentials apply; docs/object-storage.md)."
 )
+store_option = click.option("--store", required=True, help=STORE_HELP)
 query_param_option = click.option(
     "--param",
     "-p",

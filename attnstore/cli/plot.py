@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from attnstore.cli.options import parse_query_params, show_progress
+from attnstore.cli.options import STORE_HELP, parse_query_params, show_progress
 from attnstore.errors import known
 from attnstore.plots.registry import FIGURES, FigureKind, Param
 
@@ -46,9 +46,7 @@ def figure_command(kind: FigureKind) -> click.Command:
                 values[p.name] = parse_query_params(values[p.name])
         click.echo(plot_figure(kind.name, store, out, **values))
 
-    store = click.Option(
-        ["--store"], required=True, type=click.Path(file_okay=False), help="Store folder."
-    )
+    store = click.Option(["--store"], required=True, help=STORE_HELP)
     out = click.Option(
         ["--out"],
         required=True,
@@ -78,8 +76,8 @@ class FigureGroup(click.Group):
 )
 @click.option(
     "--store",
-    type=click.Path(file_okay=False),
-    help="Store folder, with --manifest [default: the manifest's 'store'].",
+    help="Store (a folder or s3://bucket/prefix), with --manifest [default: the manifest's "
+    "'store'].",
 )
 @click.pass_context
 def plot(ctx: click.Context, manifest: str | None, store: str | None) -> None:

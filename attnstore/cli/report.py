@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from attnstore.cli.options import show_progress
+from attnstore.cli.options import show_progress, store_option
 
 
 @click.command()
-@click.option("--store", required=True, type=click.Path(file_okay=False), help="Store folder.")
+@store_option
 @click.option("--run", "run_id", default=None, help="Run id [default: the latest run].")
 @click.option(
     "--analysis", "analysis_id", default=None, help="Analysis id [default: the run's latest]."

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from attnstore.errors import ConfigError, NotFoundError, known
+from attnstore.fs import is_url
 from attnstore.plots.registry import FIGURES, Param, figure_kind
 from attnstore.store import Store, open_store
 
@@ -73,7 +74,8 @@ def read_manifest(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
 
     A manifest::
 
-        store = "store"            # optional; relative to this file; --store overrides it
+        store = "store"            # optional; relative to this file, or s3://bucket/prefix;
+                                   # --store overrides it
 
         [[figure]]
         kind = "head"              # any registered kind: head, heads, query, silhouette
@@ -112,7 +114,7 @@ def read_manifest(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
     if store is not None and not isinstance(store, str):
         raise ConfigError(
             f"figure manifest '{path}': store = {_show(store)} is not a string; accepted: a "
-            'folder, relative to the manifest (store = "store")'
+            'folder, relative to the manifest (store = "store"), or a URL (s3://bucket/prefix)'
         )
     figures = doc.get("figure", [])
     if not isinstance(figures, list):
@@ -145,7 +147,9 @@ def read_manifest(path: str | Path) -> tuple[str | None, list[dict[str, Any]]]:
             {k: v for k, v in f.items() if k != "kind"}, f"figure {i} of '{path}' ({kind})"
         )
         entries.append({"kind": kind, **values, "out": path.parent / values["out"]})
-    return (None if store is None else str(path.parent / store)), entries
+    if store is not None and not is_url(store):  # a folder: relative to the manifest
+        store = str(path.parent / store)
+    return store, entries
 
 
 def plot_manifest(
