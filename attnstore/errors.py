@@ -6,7 +6,8 @@ The tree::
     ├── ConfigError                a value outside what is accepted (task, n_dims, k range, ...)
     ├── CheckpointError            a checkpoint or model config that cannot be loaded
     ├── StoreError                 a store that cannot be read or written as asked
-    │   └── SchemaVersionError     a store written by a newer schema version
+    │   ├── SchemaVersionError     a store written by another schema version
+    │   └── CommitConflict         another writer committed the same id first
     ├── NotFoundError              a run, analysis, query, head or sample that is not there
     └── QueryError                 SQL that DuckDB rejects, or a statement that would write
 
@@ -34,6 +35,12 @@ class StoreError(AttnStoreError):
 
 class SchemaVersionError(StoreError):
     """A store whose schema version is newer than this attnstore understands."""
+
+
+class CommitConflict(StoreError):
+    """Another writer committed the same run (analysis, intervention) id while this one wrote:
+    its version is kept, this writer's files are removed. Ids are content hashes, so for a new
+    run the one kept is the same run."""
 
 
 class NotFoundError(AttnStoreError, LookupError):

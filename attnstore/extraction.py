@@ -30,7 +30,7 @@ import torch
 
 from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, load_checkpoint, train_step
-from attnstore.errors import ConfigError
+from attnstore.errors import CommitConflict, ConfigError
 from attnstore.model import check_device
 from attnstore.provenance import content_id
 from attnstore.schema import SCHEMA_VERSION, TABLES
@@ -155,12 +155,24 @@ def write(
     be), in one transaction; a run already there is left as it is unless ``overwrite``."""
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
-    e, batch = extraction, extraction.batch
+    e = extraction
     s = Store(store, create=True)
     s.verify()  # a corrupted store is named before the model runs
     if e.run_id in s.keys("run") and not overwrite:
         return ExtractResult(e.run_id, existed=True)
-    cfg = e.loaded.config
+    try:
+        _write_run(s, e, batch_size, device, overwrite, progress, command)
+    except CommitConflict:
+        if overwrite:
+            raise
+        # Another writer committed this run id first (an object store has no locks to keep
+        # it out): ids are content hashes, so the run kept is this one.
+        return ExtractResult(e.run_id, existed=True)
+    return ExtractResult(e.run_id, existed=False)
+
+
+def _write_run(s: Store, e: Extraction, batch_size, device, overwrite, progress, command):
+    cfg, batch = e.loaded.config, e.batch
     S, N = batch.y.shape
     with s.transaction("run", e.run_id, overwrite=overwrite) as txn:
         txn.expect_rows(
@@ -171,7 +183,6 @@ def write(
             attention=cfg.n_layers * cfg.n_heads * S * 2 * N,
         )
         _write_rows(txn, e, batch_size, device, progress, command)
-    return ExtractResult(e.run_id, existed=False)
 
 
 def extract(

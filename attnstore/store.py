@@ -44,6 +44,8 @@ class Store:
         self._tokens: dict[Path, tuple[Any, str]] = {}  # commit record -> (stamp, token)
         if isinstance(self.fs, ObjectFS):
             self.fs.check_bucket(self.root)
+        elif self.root.is_file():
+            raise StoreError(f"'{self.path}' is a file; a store is a folder or s3://bucket/prefix")
         meta = self.root / STORE_FILE
         if create:
             self._create()
@@ -116,6 +118,8 @@ class Store:
                         meta = pq.read_schema(fh).metadata or {}
                 except FileNotFoundError:
                     continue
+                except PermissionError as e:
+                    raise StoreError(f"cannot read '{self.fs.url(f)}': access denied ({e})") from e
                 except (pa.ArrowException, OSError) as e:
                     raise StoreError(f"corrupted Parquet file '{self.fs.url(f)}': {e}") from e
                 token = meta.get(COMMIT_KEY.encode(), b"").decode()

@@ -48,7 +48,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from attnstore.errors import StoreError, known
+from attnstore.errors import CommitConflict, StoreError, known
 from attnstore.fs import LocalFS, ObjectFS
 from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, parquet_options
 
@@ -178,6 +178,16 @@ class Folder:
                     out.setdefault(first.split("=", 1)[1], []).append(f)
         return out
 
+    def committed_token(self, level: str, key: str) -> str | None:
+        """The token the commit record of ``key`` names now; None where there is none."""
+        path = self.commit_path(level, key)
+        try:
+            with self.fs.arrow().open_input_file(str(path)) as f:
+                meta = pq.read_schema(f).metadata or {}
+        except FileNotFoundError:
+            return None
+        return meta.get(COMMIT_KEY.encode(), b"").decode() or None
+
     # --- cleaning up -------------------------------------------------------------------
 
     def collect(self, level: str, key: str, keep: str | None, files: Iterable[Path]) -> None:
@@ -294,16 +304,21 @@ class Transaction:
         path = self.folder.commit_path(self.level, self.key)
         self.folder.no_links(path.parent)
         self.fs.mkdir(path.parent)
+        replaced = self.folder.committed_token(self.level, self.key)  # the version replaced
         if self.overwrite:
             self.fs.write_bytes(path, record)
         elif not self.fs.create_only(path, record):
-            raise StoreError(
+            raise CommitConflict(
                 f"{self.level} {self.key} was committed by another writer while this one ran; "
                 "this writer's files were removed and the committed one is kept"
             )
         self._committed = True
         _crash_at("committed")
         files = self.folder.level_files(self.level).get(self.key, [])
+        if not self.fs.has_locks:
+            # No lock keeps other writers of this id out: delete only the version this commit
+            # replaced; any other token may be a live writer's, left to recovery once stale.
+            files = [f for f in files if _token(f) == replaced]
         self.folder.collect(self.level, self.key, self.token, files)
         self._release()
 
@@ -344,6 +359,11 @@ class Transaction:
     def _release(self) -> None:
         self.folder.unlock(self._key_lock)
         self._key_lock = None
+
+
+def _token(path: Path) -> str | None:
+    m = DATA_FILE.fullmatch(path.name)
+    return m.group(1) if m else None
 
 
 def _crash_at(step: str) -> None:

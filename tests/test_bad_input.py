@@ -133,7 +133,7 @@ CASES = [
      "store = ['store'] is not a string"),
     ("manifest kind missing", ["plot", "--manifest", "{tmp}/kind_missing.toml", "--store",
                                "{store}"],
-     "has no kind; known: head, heads"),
+     "has no kind; known: emergence, head, heads"),
     ("manifest params list", ["plot", "--manifest", "{tmp}/params_list.toml", "--store",
                               "{store}"],
      "params = [1] is not a table"),

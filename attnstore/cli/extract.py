@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from attnstore.cli.options import (
+    STORE_HELP,
     backend_option,
     checkpoint_option,
     device_option,
@@ -27,8 +28,7 @@ from attnstore.cli.options import (
 @click.option(
     "--store",
     required=True,
-    type=click.Path(file_okay=False),
-    help="Store folder (made if it does not exist; not inside another store).",
+    help=STORE_HELP + " Made if it does not exist (a folder never inside another store).",
 )
 @checkpoint_option
 @model_config_option
@@ -140,8 +140,7 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
     "--store",
     default="attnstore-store",
     show_default=True,
-    type=click.Path(file_okay=False),
-    help="Store folder (made if need be; not inside another store).",
+    help=STORE_HELP + " Made if it does not exist (a folder never inside another store).",
 )
 @click.option(
     "--out",
