@@ -15,7 +15,6 @@ model's.
 from __future__ import annotations
 
 import json
-import platform
 import queue
 import sys
 import threading
@@ -32,7 +31,7 @@ from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, load_checkpoint, train_step
 from attnstore.errors import CommitConflict, ConfigError
 from attnstore.model import check_device
-from attnstore.provenance import content_id
+from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
 
@@ -452,9 +451,8 @@ def _functions_table(batch: tasks.TaskBatch, lo: int, hi: int) -> pa.Table:
 
 
 def _runs_row(e: Extraction, device: str, totals: _Totals, command: str) -> pa.Table:
-    from attnstore import __version__
-
     loaded, batch = e.loaded, e.batch
+    v = versions()
     cfg = loaded.config
     S, N, _ = batch.x.shape
     row = {
@@ -481,11 +479,9 @@ def _runs_row(e: Extraction, device: str, totals: _Totals, command: str) -> pa.T
         "max_abs_error": totals.max_abs_error,
         "train_step": train_step(loaded),
         "sweep_id": e.sweep_id,
-        # provenance.versions() less scikit-learn, which only analyses use (its import alone
-        # would take a second)
-        "attnstore_version": __version__,
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
+        "attnstore_version": v["attnstore"],
+        "torch_version": v["torch"],
+        "python_version": v["python"],
         "schema_version": SCHEMA_VERSION,
         "command": command,
     }

@@ -19,18 +19,25 @@ def content_id(fields: dict[str, Any]) -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of the packages that produce results, keyed by package name."""
+    """Versions of the packages that produce results, keyed by package name. scikit-learn's
+    is read from its installed metadata, not by importing it (about 1.5 s), so that writers
+    that do not use it (extraction) can record it too."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import numpy
-    import sklearn
     import torch
 
     from attnstore import __version__
 
+    try:
+        sklearn = version("scikit-learn")
+    except PackageNotFoundError:  # pragma: no cover - a dependency
+        sklearn = "absent"
     return {
         "attnstore": __version__,
         "torch": torch.__version__,
         "numpy": numpy.__version__,
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": sklearn,
         "python": platform.python_version(),
     }
 
