@@ -42,6 +42,8 @@ SHARED_MACROS: tuple[str, ...] = (
     "adjusted_rand_index_of_codes",  # the index, from a list of coded label pairs
     "adjusted_rand_index",  # an aggregate: the index of two labellings over a group's rows
     "full_weights",  # an attention row over all its keys, from its stored causal keys
+    "known_head_metrics",  # the per-head metrics a query may name, and their source
+    "head_metric_source",  # the source of a metric's name; an unknown name is refused
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
 # a view may read the macros and the views before it.
@@ -52,9 +54,16 @@ SHARED_VIEWS: tuple[str, ...] = (
     "head_fits",  # per analysis x head x query kind: how the rows cluster
     "head_literals",  # per analysis x head x query kind: literal precision, recall, chance
     "head_summary",  # head_fits next to head_literals: every per-head metric
+    "run_lineages",  # per run: its lineage (the runs that differ only by train_step)
+    "label_routing_rows",  # per attention query row: y-token mass and positive labels seen
+    "head_metric_values",  # per run x view x head x query kind x metric: its value
     "head_effects",  # per intervention x head x point: accuracy and logit, unchanged and changed
     "head_effect_summary",  # per intervention x head: the accuracy and logit a head carries
 )
+
+# The shared views that read no analysis (nor intervention): a query reading only these and the
+# run-level tables needs no `attnstore analyze` first.
+RUN_LEVEL_VIEWS: frozenset[str] = frozenset({"run_lineages", "label_routing_rows"})
 
 
 def sql_dir() -> Path:

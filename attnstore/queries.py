@@ -37,7 +37,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attnstore.connection import SHARED_VIEWS, connect, sql_dir
+from attnstore.connection import RUN_LEVEL_VIEWS, SHARED_VIEWS, connect, sql_dir
 from attnstore.errors import ConfigError, NotFoundError, QueryError, known
 from attnstore.schema import TABLES
 from attnstore.store import READ_ATTEMPTS, Store, open_store
@@ -50,7 +50,8 @@ TYPES = ("bool", "float", "int", "str")
 # What an analysis writes (its tables but the primary, and the shared views over them): a query
 # reading one needs an analysis of its run.
 ANALYSIS_RESULTS = frozenset(
-    {n for n, t in TABLES.items() if t.level == "analysis" and n != "analyses"} | set(SHARED_VIEWS)
+    {n for n, t in TABLES.items() if t.level == "analysis" and n != "analyses"}
+    | (set(SHARED_VIEWS) - RUN_LEVEL_VIEWS)
 )
 _PARAM = re.compile(
     r"^\$(?P<name>[A-Za-z_]\w*)\s*"

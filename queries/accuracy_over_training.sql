@@ -35,11 +35,8 @@ chosen_runs as (
         task,
         seed,
         task in ('conjunction', 'teach_conjunction') as eliminates,
-        md5(concat_ws(
-            '|', task, coalesce(task_params_json, ''), seed::varchar, n_samples::varchar,
-            n_points::varchar, coalesce(json_extract_string(card_json, '$.train'), card_json, '')
-        ))[:16] as lineage,
-    from runs
+        lineage,
+    from run_lineages
     where train_step is not null
         and ($task is null or task = $task) and ($seed is null or seed = $seed)
 ),

@@ -4,8 +4,8 @@
 -- own). If a head spread its mass on y tokens evenly over them, the share of that mass on
 -- positive labels would be the share of positive labels it sees (chance_share). Heads rank by
 -- excess_mass: the mean attention mass, per query row, on positive y tokens beyond that
--- chance level (mass_y_pos - mass_y * positive share seen). Reads the attention table's
--- mass columns only: no analysis needed.
+-- chance level (mass_y_pos - mass_y * positive share seen), over the rows of
+-- label_routing_rows. Reads the attention table's mass columns only: no analysis needed.
 --
 -- Parameters:
 --   $run_id = latest_run       the run [default: the latest run in the store]
@@ -23,45 +23,12 @@
 --   lift                 positive_share / chance_share
 --   excess_mass          mean of mass_y_pos - mass_y * (positive share seen), per row
 with
-run as (
-    select run_id, coalesce($min_point, n_points // 2) as min_point,
-    from runs
-    where run_id = $run_id
-),
-
-labels_seen as (
-    select
-        sample,
-        point,
-        coalesce(
-            sum((y > 0)::int) over (
-                partition by sample order by point
-                rows between unbounded preceding and 1 preceding
-            ),
-            0
-        ) as positives_before,
-        positives_before + (y > 0)::int as positives_upto,
-    from inputs
-    where run_id = $run_id
-),
-
+-- the query rows of label_routing_rows (an x query at point 0 sees no label: none there)
 query_rows as (
-    select
-        a.layer,
-        a.head,
-        a.query_kind,
-        a.mass_y,
-        a.mass_y_pos,
-        -- an x query at point i sees the labels of points 0..i-1, a y query also its own
-        case
-            when a.query_kind = 'x' then l.positives_before / a.point
-            else l.positives_upto / (a.point + 1)
-        end as positive_share_seen,
-    from attention as a
-    join run as r using (run_id)
-    join labels_seen as l using (sample, point)
-    where a.query_kind = $query_kind and a.point >= r.min_point
-        and (a.query_kind = 'y' or a.point >= 1)  -- an x query at point 0 sees no label
+    select layer, head, query_kind, mass_y, mass_y_pos, positive_share_seen,
+    from label_routing_rows
+    where run_id = $run_id and query_kind = $query_kind
+        and point >= coalesce($min_point, n_points // 2)
 ),
 
 per_head as (

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from attnstore.cli import cli
+from attnstore.connection import SHARED_MACROS, macro_sql, view_sql
 from attnstore.errors import ConfigError, QueryError
 from attnstore.plots import plot_figure
 from attnstore.plots.registry import EMERGENCE_METRICS, FIGURES
@@ -138,6 +139,11 @@ def _crafted_connection(series: dict[tuple[int, int], list[float | None]], steps
         "create table attention (run_id varchar, layer smallint, head smallint, sample int, "
         "point smallint, query_kind varchar, mass_y float, mass_y_pos float)"
     )
+    # the shared macros and views head_emergence reads, over these tables
+    for name in SHARED_MACROS:
+        con.execute(macro_sql(name))
+    for name in ("run_lineages", "label_routing_rows", "head_metric_values"):
+        con.execute(f"create view {name} as {view_sql(name)}")
     for i, step in enumerate(steps):
         con.execute(
             "insert into runs values (?, ?, 'conjunction', 0, 10, 8, '{}', '{\"train\": {}}')",
@@ -191,11 +197,15 @@ def test_unknown_metric_is_refused_naming_the_known_ones(sweep):
 
 def test_the_figure_offers_every_metric_the_queries_know():
     for name in ("head_emergence", "heads_across_runs"):
-        known = re.findall(r"\('(\w+)', '(?:summary|routing)'\)", get_query(name).sql)
-        assert sorted(known) == sorted(EMERGENCE_METRICS), name
+        assert "head_metric_source($metric)" in get_query(name).sql, name
         header = get_query(name).header
         for metric in EMERGENCE_METRICS if name == "head_emergence" else ():
             assert re.search(rf"\b{metric}\b", header), metric
+    con = duckdb.connect()
+    for macro in SHARED_MACROS:
+        con.execute(macro_sql(macro))
+    known = con.execute("select [k.metric for k in known_head_metrics()]").fetchone()[0]
+    assert sorted(known) == sorted(EMERGENCE_METRICS)
     assert FIGURES["emergence"].params[0].choices == EMERGENCE_METRICS
 
 
