@@ -289,11 +289,13 @@ def _until_writing(proc: subprocess.Popen, bucket: str, prefix: str) -> None:
         time.sleep(0.01)
 
 
-def test_sigkill_during_an_s3_commit_then_rerun(stores, tiny_checkpoint, s3_bucket):
+def test_sigkill_during_an_s3_commit_then_rerun(stores, tiny_checkpoint, s3_bucket, monkeypatch):
     """Three writers at once, killed with every data file written but no commit record
     ('written'), right after the record ('committed'), and at a random moment once its files
     appear: a reader watching each store throughout sees the run absent or whole, never part
-    of it; a rerun leaves it whole, with no file of the killed writer left."""
+    of it; a rerun leaves it whole. The killed writer's files stay hidden (nothing on an object
+    store proves their writer dead) until recovery finds them stale: STALE_AFTER is set to 0
+    here to see them go."""
     reference = _reference(stores)
     run_id = reference["runs"].run_id[0]
     n_files = len(RUN_TABLES) - 2 + reference["runs"].n_layers[0]  # attention: one per layer
@@ -325,8 +327,12 @@ def test_sigkill_during_an_s3_commit_then_rerun(stores, tiny_checkpoint, s3_buck
         _ok(rerun)
         assert ("already in the store" in rerun.stderr) == (after_kill == "whole"), kill
         assert _visible(url, reference) == "whole"
+    monkeypatch.setattr(transaction, "STALE_AFTER", transaction.timedelta(0))
+    for url, prefix in zip(urls, prefixes, strict=True):
+        Store(url, create=True)  # a writer's open: recovery removes what is stale
         token = Store(url).commits("run")[run_id]
         assert all(k.endswith(f"part-{token}.parquet") for k in _data_files(s3_bucket, prefix))
+        assert _visible(url, reference) == "whole"
 
 
 def test_two_writers_of_different_runs_both_land(stores, tiny_checkpoint, s3_bucket):
