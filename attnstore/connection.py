@@ -21,14 +21,16 @@ takes no parameters. A test holds the two tuples to the files in the folders.
 handed to it as pyarrow datasets (:meth:`attnstore.store.Store.dataset`): the store lists its
 own files, so a store path holding ``[ab]`` or ``?`` is never read as a glob, and partition keys
 come only from the folders below each table, never from a parent folder named ``layer=7``.
-Then, before any SQL of a query or a user runs, ``enable_external_access`` is switched off and
-the configuration locked: no statement on the connection, however wrapped (``EXPLAIN ANALYZE
-COPY ... TO``, ``read_csv('/etc/passwd')``, ``glob``, ``ATTACH``, ``INSTALL``), can read or write
-a file, and none can switch that back on.
+No view of the raw files has a name: each table is a relation over its dataset, so no SQL
+sees a file of an uncommitted or replaced version. Then, before any SQL of a query or a user
+runs, ``enable_external_access`` is switched off and the configuration locked: no statement on
+the connection, however wrapped (``EXPLAIN ANALYZE COPY ... TO``, ``read_csv('/etc/passwd')``,
+``glob``, ``ATTACH``, ``INSTALL``), can read or write a file, and none can switch that back on.
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -85,12 +87,73 @@ def macro_sql(name: str) -> str:
     return (sql_dir() / "macros" / f"{name}.sql").read_text()
 
 
-def connect(store: str | Path | Store, verify: bool = True):
-    """A DuckDB connection with one view per table (same names), committed rows only, then the
-    shared macros of ``queries/macros`` and the shared views of ``queries/views``.
+def header_column_docs(sql: str) -> dict[str, str]:
+    """The meanings a query or view file's header gives its columns: the ``-- Columns:`` block,
+    one ``name   meaning`` (or ``name, other   meaning``) a line; a deeper-indented line goes on
+    with the meaning before it; a line of names only, ``analysis_id, layer, ...,``, gives none."""
+    docs: dict[str, str] = {}
+    current: list[str] = []
+    inside = False
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            break
+        body = line[2:]
+        if body.strip() == "Columns:":
+            inside = True
+            continue
+        if not inside:
+            continue
+        indent = len(body) - len(body.lstrip())
+        if indent < 2 or not body.strip():
+            break
+        m = _DOC_LINE.match(body)
+        if m and indent <= 4:
+            names = [n.strip() for n in m["names"].split(",")]
+            for name in names:
+                docs[name] = m["doc"].strip()
+            current = names
+        elif indent > 4 and current:
+            for name in current:
+                docs[name] += " " + body.strip()
+        else:
+            current = []
+    return docs
 
-    With ``verify``, every file's footer is read first, so a corrupted file is named in a
-    StoreError rather than surfacing in the middle of a query.
+
+# "--   name   meaning" or "--   name, other   meaning": one meaning for the names before it.
+_DOC_LINE = re.compile(r"\s*(?P<names>[A-Za-z_]\w*(?:,\s*[A-Za-z_]\w*)*)\s+(?P<doc>[^,\s].*)$")
+
+
+def _table_column_docs() -> dict[str, str]:
+    """The meaning of each column name that means one thing in every table that has it: a
+    view passing such a column through without a word in its header takes this meaning.
+    (Names whose meaning differs by table, such as ``seed`` or ``accuracy``, are left out.)"""
+    seen: dict[str, set[str]] = {}
+    for t in TABLES.values():
+        for name, doc in t.column_docs.items():
+            seen.setdefault(name, set()).add(doc)
+    return {name: docs.pop() for name, docs in seen.items() if len(docs) == 1}
+
+
+KEY_DOCS: dict[str, str] = _table_column_docs()
+
+
+def _comment(what: str, text: str) -> str:
+    return f"comment on {what} is '" + text.replace("'", "''") + "';"
+
+
+def connect(store: str | Path | Store, verify: bool = True, comments: bool = True):
+    """A DuckDB connection with one view per table (same names), committed rows only, then the
+    shared macros of ``queries/macros`` and the shared views of ``queries/views``. Every table
+    and shared view, and each of their columns, carries its one-line meaning as a DuckDB
+    comment (``duckdb_columns().comment``; ``attnstore sql "describe attention"`` shows it).
+
+    The files behind each table are not reachable by any name: each table's view is built from
+    a relation over the store's dataset, so no SQL can see uncommitted or replaced files.
+
+    ``comments=False`` leaves the comments out (a named query needs none; they cost about a
+    tenth of a second). With ``verify``, every file's footer is read first, so a corrupted file
+    is named in a StoreError rather than surfacing in the middle of a query.
     """
     import duckdb
 
@@ -98,22 +161,48 @@ def connect(store: str | Path | Store, verify: bool = True):
     if verify:
         s.verify()
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    files = {name: con.from_arrow(s.dataset(name)) for name in TABLES}
+    statements = []
     for name, t in TABLES.items():
         key = t.partition[0][0]
         primary = PRIMARY[t.level]
-        con.register(f"__{name}_files", s.dataset(name))
-        cols = ", ".join(f'"{c}"' for c in t.columns)
-        source = f"select {cols} from __{name}_files"
-        if name == primary:
-            con.execute(f"create view {name} as {source}")
-        else:
-            con.execute(
-                f"create view {name} as {source} where {key} in (select {key} from {primary})"
-            )
+        rel = files[name].select(*(duckdb.ColumnExpression(c) for c in t.columns))
+        if name != primary:  # committed rows only: their id is in the primary table
+            rel = rel.join(files[primary].select(duckdb.ColumnExpression(key)), key, how="semi")
+        rel.create_view(name)
+        statements.append(_comment(f"view {name}", t.doc))
+        statements += [_comment(f'column {name}."{c}"', d) for c, d in t.column_docs.items()]
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
+    docs = {}
     for name in SHARED_VIEWS:
-        con.execute(f"create view {name} as {view_sql(name)}")
+        sql = view_sql(name)
+        con.execute(f"create view {name} as {sql}")
+        statements.append(_comment(f"view {name}", header_description(sql)))
+        docs[name] = {**KEY_DOCS, **header_column_docs(sql)}
+    if comments:
+        for view, column in con.execute(
+            "select table_name, column_name from duckdb_columns() where table_name in "
+            "(select unnest($views))",
+            {"views": list(SHARED_VIEWS)},
+        ).fetchall():
+            if column in docs[view]:
+                statements.append(_comment(f'column {view}."{column}"', docs[view][column]))
+        con.execute("\n".join(statements))
     con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
     return con
+
+
+def header_description(sql: str) -> str:
+    """What a query or view file holds: its first line without ``-- name:``."""
+    first = sql.splitlines()[0] if sql else ""
+    return first.removeprefix("--").split(":", 1)[-1].strip()
+
+
+def catalog() -> list[tuple[str, str, str]]:
+    """What SQL over a store can read: (name, 'table' or 'view', what it holds), tables first
+    in the order of :data:`attnstore.schema.TABLES`, then the shared views in creation order."""
+    tables = [(name, "table", t.doc) for name, t in TABLES.items()]
+    views = [(name, "view", header_description(view_sql(name))) for name in SHARED_VIEWS]
+    return tables + views

@@ -43,6 +43,7 @@ class Table:
     schema: pa.Schema  # the columns inside the files (partition keys excluded)
     grain: tuple[str, ...]  # identifies a row; includes partition keys
     doc: str
+    column_docs: dict[str, str]  # every column's meaning, with its unit where it has one
 
     @property
     def level(self) -> str:
@@ -149,14 +150,29 @@ def full_rows(weights: pa.Array | pa.ChunkedArray, n_keys: int) -> np.ndarray:
 
 
 def _t(name, partition, fields, grain, doc) -> Table:
-    return Table(name, tuple(partition), pa.schema(fields), tuple(grain), doc)
+    """A table from (name, type, meaning) triples: the meaning, with its unit, is each column's
+    one definition (DuckDB's column comments, ``attnstore sql --help``, the report's tooltips)."""
+    docs = {n: d for n, _, d in [*partition, *fields]}
+    return Table(
+        name,
+        tuple((n, ty) for n, ty, _ in partition),
+        pa.schema([(n, ty) for n, ty, _ in fields]),
+        tuple(grain),
+        doc,
+        docs,
+    )
 
 
-RUN = [("run_id", text)]
-ANALYSIS = [("analysis_id", text)]
-INTERVENTION = [("intervention_id", text)]
+RUN = [("run_id", text, "the run: hash of the model, checkpoint, task, seed and sizes")]
+ANALYSIS = [("analysis_id", text, "the analysis: hash of its run and every parameter")]
+INTERVENTION = [("intervention_id", text, "the intervention: hash of its run and parameters")]
 # The identity of one analysis problem, inside every analysis table.
-PROBLEM = [("layer", i16), ("head", i16), ("sample", i32), ("query_kind", text)]
+PROBLEM = [
+    ("layer", i16, "the head's layer, from 0"),
+    ("head", i16, "the head within its layer, from 0"),
+    ("sample", i32, "the prompt, from 0"),
+    ("query_kind", text, "the query token's kind: 'x' (even query_pos) or 'y' (odd)"),
+]
 
 TABLES: dict[str, Table] = {
     t.name: t
@@ -165,33 +181,33 @@ TABLES: dict[str, Table] = {
             "runs",
             RUN,
             [
-                ("created_at", utc),
-                ("checkpoint", text),  # as given: 'default', a path
-                ("checkpoint_sha256", text),
-                ("checkpoint_source", text),  # 'attnstore' or 'incontext-bool'
-                ("card_json", text),  # the checkpoint's card, JSON
-                ("n_layers", i16),
-                ("n_heads", i16),
-                ("d_model", i32),
-                ("d_head", i32),
-                ("n_dims", i16),
-                ("n_ctx", i32),
-                ("n_points", i32),
-                ("task", text),
-                ("task_params_json", text),
-                ("seed", i64),
-                ("n_samples", i32),
-                ("device", text),
-                ("accuracy", f64),  # mean over samples and points
-                ("precision", text),  # of attention.weights: 'float32' (exact) or 'float16'
-                ("max_abs_error", f64),  # largest |stored weight - model's|; 0.0 for float32
-                ("train_step", i64),  # the checkpoint's training step; null where unknown
-                ("sweep_id", text),  # the sweep that wrote the run (attnstore sweep); else null
-                ("attnstore_version", text),
-                ("torch_version", text),
-                ("python_version", text),
-                ("schema_version", i16),
-                ("command", text),
+                ("created_at", utc, "when the run was committed (UTC)"),
+                ("checkpoint", text, "the checkpoint as given: 'default' or a path"),
+                ("checkpoint_sha256", text, "SHA-256 of the checkpoint's weights file"),
+                ("checkpoint_source", text, "'attnstore' or 'incontext-bool' (who wrote it)"),
+                ("card_json", text, "the checkpoint's card (training record), JSON"),
+                ("n_layers", i16, "transformer layers of the model"),
+                ("n_heads", i16, "attention heads per layer"),
+                ("d_model", i32, "width of the residual stream"),
+                ("d_head", i32, "width of one head (d_model / n_heads)"),
+                ("n_dims", i16, "input dimensions n of x in {±1}^n"),
+                ("n_ctx", i32, "the model's context length in tokens"),
+                ("n_points", i32, "(x, y) points per prompt; a prompt has 2 * n_points tokens"),
+                ("task", text, "the task (boolean function class), e.g. 'conjunction'"),
+                ("task_params_json", text, "the task's parameters, JSON"),
+                ("seed", i64, "the prompt seed: draws the prompts and hidden functions"),
+                ("n_samples", i32, "prompts extracted"),
+                ("device", text, "where the model ran: 'cpu', 'cuda', ..."),
+                ("accuracy", f64, "share of points predicted right, over samples and points"),
+                ("precision", text, "storage of attention.weights: 'float32' (exact) or 'float16'"),
+                ("max_abs_error", f64, "largest |stored weight - model's weight|; 0 for float32"),
+                ("train_step", i64, "the checkpoint's training step; null where unknown"),
+                ("sweep_id", text, "the sweep that wrote the run (attnstore sweep); else null"),
+                ("attnstore_version", text, "attnstore's version at extraction"),
+                ("torch_version", text, "torch's version at extraction"),
+                ("python_version", text, "Python's version at extraction"),
+                ("schema_version", i16, "the store format the run was written in"),
+                ("command", text, "the command line that made the run"),
             ],
             ["run_id"],
             "One row per extraction: model, checkpoint, task, seed and provenance.",
@@ -199,7 +215,12 @@ TABLES: dict[str, Table] = {
         _t(
             "inputs",
             RUN,
-            [("sample", i32), ("point", i16), ("x", pa.list_(i8)), ("y", i8)],
+            [
+                ("sample", i32, "the prompt, from 0"),
+                ("point", i16, "the point within the prompt, from 0"),
+                ("x", pa.list_(i8), "the point's input: n_dims values, each -1 or +1"),
+                ("y", i8, "the point's label f(x): -1 or +1"),
+            ],
             ["run_id", "sample", "point"],
             "Each prompt's points: x (n_dims values in ±1) and its label y.",
         ),
@@ -207,12 +228,12 @@ TABLES: dict[str, Table] = {
             "functions",
             RUN,
             [
-                ("sample", i32),
-                ("term", i16),  # a DNF term / CNF clause; 0 for single-term functions
-                ("literal", i16),  # input index j
-                ("weight", i8),  # 0 = absent; ±1 for literals; integer for half-spaces
-                ("sign", i8),  # sign(weight): +1 means x_j, -1 means not x_j, 0 absent
-                ("threshold", f32),  # label = sign(x·w - threshold); NaN where none
+                ("sample", i32, "the prompt, from 0"),
+                ("term", i16, "a DNF term / CNF clause; 0 for single-term functions"),
+                ("literal", i16, "input index j of x_j, from 0"),
+                ("weight", i8, "0: absent; ±1 for literals; an integer for half-spaces"),
+                ("sign", i8, "+1: x_j, -1: not x_j, 0: absent"),
+                ("threshold", f32, "label = sign(x·w - threshold); NaN where none"),
             ],
             ["run_id", "sample", "term", "literal"],
             "Each sample's hidden function, one row per (term, literal), absent ones included.",
@@ -221,37 +242,42 @@ TABLES: dict[str, Table] = {
             "predictions",
             RUN,
             [
-                ("sample", i32),
-                ("point", i16),
-                ("logit", f32),
-                ("pred", i8),  # sign(logit), ±1 (0 counts as -1)
-                ("y", i8),
-                ("correct", boolean),
+                ("sample", i32, "the prompt, from 0"),
+                ("point", i16, "the point within the prompt, from 0"),
+                ("logit", f32, "the model's output at the point's x token (unitless logit)"),
+                ("pred", i8, "sign(logit), ±1 (0 counts as -1)"),
+                ("y", i8, "the point's label f(x): -1 or +1"),
+                ("correct", boolean, "pred = y"),
             ],
             ["run_id", "sample", "point"],
             "The model's prediction of each y from the x token of the same point.",
         ),
         _t(
             "attention",
-            [("run_id", text), ("layer", i16)],
+            [("run_id", text, RUN[0][2]), ("layer", i16, "the head's layer, from 0")],
             [
-                ("head", i16),
-                ("sample", i32),
-                ("query_pos", i16),  # 0..2*n_points-1
-                ("query_kind", text),  # 'x' (even query_pos) or 'y' (odd)
-                ("point", i16),  # query_pos // 2
+                ("head", i16, "the head within its layer, from 0"),
+                ("sample", i32, "the prompt, from 0"),
+                ("query_pos", i16, "the query token's position, 0..2*n_points-1"),
+                ("query_kind", text, "the query token's kind: 'x' (even query_pos) or 'y' (odd)"),
+                ("point", i16, "the point within the prompt, from 0"),
                 # keys 0..query_pos (query_pos + 1 values), bit for bit as the model gave them
                 # (runs.precision float32) or rounded to the nearest float16 (float16); the
                 # later keys are masked, exactly 0 in the model, and not stored: full_rows()
                 # and the SQL macro full_weights(weights, n_keys) give back the 2*n_points keys
-                ("weights", pa.list_(f32)),
+                (
+                    "weights",
+                    pa.list_(f32),
+                    "attention of keys 0..query_pos (masked later keys are 0, not stored; "
+                    "full_weights(weights, n_keys) gives the whole row); sums to 1",
+                ),
                 # the rest from the model's float32 row, whatever the precision
-                ("entropy", f32),  # nats
-                ("max_weight", f32),
-                ("argmax_key", i16),
-                ("mass_x", f32),  # total weight on x keys (even key_pos)
-                ("mass_y", f32),  # total weight on y keys (odd key_pos)
-                ("mass_y_pos", f32),  # weight on y keys whose label is +1
+                ("entropy", f32, "row entropy in nats (0: one key; ln(query_pos+1): uniform)"),
+                ("max_weight", f32, "the row's largest weight, 0..1"),
+                ("argmax_key", i16, "key_pos of the largest weight (the first on ties)"),
+                ("mass_x", f32, "total weight on x keys (even key_pos), 0..1"),
+                ("mass_y", f32, "total weight on y keys (odd key_pos), 0..1"),
+                ("mass_y_pos", f32, "weight on y keys whose label is +1, 0..mass_y"),
             ],
             ["run_id", "layer", "head", "sample", "query_pos"],
             "Every attention row of every layer, head and sample.",
@@ -260,26 +286,26 @@ TABLES: dict[str, Table] = {
             "analyses",
             ANALYSIS,
             [
-                ("run_id", text),
-                ("created_at", utc),
-                ("backend", text),  # 'sklearn' (the reference) or 'torch'
-                ("device", text),
-                ("view", text),  # row view: raw, shared_keys, per_example
-                ("view_params_json", text),
-                ("k_min", i16),
-                ("k_max", i16),
-                ("k_values", pa.list_(i16)),  # the k tried after clipping to n_rows - 1
-                ("random_state", i64),
-                ("dominance", f64),
-                ("top_paths", i16),
-                ("params_json", text),  # every parameter, backend-specific ones included
-                ("n_problems", i64),
-                ("notes_json", text),  # how many problems carry each note
-                ("attnstore_version", text),
-                ("sklearn_version", text),
-                ("torch_version", text),
-                ("schema_version", i16),
-                ("command", text),
+                ("run_id", text, RUN[0][2]),
+                ("created_at", utc, "when the analysis was committed (UTC)"),
+                ("backend", text, "'sklearn' (the reference) or 'torch'"),
+                ("device", text, "where the backend ran"),
+                ("view", text, "row view: raw, shared_keys or per_example (docs/analysis.md)"),
+                ("view_params_json", text, "the row view's parameters, JSON"),
+                ("k_min", i16, "smallest number of clusters tried"),
+                ("k_max", i16, "largest number of clusters tried"),
+                ("k_values", pa.list_(i16), "the k tried after clipping to n_rows - 1"),
+                ("random_state", i64, "seed of k-means and the SVM"),
+                ("dominance", f64, "score share above which a literal is dominant"),
+                ("top_paths", i16, "heaviest attention paths kept per cluster"),
+                ("params_json", text, "every parameter, backend-specific ones included, JSON"),
+                ("n_problems", i64, "problems analysed (layer x head x sample x query kind)"),
+                ("notes_json", text, "how many problems carry each note, JSON"),
+                ("attnstore_version", text, "attnstore's version at analysis"),
+                ("sklearn_version", text, "scikit-learn's version at analysis"),
+                ("torch_version", text, "torch's version at analysis"),
+                ("schema_version", i16, "the store format the analysis was written in"),
+                ("command", text, "the command line that made the analysis"),
             ],
             ["analysis_id"],
             "One row per analysis of a run: backend, row view, k range, seeds, parameters.",
@@ -289,15 +315,15 @@ TABLES: dict[str, Table] = {
             ANALYSIS,
             [
                 *PROBLEM,
-                ("n_rows", i16),  # query rows clustered (points kept by the view)
-                ("n_distinct_rows", i16),
-                ("best_k", i16),  # 1 where no clustering was possible
-                ("best_silhouette", f32),
-                ("runner_up_silhouette", f32),  # best silhouette among the other k
-                ("svm_accuracy", f32),
-                ("nmi_y", f32),  # normalised mutual information of labels with the points' y
-                ("eta2_point", f32),  # share of the variance of the point index explained
-                ("notes", text),  # comma-separated: k_above_distinct_rows, constant_rows, ...
+                ("n_rows", i16, "query rows clustered (points kept by the view)"),
+                ("n_distinct_rows", i16, "distinct rows among them"),
+                ("best_k", i16, "the number of clusters chosen; 1 where none was possible"),
+                ("best_silhouette", f32, "silhouette at best_k, -1..1 (null where not clustered)"),
+                ("runner_up_silhouette", f32, "best silhouette among the other k, -1..1"),
+                ("svm_accuracy", f32, "training accuracy of the linear SVM from x to the clusters"),
+                ("nmi_y", f32, "normalised mutual information of the clusters with y, 0..1"),
+                ("eta2_point", f32, "share of the point index's variance explained, 0..1"),
+                ("notes", text, "comma-separated notes: k_above_distinct_rows, constant_rows, ..."),
             ],
             ["analysis_id", "layer", "head", "sample", "query_kind"],
             "One row per problem: the choice of k and how the clusters relate to y and position.",
@@ -305,14 +331,25 @@ TABLES: dict[str, Table] = {
         _t(
             "silhouette",
             ANALYSIS,
-            [*PROBLEM, ("k", i16), ("silhouette", f32), ("inertia", f32)],
+            [
+                *PROBLEM,
+                ("k", i16, "number of clusters tried"),
+                ("silhouette", f32, "silhouette score at k, -1..1 (null where skipped)"),
+                ("inertia", f32, "k-means inertia at k: summed squared distance to centres"),
+            ],
             ["analysis_id", "layer", "head", "sample", "query_kind", "k"],
             "Silhouette score and k-means inertia for every k tried (null where skipped).",
         ),
         _t(
             "clusters",
             ANALYSIS,
-            [*PROBLEM, ("point", i16), ("query_pos", i16), ("best_k", i16), ("label", i16)],
+            [
+                *PROBLEM,
+                ("point", i16, "the point within the prompt, from 0"),
+                ("query_pos", i16, "the query token's position, 0..2*n_points-1"),
+                ("best_k", i16, "the number of clusters chosen; 1 where none was possible"),
+                ("label", i16, "the row's cluster, 0..best_k-1"),
+            ],
             ["analysis_id", "layer", "head", "sample", "query_kind", "point"],
             "The cluster label of every query row at the chosen k.",
         ),
@@ -321,13 +358,17 @@ TABLES: dict[str, Table] = {
             ANALYSIS,
             [
                 *PROBLEM,
-                ("class_index", i16),  # row of LinearSVC.coef_
-                ("literal", i16),  # input index j
-                ("cluster", i16),  # the class the row separates from the rest
-                ("coef", f32),
-                ("intercept", f32),
-                ("n_classes", i16),
-                ("accuracy", f32),  # training accuracy of the whole SVM
+                ("class_index", i16, "row of LinearSVC.coef_"),
+                ("literal", i16, "input index j of x_j, from 0"),
+                (
+                    "cluster",
+                    i16,
+                    "the cluster (svm_coefs: the one the row separates from the rest)",
+                ),
+                ("coef", f32, "the SVM coefficient of x_j"),
+                ("intercept", f32, "the row's intercept"),
+                ("n_classes", i16, "clusters the SVM separates"),
+                ("accuracy", f32, "training accuracy of the whole SVM, 0..1"),
             ],
             ["analysis_id", "layer", "head", "sample", "query_kind", "class_index", "literal"],
             "LinearSVC coefficients exactly as scikit-learn returns them (one row for k = 2).",
@@ -337,15 +378,19 @@ TABLES: dict[str, Table] = {
             ANALYSIS,
             [
                 *PROBLEM,
-                ("cluster", i16),
-                ("literal", i16),
-                ("sign", i8),  # +1: x_j, -1: not x_j
-                ("svm_score", f32),
-                ("data_score", f32),
-                ("rank", i16),
-                ("is_dominant", boolean),
-                ("in_target", boolean),  # null where the task has no literals
-                ("cluster_size", i16),
+                (
+                    "cluster",
+                    i16,
+                    "the cluster (svm_coefs: the one the row separates from the rest)",
+                ),
+                ("literal", i16, "input index j of x_j, from 0"),
+                ("sign", i8, "+1: x_j, -1: not x_j, 0: absent"),
+                ("svm_score", f32, "the literal's SVM score for the cluster"),
+                ("data_score", f32, "the literal's score from the cluster's inputs"),
+                ("rank", i16, "rank of the literal within the cluster, from 1"),
+                ("is_dominant", boolean, "the literal dominates the cluster"),
+                ("in_target", boolean, "the literal is in the hidden function; null: no literals"),
+                ("cluster_size", i16, "query rows in the cluster"),
             ],
             ["analysis_id", "layer", "head", "sample", "query_kind", "cluster", "literal", "sign"],
             "Every literal's score for every cluster (see attnstore/analysis/literals.py).",
@@ -355,18 +400,22 @@ TABLES: dict[str, Table] = {
             ANALYSIS,
             [
                 *PROBLEM,
-                ("cluster", i16),
-                ("path_rank", i16),
-                ("hop", i16),  # 0 at the analysed layer, increasing downwards
-                ("hop_layer", i16),
-                ("hop_head", i16),  # -1: the layer's heads averaged
-                ("src_pos", i16),
-                ("dst_pos", i16),
-                ("dst_kind", text),
-                ("dst_point", i16),
-                ("dst_y", i8),
-                ("hop_weight", f32),
-                ("path_weight", f32),
+                (
+                    "cluster",
+                    i16,
+                    "the cluster (svm_coefs: the one the row separates from the rest)",
+                ),
+                ("path_rank", i16, "rank of the path by weight, from 0"),
+                ("hop", i16, "0 at the analysed layer, increasing downwards"),
+                ("hop_layer", i16, "the layer of this hop"),
+                ("hop_head", i16, "the head of this hop; -1: the layer's heads averaged"),
+                ("src_pos", i16, "the hop's query position"),
+                ("dst_pos", i16, "the hop's key position"),
+                ("dst_kind", text, "the key token's kind: 'x' or 'y'"),
+                ("dst_point", i16, "the key token's point"),
+                ("dst_y", i8, "the key point's label, ±1"),
+                ("hop_weight", f32, "attention weight of this hop, 0..1"),
+                ("path_weight", f32, "product of the hop weights so far, 0..1"),
             ],
             ["analysis_id", "layer", "head", "sample", "query_kind", "cluster", "path_rank", "hop"],
             "Each cluster's heaviest attention paths (see attnstore/analysis/pathways.py).",
@@ -375,20 +424,20 @@ TABLES: dict[str, Table] = {
             "interventions",
             INTERVENTION,
             [
-                ("created_at", utc),
-                ("run_id", text),
-                ("method", text),  # zero, mean, resample, knockout
-                ("target", text),  # 'z' for zero/mean/resample; knockout: the key class
-                ("seed", i64),  # of the resample permutation; null for other methods
-                ("params_json", text),  # every parameter hashed into the id, JSON
-                ("n_samples", i32),  # the run's prompts replayed
-                ("kept_rows", i64),  # knockout: query rows left whole (all mass removed)
-                ("device", text),
-                ("attnstore_version", text),
-                ("torch_version", text),
-                ("python_version", text),
-                ("schema_version", i16),
-                ("command", text),
+                ("created_at", utc, "when the intervention was committed (UTC)"),
+                ("run_id", text, RUN[0][2]),
+                ("method", text, "zero, mean, resample or knockout"),
+                ("target", text, "'z' (head output): zero/mean/resample; knockout: key class"),
+                ("seed", i64, "seed of the resample permutation; null for other methods"),
+                ("params_json", text, "every parameter hashed into the id, JSON"),
+                ("n_samples", i32, "the run's prompts replayed"),
+                ("kept_rows", i64, "knockout: query rows left whole (all their mass removed)"),
+                ("device", text, "where the model ran"),
+                ("attnstore_version", text, "attnstore's version at intervention"),
+                ("torch_version", text, "torch's version at intervention"),
+                ("python_version", text, "Python's version at intervention"),
+                ("schema_version", i16, "the store format the intervention was written in"),
+                ("command", text, "the command line that made the intervention"),
             ],
             ["intervention_id"],
             "One row per intervention: a run's heads changed one at a time (attnstore intervene).",
@@ -397,16 +446,16 @@ TABLES: dict[str, Table] = {
             "effects",
             INTERVENTION,
             [
-                ("layer", i16),
-                ("head", i16),
-                ("point", i16),
-                ("base_accuracy", f64),  # share of prompts predicted right, unchanged model
-                ("accuracy", f64),  # the same with the head changed
-                ("delta_accuracy", f64),  # accuracy - base_accuracy
-                ("base_logit", f64),  # mean of logit * y, unchanged model
-                ("logit", f64),  # the same with the head changed
-                ("delta_logit", f64),  # logit - base_logit
-                ("kept_rows", i32),  # knockout: query rows at the point left whole
+                ("layer", i16, "the head's layer, from 0"),
+                ("head", i16, "the head within its layer, from 0"),
+                ("point", i16, "the point within the prompt, from 0"),
+                ("base_accuracy", f64, "share of prompts predicted right, unchanged model"),
+                ("accuracy", f64, "the same with the head changed"),
+                ("delta_accuracy", f64, "accuracy - base_accuracy (share of prompts)"),
+                ("base_logit", f64, "mean over prompts of logit * y, unchanged model"),
+                ("logit", f64, "the same with the head changed"),
+                ("delta_logit", f64, "logit - base_logit"),
+                ("kept_rows", i32, "knockout: query rows at the point left whole"),
             ],
             ["intervention_id", "layer", "head", "point"],
             "Per changed head and point: accuracy and signed logit without and with the change.",

@@ -142,16 +142,27 @@ def query_run(
     _write_frame(frame, fmt, out, store)
 
 
-@click.command("sql")
+class _SqlCommand(click.Command):
+    """'attnstore sql --help' ends with what SQL can read, listed from the one declaration of
+    the tables and the shared views (read only when help is asked for)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from attnstore.connection import catalog
+
+        with formatter.section("Tables and views"):
+            formatter.write_dl([(name, f"{kind}: {doc}") for name, kind, doc in catalog()])
+        super().format_epilog(ctx, formatter)
+
+
+@click.command("sql", cls=_SqlCommand)
 @click.argument("text", metavar="SQL")
 @store_option
 @_output_options
 def sql_(text: str, store: str, fmt: str, out: str | None) -> None:
     """Ad hoc SQL over the store: one statement that reads (select, with, describe, ...).
 
-    One view per table (runs, inputs, functions, predictions, attention, analyses, fits,
-    silhouette, clusters, svm_coefs, dominant_literals, pathways) and head_summary; the
-    views show committed runs and analyses only.
+    Every table and view below shows committed runs, analyses and interventions only.
+    'describe NAME' gives each column's type and meaning (with its unit).
     """
     from attnstore.outputs import check_output
     from attnstore.queries import sql

@@ -6,7 +6,8 @@
 -- Parameters: none.
 -- Grain: intervention_id, layer, head.
 -- Columns:
---   intervention_id, run_id, method, target, seed, layer, head,
+--   intervention_id, run_id, method, target, layer, head,
+--   seed                 the intervention's resample seed (null for other methods)
 --   n_points             points of the run's prompts
 --   base_accuracy        mean over points of the unchanged model's accuracy
 --   accuracy             mean over points of the accuracy with the head changed

@@ -8,7 +8,9 @@
 -- Parameters: none.
 -- Grain: run_id.
 -- Columns:
---   run_id, task, seed, n_samples, n_points,
+--   run_id, task, n_points,
+--   seed                 the run's prompt seed (runs.seed)
+--   n_samples            prompts extracted (runs.n_samples)
 --   train_step           the checkpoint's training step (null: none recorded)
 --   lineage              the runs' lineage: 16 hex digits of the md5 of what they share
 select
