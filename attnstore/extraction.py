@@ -34,8 +34,7 @@ from attnstore.model import check_device
 from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
-
-PRECISIONS = ("float32", "float16")  # of the stored attention weights; float32 is exact
+from attnstore.vocab import PRECISIONS
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The package's imports run one way: down the layers below, never up or sideways.
 
-    errors
+    errors, vocab
     limits, schema, fs, provenance
     tasks, model, transaction
     store, checkpoint
@@ -25,7 +25,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "attnstore"
 LAYERS = [
-    {"errors"},
+    {"errors", "vocab"},
     {"limits", "schema", "fs", "provenance"},
     {"tasks", "model", "transaction"},
     {"store", "checkpoint"},

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnstore.errors import ConfigError, known
+from attnstore.vocab import QUERY_KINDS, VIEWS
 
-VIEWS = ("per_example", "raw", "shared_keys")
-QUERY_KINDS = ("x", "y")
+__all__ = ["QUERY_KINDS", "VIEWS", "View"]
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from attnstore.errors import ConfigError, known
+from attnstore.vocab import BACKENDS
 
 if TYPE_CHECKING:  # the backends load torch and scikit-learn; naming them here loads neither
     import numpy as np
 
     from attnstore.analysis.backends.base import ClusterResult
 
-BACKENDS = ("sklearn", "torch")
+__all__ = ["BACKENDS", "get_backend"]
 
 FitFunction = Callable[["np.ndarray", "np.ndarray", "np.ndarray"], "ClusterResult"]
 
