@@ -501,11 +501,3 @@ def float_columns(schema: pa.Schema) -> list[str]:
         if pa.types.is_float32(ty) or pa.types.is_float64(ty):
             out.append(path)
     return out
-
-
-def table(name: str) -> Table:
-    from attnstore.errors import NotFoundError, known
-
-    if name not in TABLES:
-        raise NotFoundError(f"unknown table '{name}'; known: {known(sorted(TABLES))}")
-    return TABLES[name]
