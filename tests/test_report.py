@@ -7,6 +7,8 @@ blocked; it is skipped, saying why, only where that Chromium is absent.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -34,6 +36,12 @@ def _digests(folder: Path) -> dict[str, str]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def _page_data(page: Path) -> dict:
+    """The JSON block of a report page."""
+    text = page.read_text()
+    return json.loads(re.search(r'id="page-data"[^>]*>(.*?)</script>', text, re.S).group(1))
 
 
 def _one_line_error(result, *needles: str) -> str:
@@ -78,8 +86,8 @@ def test_pages_and_files(built, tiny_analysed_store):
         "mean_silhouette (x queries)",
     ):
         assert name in heads_page, name
-    js = (out / "heads" / "L0_H0.js").read_text()
-    assert js.startswith("window.HEAD_DATA = {") and '"shared_keys"' in js and '"raw"' in js
+    head = _page_data(out / "heads" / "L0_H0.html")["head"]
+    assert set(head["labels"]) == {"raw", "shared_keys"}
 
 
 def test_same_bytes_twice(built, tmp_path):
@@ -99,7 +107,7 @@ def test_store_without_analysis(tiny_store, tmp_path):
     command = f"attnstore analyze --store {store} --run {run_id}"
     for page in ("index.html", "heads.html", "heads/L1_H1.html"):
         assert command in (out / page).read_text(), page
-    assert '"samples":{"0":' in (out / "heads" / "L1_H1.js").read_text()
+    assert "0" in _page_data(out / "heads" / "L1_H1.html")["head"]["samples"]
 
 
 def test_bad_inputs(tiny_analysed_store, tmp_path):

@@ -5,14 +5,21 @@
     DIR/index.html                  the run's card, accuracy by point, the store's contents
     DIR/heads.html                  layer × head maps of every head metric, the rankings
     DIR/heads/L{l}_H{h}.html        one head: figure, silhouette, clusters, attention viewer
-    DIR/heads/L{l}_H{h}.js          that page's attention rows (only the samples it shows)
     DIR/heads/L{l}_H{h}_*.png       its figures (plots.head_figure, plots.silhouette_figure)
     DIR/assets/                     plotly.min.js (from the plotly package), report.js, .css
 
 Python builds the JSON (:mod:`attnstore.report.data`); ``assets/report.js`` renders it with
-Plotly. Every script is loaded with ``<script src>`` by relative path (``fetch`` of
-``file://`` is blocked in browsers), nothing from the network, and the same store gives the
-same bytes: no dates, sorted keys, rounded floats.
+Plotly. Each page's data is a ``<script type="application/json">`` block (never run: read with
+``JSON.parse``; ``fetch`` of ``file://`` is blocked in browsers), every script is a file of
+``assets/`` loaded with ``<script src>`` by relative path, nothing comes from the network, and
+the same store gives the same bytes: no dates, sorted keys, rounded floats.
+
+A store someone hands you may hold anything, so a report is written as for a hostile one:
+every stored string is escaped (:func:`_h` in HTML, :func:`_json_in_html` in the JSON
+blocks; ``report.js`` writes text with ``textContent`` only), every page carries a
+Content-Security-Policy (:data:`CSP`) that runs no inline script, and a stored value outside
+its declared domain (:data:`DOMAINS`: an unknown view, backend, query kind, intervention method
+or target) is refused in one line before anything is written.
 """
 
 from __future__ import annotations
@@ -23,12 +30,37 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from attnstore.analysis.backends import BACKENDS
+from attnstore.analysis.views import QUERY_KINDS, VIEWS
+from attnstore.errors import StoreError, known
 from attnstore.outputs import check_output_folder, write_output
 from attnstore.report import data as d
 from attnstore.store import Store, open_store
 
 REPORT_DIR = "report"  # the report's folder inside `attnstore run`'s --out
 ASSETS = ("report.js", "report.css")
+# Every page's policy, a <meta> first in <head> (a report opens from file://: no server sends
+# headers). Scripts only from files ('self'; from file:// Chromium counts file: URLs as 'self'),
+# none inline, no eval; nothing from the network.
+CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",  # Plotly adds style rules and style attributes
+        "img-src 'self' data:",  # Plotly draws a heatmap as a data: PNG
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+    )
+)
+# Stored columns with a declared domain (declared where they are made); a report refuses any
+# other value. method and target: :func:`_intervention_domains`.
+DOMAINS: dict[str, tuple[str, ...]] = {
+    "view": VIEWS,
+    "backend": BACKENDS,
+    "query_kind": QUERY_KINDS,
+}
+SHOWN_CHARS = 80  # of a refused value, in its error message
 
 
 @dataclass
@@ -44,20 +76,81 @@ def _write(path: Path, content: str | bytes, files: list[Path]) -> None:
     files.append(write_output(path, lambda f: f.write(raw)))
 
 
+def _h(value: Any) -> str:
+    """``value`` as HTML text or a quoted attribute value: every stored string goes through
+    here (``& < > " '`` escaped)."""
+    return html.escape(str(value), quote=True)
+
+
+# JSON inside <script>: no '<' (which could close the block or open a comment), '>', '&', nor
+# the line separators that end a JavaScript line; each written as its \\u escape, the same JSON.
+_IN_HTML = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>&\u2028\u2029"})
+
+
+def _json_in_html(value: Any) -> str:
+    return d.dumps(value).translate(_IN_HTML)
+
+
+def _shown(value: Any) -> str:
+    """A stored value for a one-line message: quoted, escapes visible, long ones cut."""
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:
+        return repr(value[:SHOWN_CHARS]) + f" (and {len(value) - SHOWN_CHARS} more characters)"
+    return repr(value)
+
+
+def _refuse_unknown(where: str, column: str, value: Any, accepted: tuple[str, ...]) -> None:
+    """StoreError unless ``value`` (of ``column``, held by ``where``) is in ``accepted``."""
+    if value not in accepted:
+        raise StoreError(
+            f"{where} holds {column} {_shown(value)}, not one of {known(accepted)}; "
+            "the report shows only declared values"
+        )
+
+
+def _intervention_domains() -> dict[str, tuple[str, ...]]:
+    from attnstore.interventions import METHODS, TARGETS, Z_TARGET  # imports torch: only here
+
+    return {"method": METHODS, "target": (Z_TARGET, *TARGETS)}
+
+
+def _check_stored_values(c: d.Context, labels: Any) -> None:
+    """Refuse, before anything is written, a stored value outside its domain that the report
+    would show or act on: the views and backends of the store's analyses, the methods and
+    targets of the run's interventions, the query kinds of the cluster labels shown."""
+    for r in c.store.read("analyses", ["analysis_id", "view", "backend"]).to_pylist():
+        for column in ("view", "backend"):
+            where = f"analysis {r['analysis_id']}"
+            _refuse_unknown(where, column, r[column], DOMAINS[column])
+    columns = ["intervention_id", "method", "target"]
+    rows = c.store.read("interventions", columns, run_id=c.run_id).to_pylist()
+    domains = _intervention_domains() if rows else {}
+    for r in rows:
+        for column in ("method", "target"):
+            where = f"intervention {r['intervention_id']}"
+            _refuse_unknown(where, column, r[column], domains[column])
+    for kind in sorted(set(labels["query_kind"]), key=str):
+        _refuse_unknown("table clusters", "query_kind", kind, DOMAINS["query_kind"])
+
+
 def _table(t: dict[str, Any], cls: str = "", link: bool = False) -> str:
-    """An HTML table of ``{"columns", "rows"}``; ``link``: rows open their head's page."""
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in t["columns"])
+    """An HTML table of ``{"columns", "rows"}``; ``link``: rows open their head's page. A
+    column with a declared domain (:data:`DOMAINS`) holds only its values or nulls."""
+    head = "".join(f"<th>{_h(c)}</th>" for c in t["columns"])
     body = []
     cols = t["columns"]
     for row in t["rows"]:
+        rec = dict(zip(cols, row, strict=True))
+        for column in DOMAINS.keys() & rec.keys():
+            if rec[column] is not None:
+                _refuse_unknown("the store", column, rec[column], DOMAINS[column])
         cells = "".join(f"<td>{_cell(v)}</td>" for v in row)
         attr = ""
         if link and "layer" in cols and "head" in cols:
-            rec = dict(zip(cols, row, strict=True))
-            attr = f' data-href="heads/L{rec["layer"]}_H{rec["head"]}.html"'
+            attr = f' data-href="heads/L{int(rec["layer"])}_H{int(rec["head"])}.html"'
         body.append(f"<tr{attr}>{cells}</tr>")
     return (
-        f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        f'<table class="{_h(cls)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
     )
 
 
@@ -66,35 +159,33 @@ def _cell(v: Any) -> str:
         return ""
     if isinstance(v, float):
         return f"{v:.{d.DIGITS}g}" if abs(v) < 1e-3 and v else f"{v:.3f}"
-    return html.escape(str(v))
+    return _h(v)
 
 
-def _page(title: str, body: str, data: Any, up: str = "", extra_js: str = "") -> str:
+def _page(title: str, body: str, data: Any, up: str = "") -> str:
+    """A page: the policy first in <head>, then ``body`` (HTML, escaped by its makers), the
+    page's data as a JSON block and the scripts of ``assets/``."""
     nav = f'<nav><a href="{up}index.html">overview</a> · <a href="{up}heads.html">heads</a></nav>'
     scripts = "".join(
-        f'<script src="{src}"></script>'
-        for src in (f"{up}assets/plotly.min.js", *([extra_js] if extra_js else []))
+        f'<script src="{up}assets/{name}"></script>' for name in ("plotly.min.js", "report.js")
     )
     return (
         "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title>"
+        f'<html lang="en"><head><meta http-equiv="Content-Security-Policy" content="{_h(CSP)}">'
+        '<meta charset="utf-8">'
+        f"<title>{_h(title)}</title>"
         f'<link rel="stylesheet" href="{up}assets/report.css"></head>\n'
-        f"<body>{nav}<h1>{html.escape(title)}</h1>\n{body}\n"
+        f"<body>{nav}<h1>{_h(title)}</h1>\n{body}\n"
         f'<script id="page-data" type="application/json">{_json_in_html(data)}</script>\n'
-        f'{scripts}<script src="{up}assets/report.js"></script>\n'
+        f"{scripts}\n"
         "</body></html>\n"
     )
 
 
-def _json_in_html(value: Any) -> str:
-    return d.dumps(value).replace("</", "<\\/")
-
-
 def _no_analysis(c: d.Context) -> str:
     return (
-        f'<p class="note">Run {c.run_id} has no analysis: clusters, literals and head '
-        f"metrics appear once <code>{html.escape(c.analyze_command)}</code> has run.</p>"
+        f'<p class="note">Run {_h(c.run_id)} has no analysis: clusters, literals and head '
+        f"metrics appear once <code>{_h(c.analyze_command)}</code> has run.</p>"
     )
 
 
@@ -110,7 +201,7 @@ def _assets(out: Path, files: list[Path]) -> None:
 def _index(c: d.Context, out: Path, files: list[Path]) -> None:
     o = d.overview(c)
     card = "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{_cell(v)}</td></tr>" for k, v in o["card"].items()
+        f"<tr><th>{_h(k)}</th><td>{_cell(v)}</td></tr>" for k, v in o["card"].items()
     )
     body = (
         (_no_analysis(c) if c.analysis is None else "")
@@ -131,7 +222,7 @@ def _heads(c: d.Context, out: Path, files: list[Path]) -> None:
     maps = d.head_maps(c)
     ranks = d.rankings(c)
     options = "".join(
-        f'<option value="{i}">{html.escape(m["name"])}</option>' for i, m in enumerate(maps)
+        f'<option value="{i}">{_h(m["name"])}</option>' for i, m in enumerate(maps)
     )
     body = _no_analysis(c) if c.analysis is None else ""
     if maps:
@@ -149,7 +240,7 @@ def _heads(c: d.Context, out: Path, files: list[Path]) -> None:
         body += f"<h2>Heads</h2><p class='grid'>{grid}</p>"
     for name, t in ranks.items():
         body += (
-            f"<h2>{html.escape(name)}</h2><p>Query <code>{name}</code>; click a header to "
+            f"<h2>{_h(name)}</h2><p>Query <code>{_h(name)}</code>; click a header to "
             'sort, a row to open its head.</p><div class="scroll">'
             + _table(t, "sortable ranking", link=True)
             + "</div>"
@@ -175,7 +266,7 @@ def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, f
         files += [out / "heads" / f"{stem}_s{sample}.png", out / "heads" / f"{stem}_silhouette.png"]
         body += (
             f"<h2>Sample {sample}, where its clusters are cleanest "
-            f"(view {html.escape(c.analysis['view'])})</h2>"
+            f"(view {_h(c.analysis['view'])})</h2>"
             f'<img class="figure" src="{stem}_s{sample}.png" alt="head figure, sample {sample}">'
             f'<img class="silhouette" src="{stem}_silhouette.png" alt="silhouette against k">'
             "<h2>Clusters</h2><p>Query <code>head_clusters</code>; dominant literals best first, "
@@ -183,7 +274,7 @@ def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, f
             + _table(d.head_clusters(c, layer, head, sample), "sortable clusters")
         )
     options = "".join(f'<option value="{s}">sample {s}</option>' for s in samples)
-    view_opts = "".join(f'<option value="{v}">{v}</option>' for v in c.views) or (
+    view_opts = "".join(f'<option value="{_h(v)}">{_h(v)}</option>' for v in c.views) or (
         '<option value="">no analysis</option>'
     )
     body += (
@@ -202,17 +293,11 @@ def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, f
         "tokens": {str(s): ctx["tokens"][s] for s in samples},
         "labels": d.head_views(ctx["labels"], layer, head, samples, T),
     }
-    _write(
-        out / "heads" / f"{stem}.js",
-        f"window.HEAD_DATA = {d.dumps(d.clean(head_data))};\n",
-        files,
-    )
     page = _page(
         f"Layer {layer}, head {head}",
         body,
-        {"page": "head"},
+        {"page": "head", "head": d.clean(head_data)},
         up="../",
-        extra_js=f"{stem}.js",
     )
     _write(out / "heads" / f"{stem}.html", page, files)
 
@@ -231,15 +316,16 @@ def build_report(
     s = open_store(store)
     out = check_output_folder(out, s.path)
     c = d.context(s, run_id, analysis_id)
-    files: list[Path] = []
-    _assets(out, files)
-    _index(c, out, files)
-    _heads(c, out, files)
     best = d.cleanest_samples(c)
     L, H = int(c.run["n_layers"]), int(c.run["n_heads"])
     shown = {(l, h): d.samples_shown(c, best, l, h) for l in range(L) for h in range(H)}
     every = sorted({s for v in shown.values() for s in v})
     ctx = {"best": best, "tokens": d.tokens(c, every), "labels": d.cluster_labels(c, every)}
+    _check_stored_values(c, ctx["labels"])
+    files: list[Path] = []
+    _assets(out, files)
+    _index(c, out, files)
+    _heads(c, out, files)
     from tqdm.auto import tqdm
 
     for layer, head in tqdm(list(shown), desc="report", disable=not progress):

@@ -1,6 +1,8 @@
 // Renders the report's JSON with Plotly. Python builds the data (attnstore/report/data.py);
-// this file only draws it: each page's JSON is in <script id="page-data">, a head page's
-// attention rows in window.HEAD_DATA (its own .js file, loaded with <script src>).
+// this file only draws it: each page's JSON is in <script id="page-data" type=
+// "application/json"> (a head page's attention rows in its "head"). The data may come from a
+// store someone handed you: it only ever reaches the page as text (textContent, never
+// innerHTML), and the page's Content-Security-Policy runs no script but files of assets/.
 "use strict";
 
 const PAGE = JSON.parse(document.getElementById("page-data").textContent);
@@ -82,20 +84,25 @@ function token(t, pos) {
 }
 
 function head() {
-  const D = window.HEAD_DATA;
+  const D = PAGE.head;
   const sampleSelect = document.getElementById("sample");
   const viewSelect = document.getElementById("view");
   const info = document.getElementById("hover-info");
+  // The lines that describe one cell: Plotly's tooltip joins them with <br>, the line below
+  // the chart shows them as text.
+  const describe = (w, toks, labels, q, k) => {
+    const cluster = labels[q] === null || labels[q] === undefined ? "not clustered" : labels[q];
+    return [`query ${token(toks[q], q)}`, `key ${token(toks[k], k)}`, `weight ${w[q][k].toFixed(3)}`,
+            `cluster of the query (${viewSelect.value || "none"}): ${cluster}`];
+  };
+  let current = null;  // what draw() drew: the hover line describes its cells
   const draw = () => {
     const s = sampleSelect.value;
     const w = D.samples[s].map((row) => row.map((v) => v / D.scale));
     const toks = D.tokens[s];
     const labels = (D.labels[viewSelect.value] || {})[s] || [];
-    const text = w.map((row, q) => row.map((v, k) => {
-      const cluster = labels[q] === null || labels[q] === undefined ? "not clustered" : labels[q];
-      return `query ${token(toks[q], q)}<br>key ${token(toks[k], k)}<br>` +
-             `weight ${v.toFixed(3)}<br>cluster of the query (${viewSelect.value || "none"}): ${cluster}`;
-    }));
+    current = { w, toks, labels };
+    const text = w.map((row, q) => row.map((_, k) => describe(w, toks, labels, q, k).join("<br>")));
     const pos = toks.map((_, i) => i);
     Plotly.react("attention", [{
       z: w, x: pos, y: pos, type: "heatmap", colorscale: PURPLES, zmin: 0, zmax: 1,
@@ -112,7 +119,8 @@ function head() {
   viewSelect.addEventListener("change", draw);
   draw();
   document.getElementById("attention").on("plotly_hover", (e) => {
-    info.innerHTML = e.points[0].text;
+    const p = e.points[0];
+    info.textContent = describe(current.w, current.toks, current.labels, p.y, p.x).join("\n");
   });
 }
 
