@@ -22,9 +22,21 @@ from its default (``'text'``, ``20``, ``0.5``, ``true``; ``null`` needs a type).
 carry what it accepts: a range ``int[low..high]`` / ``float[low..high]`` (either bound may be
 left out) or choices ``str{a,b,c}``; a value outside is refused naming what is accepted. The
 default ``latest_run`` (or ``previous_run``, ``latest_analysis``, ``previous_analysis``) is
-filled from the store when the query runs (``Store.ids``: the newest run (analysis) by
-``created_at``, or the one before it). A value given for such a parameter must name a run
-(analysis) in the store. Values reach DuckDB only as ``$name`` parameters, never as SQL text.
+filled from the store when the query runs, by the store's one lookup (``Store.ids``: the
+newest run (analysis) by ``created_at``, or the one before it). An analysis is chosen among
+those of the query's run and view parameters where it has them (``$analysis_id`` goes with
+``$run_id`` and ``$view``, ``$analysis_a`` with ``$run_a`` and ``$view_a``), so a query that
+reads one analysis declares::
+
+    --   $analysis_id = latest_analysis  the analysis [default: the latest of $run_id, of $view]
+    --   $run_id = latest_run      the run of the default analysis [default: the latest run]
+    --   $view: str{raw,shared_keys,per_example} = null  the view of the default analysis
+
+and selects ``where analysis_id = $analysis_id``: the SQL never chooses "the latest" itself.
+A parameter named ``run_id`` / ``run_a`` (``analysis_id`` / ``analysis_a``), or with such a
+default, names a run (analysis): a value given must be in the store, an analysis given must be
+of the run and view given, and an analysis given alone sets its run parameter. Values reach
+DuckDB only as ``$name`` parameters, never as SQL text.
 """
 
 from __future__ import annotations
@@ -47,11 +59,13 @@ if TYPE_CHECKING:
 
 QUERY_PATH_ENV = "ATTNSTORE_QUERY_PATH"
 TYPES = ("bool", "float", "int", "str")
+# The shared views over what `attnstore intervene` writes: they read no analysis.
+INTERVENTION_VIEWS = frozenset({"head_effects", "head_effect_summary"})
 # What an analysis writes (its tables but the primary, and the shared views over them): a query
 # reading one needs an analysis of its run.
 ANALYSIS_RESULTS = frozenset(
     {n for n, t in TABLES.items() if t.level == "analysis" and n != "analyses"}
-    | (set(SHARED_VIEWS) - RUN_LEVEL_VIEWS)
+    | (set(SHARED_VIEWS) - RUN_LEVEL_VIEWS - INTERVENTION_VIEWS)
 )
 _PARAM = re.compile(
     r"^\$(?P<name>[A-Za-z_]\w*)\s*"
@@ -312,6 +326,25 @@ def _literal(raw: str) -> Any:
     )
 
 
+_REFERENCE = re.compile(r"(?P<level>run|analysis)_(?:id|[a-z])")
+
+
+def names_a(p: Param) -> str | None:
+    """'run' or 'analysis' where a parameter names one: its default is a latest_ or previous_
+    run (analysis), or its name is run_id, run_a, ... (analysis_id, analysis_a, ...)."""
+    if isinstance(p.default, Latest):
+        return p.default.level
+    m = _REFERENCE.fullmatch(p.name)
+    return m["level"] if m else None
+
+
+def scope(name: str) -> tuple[str, str]:
+    """The run and view parameters of an analysis parameter: ``run_id`` and ``view`` for
+    ``analysis_id``, ``run_a`` and ``view_a`` for ``analysis_a``."""
+    suffix = name.removeprefix("analysis")
+    return f"run{suffix}", "view" if suffix == "_id" else f"view{suffix}"
+
+
 def query_dirs(extra_dirs: list[str | Path] | tuple = ()) -> list[Path]:
     """Folders searched, later ones shadowing earlier ones."""
     env = [p for p in os.environ.get(QUERY_PATH_ENV, "").split(os.pathsep) if p]
@@ -402,37 +435,28 @@ def _on_fresh_files(s: Store, run: Callable[[Any], pd.DataFrame]) -> pd.DataFram
 
 
 def _resolve(con, s: Store, q: Query, values: dict[str, Any]) -> dict[str, Any]:
-    """Fill Latest defaults from the store; check that named runs and analyses exist and,
+    """Fill run and analysis defaults from the store's one lookup (``Store.ids``,
+    ``Store.analysis``); check that the runs and analyses named exist and go together and,
     where the query reads analysis results, that there is an analysis to read."""
     out = dict(values)
-    needs_analysis = bool(q.reads & ANALYSIS_RESULTS)
-    runs: list[str] = []
+    levels = {p.name: names_a(p) for p in q.params}
+    given: dict[str, dict[str, Any]] = {}  # analysis parameter -> the analyses row given
+    for p in q.params:  # an analysis given without its run: the run is the analysis's
+        value = out[p.name]
+        if levels[p.name] == "analysis" and value is not None and not isinstance(value, Latest):
+            given[p.name] = s.analysis(value)
+            run_param = scope(p.name)[0]
+            if isinstance(out.get(run_param), Latest):
+                out[run_param] = given[p.name]["run_id"]
+    runs = []
     for p in q.params:
-        if not isinstance(p.default, Latest):
-            continue
-        level, value = p.default.level, out[p.name]
-        keys = s.ids(level)
-        if isinstance(value, Latest):
-            if not keys:
-                make = "extract" if level == "run" else "analyze"
-                raise NotFoundError(
-                    f"store '{s.path}' holds no {level}; 'attnstore {make} --store {s.path}' "
-                    "makes one"
-                )
-            if len(keys) <= value.offset:
-                raise NotFoundError(
-                    f"query '{q.name}': {p.name} defaults to the {str(value).replace('_', ' ')}, "
-                    f"but the store holds one {level} ({keys[0]}); pass {p.name}=ID"
-                )
-            value = keys[value.offset]
-        elif value not in keys:
-            raise NotFoundError(
-                f"unknown {level} '{value}' ({p.name}); in the store: {known(keys)}"
-            )
-        out[p.name] = value
-        if level == "run":
-            runs.append(value)
-    if needs_analysis:
+        if levels[p.name] == "run" and out[p.name] is not None:
+            out[p.name] = _run(s, q, p.name, out[p.name])
+            runs.append(out[p.name])
+    for p in q.params:
+        if levels[p.name] == "analysis" and out[p.name] is not None:
+            out[p.name] = _analysis(s, q, p.name, out, p.name in given)
+    if q.reads & ANALYSIS_RESULTS:
         analysed = {r[0] for r in con.execute("select distinct run_id from analyses").fetchall()}
         for run in runs:
             if run not in analysed:
@@ -446,6 +470,56 @@ def _resolve(con, s: Store, q: Query, values: dict[str, Any]) -> dict[str, Any]:
                 "makes one"
             )
     return out
+
+
+def _run(s: Store, q: Query, name: str, value: Any) -> str:
+    """The run a run parameter names: ``value``, checked, or the Latest it defaults to."""
+    keys = s.ids("run")
+    if not isinstance(value, Latest):
+        if value not in keys:
+            raise NotFoundError(f"unknown run '{value}' ({name}); in the store: {known(keys)}")
+        return value
+    if not keys:
+        raise NotFoundError(
+            f"store '{s.path}' holds no run; 'attnstore extract --store {s.path}' makes one"
+        )
+    if len(keys) <= value.offset:
+        raise NotFoundError(
+            f"query '{q.name}': {name} defaults to the {str(value).replace('_', ' ')}, "
+            f"but the store holds one run ({keys[0]}); pass {name}=ID"
+        )
+    return keys[value.offset]
+
+
+def _analysis(s: Store, q: Query, name: str, values: dict[str, Any], given: bool) -> str:
+    """The analysis an analysis parameter names: the one given, checked to be of its run and
+    view parameters' values where the query has them; else the Latest it defaults to, among
+    the analyses of that run and view (of the store where the query has no run parameter)."""
+    run_param, view_param = scope(name)
+    run, view = values.get(run_param), values.get(view_param)
+    value = values[name]
+    if given:
+        row = s.analysis(value, run_id=run)  # of another run: names the run's analyses
+        if view is not None and row["view"] != view:
+            raise NotFoundError(
+                f"analysis '{value}' ({name}) is of view {row['view']}, not {view} ({view_param})"
+            )
+        return value
+    if value.offset == 0 and run is not None:
+        return s.analysis(run_id=run, view=view)["analysis_id"]  # none: names the command
+    equal = {"run_id": run} if run is not None else {}
+    ids = s.ids("analysis", **equal | ({} if view is None else {"view": view}))
+    if not ids:
+        raise NotFoundError(
+            f"store '{s.path}' holds no analysis; 'attnstore analyze --store {s.path}' makes one"
+        )
+    if len(ids) <= value.offset:
+        of = "".join(f" {k} {v}" for k, v in [("of run", run), ("of view", view)] if v)
+        raise NotFoundError(
+            f"query '{q.name}': {name} defaults to the {str(value).replace('_', ' ')}{of}, "
+            f"but there is one ({ids[0]}); pass {name}=ID"
+        )
+    return ids[value.offset]
 
 
 def _check_read_only(text: str, what: str) -> None:

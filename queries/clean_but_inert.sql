@@ -8,6 +8,7 @@
 -- intervention columns: 'attnstore intervene' decides it.
 --
 -- Parameters:
+--   $analysis_id: str = null  one analysis of the run; null: every analysis (of $view)
 --   $run_id = latest_run       the run [default: the latest run in the store]
 --   $method: str{zero,mean,resample,knockout} = 'zero'  the intervention's method
 --   $target: str = null        one target ('z' or a knockout key class); null: every target
@@ -26,7 +27,8 @@ with
 fits as (
     select analysis_id, view, layer, head, quality, modal_k,
     from head_fits
-    where run_id = $run_id and ($view is null or view = $view) and query_kind = $query_kind
+    where run_id = $run_id and ($view is null or view = $view)
+        and ($analysis_id is null or analysis_id = $analysis_id) and query_kind = $query_kind
 ),
 
 effects as (

@@ -4,12 +4,13 @@
 -- layer. For each cluster of each head at layer l, this counts how its tokens spread over
 -- the clusters of every head at layer l + 1: a share of 1 means a cluster moves whole into
 -- one cluster above. Cluster numbers are arbitrary within a problem, so transitions are per
--- sample (layer_transitions summarises them over samples). Reads one analysis: the latest of
--- the run with the given view (latest_analyses).
+-- sample (layer_transitions summarises them over samples). Reads one analysis,
+-- $analysis_id.
 --
 -- Parameters:
---   $run_id = latest_run       the run [default: the latest run in the store]
---   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $analysis_id = latest_analysis  the analysis [default: the latest of $run_id, of $view]
+--   $run_id = latest_run       the run of the default analysis [default: the latest run]
+--   $view: str{raw,shared_keys,per_example} = null  the default analysis's view; null: any
 --   $sample: int[0..] = 0      the sample (prompt)
 --   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
 --   $layer: int[0..] = null    the lower layer l; null: every layer but the last
@@ -27,9 +28,8 @@
 with
 chosen as (
     select analysis_id,
-    from latest_analyses
-    where run_id = $run_id
-        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
+    from analyses
+    where analysis_id = $analysis_id
 ),
 
 tokens as (

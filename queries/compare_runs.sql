@@ -1,16 +1,18 @@
 -- compare_runs: two runs side by side, head by head: which heads changed.
 --
--- Two checkpoints, two tasks, or two views of one run: each side is the latest analysis of
--- its run with the given view (latest_analyses), its heads and query kinds as head_fits has
--- them (quality: mean best silhouette, 0 where none). Heads rank by how
--- much their quality changed (changed: by at least $min_delta). A head present in one run
+-- Two checkpoints, two tasks, or two views of one run: each side is one analysis
+-- ($analysis_a, $analysis_b; by default the latest of its run, of its view), its heads and
+-- query kinds as head_fits has them (quality: mean best silhouette, 0 where none). Heads rank
+-- by how much their quality changed (changed: by at least $min_delta). A head present in one run
 -- only (models of other shapes) has nulls on the other side and comes first.
 --
 -- Parameters:
+--   $analysis_a = latest_analysis  the first analysis [default: the latest of $run_a, $view_a]
+--   $analysis_b = latest_analysis  the second [default: the latest of $run_b, of $view_b]
 --   $run_a = previous_run      the first run [default: the run before the latest]
 --   $run_b = latest_run        the second run [default: the latest run in the store]
---   $view_a: str{raw,shared_keys,per_example} = null  run_a's row view; null: latest
---   $view_b: str{raw,shared_keys,per_example} = null  run_b's row view; null: latest
+--   $view_a: str{raw,shared_keys,per_example} = null  run_a's row view; null: any view
+--   $view_b: str{raw,shared_keys,per_example} = null  run_b's row view; null: any view
 --   $min_delta: float[0..] = 0.1  change in quality that counts as changed
 -- Grain: layer, head, query_kind.
 -- Columns:
@@ -25,22 +27,16 @@
 --   changed              |delta_quality| >= $min_delta, or the head is in one run only
 with
 chosen as (
-    select 'a' as side, analysis_id,
-    from latest_analyses
-    where run_id = $run_a
-        and (($view_a is null and latest_of_run) or (view = $view_a and latest_of_view))
+    select 'a' as side, $analysis_a as analysis_id,
     union all
-    select 'b' as side, analysis_id,
-    from latest_analyses
-    where run_id = $run_b
-        and (($view_b is null and latest_of_run) or (view = $view_b and latest_of_view))
+    select 'b' as side, $analysis_b as analysis_id,
 ),
 
 per_head as materialized (
     select c.side, h.*,
     from head_fits as h
     join chosen as c using (analysis_id)
-    where h.run_id in ($run_a, $run_b)  -- redundant, but pushed down: only these runs' fits
+    where h.analysis_id in ($analysis_a, $analysis_b)  -- redundant, but pushed down
 ),
 
 side_a as (select * from per_head where side = 'a'),

@@ -2,12 +2,12 @@
 --
 -- What a cluster holds: its points, how many of them are positive examples, and the
 -- literals that dominate it (sign + for x_j, - for not x_j, in rank order, * where the
--- literal is in the sample's hidden function). Reads one analysis: the latest of the run with
--- the given view (latest_analyses).
+-- literal is in the sample's hidden function). Reads one analysis, $analysis_id.
 --
 -- Parameters:
---   $run_id = latest_run       the run [default: the latest run in the store]
---   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $analysis_id = latest_analysis  the analysis [default: the latest of $run_id, of $view]
+--   $run_id = latest_run       the run of the default analysis [default: the latest run]
+--   $view: str{raw,shared_keys,per_example} = null  the default analysis's view; null: any
 --   $layer: int[0..]           the head's layer
 --   $head: int[0..]            the head
 --   $sample: int[0..] = 0      the sample (prompt)
@@ -27,9 +27,8 @@
 with
 chosen as (
     select analysis_id, run_id,
-    from latest_analyses
-    where run_id = $run_id
-        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
+    from analyses
+    where analysis_id = $analysis_id
 ),
 
 problem as (

@@ -4,7 +4,8 @@
 -- head's query rows cluster (head_fits) and whether the clusters follow the hidden
 -- function's literals (head_literals). Also a view of every attnstore.connect() connection.
 --
--- Parameters: none.
+-- Parameters:
+--   $analysis_id: str = null  one analysis; null: every analysis in the store
 -- Grain: analysis_id, layer, head, query_kind.
 -- Columns:
 --   analysis_id, run_id, view, layer, head, query_kind,
@@ -36,4 +37,5 @@
 -- The literal columns are null for tasks whose functions are not made of literals.
 select *
 from head_summary
+where $analysis_id is null or analysis_id = $analysis_id
 order by analysis_id, layer, head, query_kind

@@ -10,6 +10,7 @@
 -- once per analysis with null intervention columns: 'attnstore intervene' measures it.
 --
 -- Parameters:
+--   $analysis_id: str = null  one analysis of the run; null: every analysis (of $view)
 --   $run_id = latest_run       the run [default: the latest run in the store]
 --   $method: str{zero,mean,resample,knockout} = null  one method; null: every method
 --   $target: str = null        one target ('z' or a knockout key class); null: every target
@@ -47,7 +48,8 @@ effects as (
 fits as (
     select analysis_id, view, layer, head, quality, modal_k, modal_k_share, mean_nmi_y,
     from head_fits
-    where run_id = $run_id and ($view is null or view = $view) and query_kind = $query_kind
+    where run_id = $run_id and ($view is null or view = $view)
+        and ($analysis_id is null or analysis_id = $analysis_id) and query_kind = $query_kind
 ),
 
 routing as (

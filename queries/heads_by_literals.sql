@@ -12,6 +12,7 @@
 -- (half-spaces, nearest_neighbours). Every column but rank is head_summary's.
 --
 -- Parameters:
+--   $analysis_id: str = null  one analysis of the run; null: every analysis (of $view)
 --   $run_id = latest_run       the run [default: the latest run in the store]
 --   $view: str{raw,shared_keys,per_example} = null  row view; null: every view
 --   $query_kind: str{x,y} = null  'x' or 'y'; null: both
@@ -50,6 +51,7 @@ ranked as (
         ) as rank,
     from head_summary
     where run_id = $run_id and ($view is null or view = $view)
+        and ($analysis_id is null or analysis_id = $analysis_id)
         and ($query_kind is null or query_kind = $query_kind)
 )
 

@@ -9,6 +9,7 @@
 -- (1 - max(mean_ari_xy, 0)).
 --
 -- Parameters:
+--   $analysis_id: str = null  one analysis of the run; null: every analysis (of $view)
 --   $run_id = latest_run       the run [default: the latest run in the store]
 --   $view: str{raw,shared_keys,per_example} = null  row view; null: every view
 --   $top: int[1..] = null      keep the first $top ranks of each analysis; null: all
@@ -31,6 +32,7 @@ chosen as (
     select analysis_id,
     from analyses
     where run_id = $run_id and ($view is null or view = $view)
+        and ($analysis_id is null or analysis_id = $analysis_id)
 ),
 
 kinds as (

@@ -4,12 +4,12 @@
 -- their clusterings of the same query rows (same sample, point and query kind; the shared
 -- macro adjusted_rand_index), averaged over samples: 1 when the head above splits the tokens
 -- exactly as the head below, 0 when no more alike than chance. cluster_transitions shows the
--- flows of one sample. Reads one analysis: the latest of the run with the given view
--- (latest_analyses).
+-- flows of one sample. Reads one analysis, $analysis_id.
 --
 -- Parameters:
---   $run_id = latest_run       the run [default: the latest run in the store]
---   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $analysis_id = latest_analysis  the analysis [default: the latest of $run_id, of $view]
+--   $run_id = latest_run       the run of the default analysis [default: the latest run]
+--   $view: str{raw,shared_keys,per_example} = null  the default analysis's view; null: any
 --   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
 -- Grain: layer, head, next_head.
 -- Columns:
@@ -23,9 +23,8 @@
 with
 chosen as (
     select analysis_id,
-    from latest_analyses
-    where run_id = $run_id
-        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
+    from analyses
+    where analysis_id = $analysis_id
 ),
 
 tokens as (

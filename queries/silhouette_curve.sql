@@ -1,12 +1,12 @@
 -- silhouette_curve: one head's silhouette (and k-means inertia) against k, over samples.
 --
 -- The curve behind a head's choice of k: for every k tried, the silhouette averaged over
--- samples and how often that k was the best. Reads one analysis: the latest of the run with
--- the given view (latest_analyses).
+-- samples and how often that k was the best. Reads one analysis, $analysis_id.
 --
 -- Parameters:
---   $run_id = latest_run       the run [default: the latest run in the store]
---   $view: str{raw,shared_keys,per_example} = null  row view; null: the run's latest
+--   $analysis_id = latest_analysis  the analysis [default: the latest of $run_id, of $view]
+--   $run_id = latest_run       the run of the default analysis [default: the latest run]
+--   $view: str{raw,shared_keys,per_example} = null  the default analysis's view; null: any
 --   $layer: int[0..]           the head's layer
 --   $head: int[0..]            the head
 --   $query_kind: str{x,y} = null  'x' or 'y'; null: both
@@ -22,9 +22,8 @@
 with
 chosen as (
     select analysis_id, view,
-    from latest_analyses
-    where run_id = $run_id
-        and (($view is null and latest_of_run) or (view = $view and latest_of_view))
+    from analyses
+    where analysis_id = $analysis_id
 ),
 
 curve as (

@@ -179,7 +179,9 @@ def test_live_analysis_and_stored_rows_draw_the_same_pixels(
     )
     model = load_checkpoint(str(tiny_checkpoint)).model
     with torch.no_grad():
-        _, attns = model(torch.from_numpy(batch.x), torch.from_numpy(batch.y), return_attn=True)
+        attns = model(
+            torch.from_numpy(batch.x), torch.from_numpy(batch.y), return_attn=True
+        ).attention
     live = plots.head_figure_data_live(
         attns[LAYER][SAMPLE, HEAD].numpy(),
         batch.x[SAMPLE],
@@ -480,3 +482,89 @@ def test_a_manifest_with_one_bad_output_writes_nothing(tiny_analysed_store, tmp_
     with pytest.raises(ConfigError, match=r"figure 4 of .*/x.gif' must end in one of"):
         plots.plot_manifest(None, manifest)
     assert not (tmp_path / "figs").exists()
+
+
+# --- maps of what a head carries (attnstore intervene) ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def iv_store(tmp_path_factory, tiny_analysed_store):
+    """A copy of the tiny analysed store with interventions zero (target z) and knockout
+    x_to_y."""
+    import shutil
+
+    from attnstore.interventions import intervene
+
+    src, run_id, _ = tiny_analysed_store
+    path = tmp_path_factory.mktemp("iv") / "store"
+    shutil.copytree(src, path)
+    results = intervene(
+        path, run_id, methods=["zero", "knockout"], targets=["x_to_y"], batch_size=6
+    )
+    return path, run_id, {(r.method, r.target): r.intervention_id for r in results}
+
+
+@pytest.mark.parametrize("method", ["zero", "knockout"])
+def test_an_effect_map_of_zero_needs_no_target(method, iv_store, tmp_path):
+    """`plot heads --method zero` maps the zero intervention: zero, mean and resample take
+    the target intervene gives them (z); knockout's is the one given."""
+    path, run_id, ids = iv_store
+    target = ["--target", "x_to_y"] if method == "knockout" else []
+    out = tmp_path / "zero.png"
+    result = _run(
+        "plot", "heads", "--store", path, "--metric", "late_delta_accuracy", "--method", method,
+        *target, "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out)
+    chosen = ids[(method, "x_to_y" if method == "knockout" else "z")]
+    given = target[1] if target else None
+    fig = plots.heads_figure(path, metric="late_delta_accuracy", method=method, target=given)
+    values = fig.axes[0].get_images()[0].get_array()
+    with connect(path) as con:
+        rows = con.execute(
+            "select layer, head, late_delta_accuracy from head_effect_summary "
+            "where intervention_id = $i",
+            {"i": chosen},
+        ).fetchall()
+    assert len(rows) == values.size == TINY["n_layers"] * TINY["n_heads"]
+    for layer, head, v in rows:
+        assert values[layer, head] == pytest.approx(v)
+    assert f"intervention {chosen}" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize(
+    "args, missing, make",
+    [
+        (["--method", "mean"], "(mean, z)", "--method mean'"),
+        (["--method", "zero", "--target", "x_to_y"], "(zero, x_to_y)", None),  # none makes it
+        (["--method", "knockout", "--target", "y_to_x"], "(knockout, y_to_x)", "--target y_to_x'"),
+    ],
+)
+def test_a_missing_intervention_names_what_the_run_has(args, missing, make, iv_store, tmp_path):
+    """What the run has is listed, and the command that makes the one asked for, if any."""
+    path, run_id, _ = iv_store
+    out = tmp_path / "none.png"
+    result = _run(
+        "plot", "heads", "--store", path, "--metric", "mean_delta_logit", *args, "--out", out
+    )
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert f"no intervention {missing} of run {run_id}" in lines[0]
+    assert "the run has: knockout/x_to_y, zero/z" in lines[0]
+    intervene = f"'attnstore intervene --store {path} --run {run_id} --method"
+    assert (intervene in lines[0]) == (make is not None)
+    assert make is None or f"{make} makes one" in lines[0]
+    assert not out.exists()
+
+
+def test_an_effect_map_of_a_run_without_interventions(tiny_analysed_store, tmp_path):
+    path, run_id, _ = tiny_analysed_store
+    none = rf"no intervention \(zero, z\) of run {run_id}; the run has none; 'attnstore intervene"
+    with pytest.raises(NotFoundError, match=none):
+        plots.heads_figure(path, metric="late_delta_accuracy")
+    with pytest.raises(ConfigError, match="unknown method 'zeros'; known: zero, mean, resample"):
+        plots.heads_figure(path, metric="late_delta_accuracy", method="zeros")
+    with pytest.raises(ConfigError, match="method knockout needs a --target; known: x_to_y_pos"):
+        plots.heads_figure(path, metric="late_delta_accuracy", method="knockout")

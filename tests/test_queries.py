@@ -26,7 +26,7 @@ from attnstore.cli import cli
 from attnstore.connection import connect, sql_dir
 from attnstore.errors import ConfigError, NotFoundError, QueryError
 from attnstore.extraction import attention_table
-from attnstore.queries import QUERY_PATH_ENV, get_query, load_queries, query
+from attnstore.queries import QUERY_PATH_ENV, get_query, load_queries, names_a, query, scope
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
 from attnstore.training import elimination_baseline, majority_baseline
@@ -246,7 +246,10 @@ def test_bundled_queries_declare_what_they_use():
         assert q.header.startswith(f"{name}: ") and q.description, name
         for section in ("Parameters:", "Grain:", "Columns:"):
             assert section in q.header, (name, section)
-        assert {p.name for p in q.params} == set(q.used_params), name
+        # every parameter is used, but the run and view that only choose a default analysis
+        choosers = {n for p in q.params if names_a(p) == "analysis" for n in scope(p.name)}
+        assert set(q.used_params) <= {p.name for p in q.params}, name
+        assert {p.name for p in q.params} - set(q.used_params) <= choosers, name
         assert all(len(line) <= 100 for line in q.sql.splitlines()), name
 
 
@@ -347,6 +350,18 @@ def test_compare_runs_defaults_to_the_two_latest(synthetic):
     assert abs(same.delta_quality) < 0.05 and not same.changed
 
 
+def test_an_analysis_given_alone_reads_its_own_run(synthetic):
+    path = synthetic[0]
+    planted = Store(path).analysis(run_id="planted")["analysis_id"]
+    by_run = query(path, "head_clusters", run_id="planted", layer=1, head=2, sample=0)
+    alone = query(path, "head_clusters", analysis_id=planted, layer=1, head=2, sample=0)
+    pd.testing.assert_frame_equal(alone, by_run)  # not the latest run's (unplanted)
+    with pytest.raises(NotFoundError, match=f"analysis '{planted}' not in run unplanted; its"):
+        query(path, "head_clusters", run_id="unplanted", analysis_id=planted, layer=1, head=2)
+    with pytest.raises(NotFoundError, match=f"analysis '{planted}' not in run unplanted; its"):
+        query(path, "compare_runs", analysis_a=planted, run_a="unplanted")
+
+
 def test_run_overview_equals_the_baselines_of_train(synthetic, tiny_analysed_store):
     path, x, y, _ = synthetic
     overview = query(path, "run_overview", run_id="planted")
@@ -395,7 +410,8 @@ def test_parameters_are_checked_coerced_and_defaulted(synthetic):
         query(path, "nope")
     for name in load_queries():
         assert name in str(e.value)
-    with pytest.raises(ConfigError, match=r"needs parameter 'layer' \(int\); accepted: run_id"):
+    needs = r"needs parameter 'layer' \(int\); accepted: analysis_id, run_id"
+    with pytest.raises(ConfigError, match=needs):
         query(path, "silhouette_curve", head=2)
     with pytest.raises(ConfigError, match="has no parameter 'heads'; accepted: .*layer, head"):
         query(path, "silhouette_curve", layer=1, heads=2)

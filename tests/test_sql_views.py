@@ -18,6 +18,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from attnstore.connection import SHARED_MACROS, SHARED_VIEWS, connect, sql_dir
+from attnstore.errors import NotFoundError
 from attnstore.queries import Latest, Query, load_queries, query
 from attnstore.schema import TABLES
 from attnstore.store import Store
@@ -371,23 +372,72 @@ def test_latest_analyses_orders_as_store_ids(tied_store):
     assert {a for a, _, of_view in flags if of_view} == {"tie_raw_b", "tie_shared"}
 
 
+def _one_analysis_queries() -> dict[str, Query]:
+    """The named queries with an analysis parameter that defaults to the latest."""
+    return {
+        n: q
+        for n, q in load_queries().items()
+        if any(isinstance(p.default, Latest) and p.default.level == "analysis" for p in q.params)
+    }
+
+
+def _params(q: Query, run_id: str, view: str | None, **given) -> dict:
+    params = {p.name: 0 for p in q.params if p.required}
+    for p in q.params:
+        if p.name.startswith("run"):
+            params[p.name] = run_id
+        elif p.name.startswith("view"):
+            params[p.name] = view
+    return params | given
+
+
+def _picked(df: pd.DataFrame) -> set[str]:
+    return {v for c in df.columns if c.startswith("analysis") for v in df[c]}
+
+
 @pytest.mark.parametrize("view", [None, "raw", "shared_keys"])
 def test_one_analysis_queries_read_the_analysis_store_picks(tied_store, view):
-    """Every named query that reads latest_analyses outputs Store.analysis's pick only."""
+    """Every named query that reads one analysis outputs Store.analysis's pick only, and no
+    named query picks "the latest" in its own SQL."""
     path, run_id = tied_store
     expected = Store(path).analysis(run_id=run_id, view=view)["analysis_id"]
-    readers = {n: q for n, q in load_queries().items() if "latest_analyses" in q.reads}
+    readers = _one_analysis_queries()
     assert {"silhouette_curve", "head_clusters", "compare_runs", "layer_transitions"} <= set(
         readers
     )
+    for name, q in load_queries().items():
+        assert "latest_analyses" not in q.reads, name  # only the shared views read it
     for name, q in readers.items():
-        params = {p.name: 0 for p in q.params if p.required}
-        for p in q.params:
-            if p.name.startswith("run"):
-                params[p.name] = run_id
-            elif p.name.startswith("view"):
-                params[p.name] = view
-        df = query(path, name, **params)
+        df = query(path, name, **_params(q, run_id, view))
         assert len(df) > 0, name
-        picked = {v for c in df.columns if c.startswith("analysis") for v in df[c]}
-        assert picked == {expected}, (name, view, picked)
+        assert _picked(df) == {expected}, (name, view, _picked(df))
+
+
+def test_one_analysis_queries_read_an_older_analysis_when_given(tied_store, tiny_analysed_store):
+    """An older analysis of the same view, given as $analysis_id (or alone: its run follows
+    from it), is the one read; one of another view or run is refused naming what there is."""
+    path, run_id = tied_store
+    older = tiny_analysed_store[2]["raw"]  # tie_raw_a and tie_raw_b, of view raw, are newer
+    assert Store(path).analysis(run_id=run_id, view="raw")["analysis_id"] != older
+    for name, q in _one_analysis_queries().items():
+        given = {p.name: older for p in q.params if p.name.startswith("analysis")}
+        df = query(path, name, **_params(q, run_id, "raw", **given))
+        assert len(df) > 0 and _picked(df) == {older}, name
+        alone = {p.name: 0 for p in q.params if p.required} | given
+        assert _picked(query(path, name, **alone)) == {older}, name
+        with pytest.raises(NotFoundError, match=f"analysis '{older}'.*of view raw, not shared"):
+            query(path, name, **_params(q, run_id, "shared_keys", **given))
+    with pytest.raises(NotFoundError, match="unknown analysis 'nope'.*; in the store: .*tie_raw_a"):
+        query(path, "head_clusters", layer=0, head=0, analysis_id="nope")
+
+
+@pytest.mark.parametrize("name", ["heads_by_cluster_quality", "head_summary", "heads_by_effect"])
+def test_queries_of_every_analysis_read_one_when_given(tied_store, tiny_analysed_store, name):
+    path, run_id = tied_store
+    older = tiny_analysed_store[2]["raw"]
+    every = query(path, name)
+    assert len(set(every.analysis_id)) > 1
+    one = query(path, name, analysis_id=older)
+    assert set(one.analysis_id) == {older}
+    mine = every[every.analysis_id == older].reset_index(drop=True)
+    pd.testing.assert_frame_equal(one.reset_index(drop=True), mine)

@@ -1,8 +1,9 @@
-"""Every head at once: a layer × head map of one ``head_summary`` metric, values written in.
+"""Every head at once: a layer × head map of one metric, values written in.
 
 :func:`head_map` draws any (n_layers, n_heads) array that way; :func:`heads_figure` and
 :func:`~attnstore.plots.query.query_figure` both use it. :func:`draw_heads` is the registered
-kind ``heads``.
+kind ``heads``. Rows come through named queries only: ``head_summary`` for the cluster and
+literal metrics, ``run_interventions`` and ``intervention_effects`` for what a head carries.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from attnstore.errors import ConfigError, NotFoundError, known
@@ -26,82 +28,135 @@ def heads_figure(
     metric: str = "mean_silhouette",
     query_kind: str = "x",
     method: str = "zero",
-    target: str = "",
+    target: str | None = None,
 ) -> Figure:
     """A layer × head map of one ``head_summary`` metric for one query kind, each value
     written in its cell ("–" where the metric is null). An effect metric (``EFFECT_METRICS``)
-    maps the run's latest intervention of ``method`` (and knockout ``target``) instead."""
+    maps the run's latest intervention of ``method`` and ``target`` instead (no target: the
+    one ``attnstore intervene`` gives the method), in a diverging colour map centred at 0."""
     if metric in EFFECT_METRICS:
-        return _effects_figure(open_store(store), run_id, metric, method, target)
+        return effects_figure(store, run_id, metric, method, target)
     if metric not in HEAD_METRICS:
         known_metrics = known(HEAD_METRICS + EFFECT_METRICS)
         raise ConfigError(f"unknown metric '{metric}'; known: {known_metrics}")
     if query_kind not in QUERY_KINDS:
         raise ConfigError(f"unknown query kind '{query_kind}'; known: {known(QUERY_KINDS)}")
-    from attnstore.connection import connect
+    from attnstore.plots.query import query_figure
+    from attnstore.queries import run_query
 
     s = open_store(store)
     run, analysis = run_and_analysis(s, run_id, analysis_id)
-    L, H = int(run["n_layers"]), int(run["n_heads"])
-    with connect(s) as con:  # metric is one of HEAD_METRICS: a column name, not a value
-        rows = con.execute(
-            f"select layer, head, {metric} from head_summary "
-            "where analysis_id = $analysis_id and query_kind = $query_kind",
-            {"analysis_id": analysis["analysis_id"], "query_kind": query_kind},
-        ).fetchall()
-    values = _grid(rows, L, H)
+    frame = run_query(s, "head_summary", {"analysis_id": analysis["analysis_id"]})
     title = (
         f"{metric}, {query_kind} queries\nrun {run['run_id']}, "
         f"analysis {analysis['analysis_id']} ({analysis['view']})"
     )
-    return head_map(values, metric, title, integer=metric == "modal_k")
+    return query_figure(frame, metric, query_kind, title, integer=metric == "modal_k")
 
 
-def _effects_figure(s: Store, run_id: str | None, metric: str, method: str, target: str):
-    """The map of an effect column of ``head_effect_summary``, for the run's latest
-    intervention of ``method`` and ``target`` (newest created_at, the greater id on a tie)."""
-    from attnstore.connection import connect
+def intervention_kind(method: str, target: str | None = None) -> tuple[str, str]:
+    """``(method, target)`` as ``attnstore intervene`` names them: without a target, the one
+    intervene gives ``method`` (zero, mean and resample: z); ConfigError naming what is
+    accepted for an unknown method, or for knockout without a target."""
+    from attnstore.interventions import METHODS, plan  # their one declaration
 
+    if not target:
+        ((method, target),) = plan([method], [])
+    elif method not in METHODS:
+        raise ConfigError(f"unknown method '{method}'; known: {known(METHODS)}")
+    return method, target
+
+
+def latest_intervention(store: Store, run_id: str, method: str, target: str) -> str:
+    """The id of the run's latest intervention of ``method`` and ``target`` (query
+    ``run_interventions``); NotFoundError naming those the run has where there is none, and
+    the command that makes it."""
+    from attnstore.queries import run_query
+
+    asked = {"run_id": run_id, "method": method, "target": target}
+    found = run_query(store, "run_interventions", asked)
+    if found["intervention_id"].notna().any():
+        return str(found["intervention_id"].iloc[0])  # the latest first
+    has = run_query(store, "run_interventions", {"run_id": run_id}).dropna(subset="method")
+    kinds = sorted({f"{m}/{t}" for m, t in zip(has["method"], has["target"], strict=True)})
+    flags = _intervene_flags(method, target)
+    make = (
+        ""
+        if flags is None
+        else (f"; 'attnstore intervene --store {store.path} --run {run_id} {flags}' makes one")
+    )
+    raise NotFoundError(
+        f"no intervention ({method}, {target}) of run {run_id}; "
+        + (f"the run has: {', '.join(kinds)}" if kinds else "the run has none")
+        + make
+    )
+
+
+def _intervene_flags(method: str, target: str) -> str | None:
+    """The ``attnstore intervene`` flags that make ``(method, target)``; None if none do."""
+    from attnstore.interventions import plan
+
+    for targets in ([], [target]):
+        try:
+            if plan([method], targets) == [(method, target)]:
+                return f"--method {method}" + "".join(f" --target {t}" for t in targets)
+        except ConfigError:
+            pass
+    return None
+
+
+def effects_figure(
+    store: str | Path | Store,
+    run_id: str | None,
+    metric: str,
+    method: str = "zero",
+    target: str | None = None,
+) -> Figure:
+    """The map of an effect column of ``head_effect_summary`` (query
+    ``intervention_effects``) for the run's latest intervention of ``method`` and
+    ``target``, in a diverging colour map centred at 0."""
+    from attnstore.queries import run_query
+
+    if metric not in EFFECT_METRICS:
+        raise ConfigError(f"unknown effect metric '{metric}'; known: {known(EFFECT_METRICS)}")
+    method, target = intervention_kind(method, target)
+    s = open_store(store)
     run = s.run(run_id)
-    with connect(s) as con:
-        ids = con.execute(
-            "select intervention_id from interventions where run_id = $run and method = $method"
-            " and target = $target order by created_at desc, intervention_id desc",
-            {"run": run["run_id"], "method": method, "target": target},
-        ).fetchall()
-        if not ids:
-            what = f"'{method}'" + (f" ({target})" if target else "")
-            flag = f" --target {target}" if target else ""
-            raise NotFoundError(
-                f"run {run['run_id']} has no intervention {what}; 'attnstore intervene --store "
-                f"{s.path} --run {run['run_id']} --method {method}{flag}' makes one"
-            )
-        rows = con.execute(  # metric is one of EFFECT_METRICS: a column name, not a value
-            f"select layer, head, {metric} from head_effect_summary where intervention_id = $id",
-            {"id": ids[0][0]},
-        ).fetchall()
-    values = _grid(rows, int(run["n_layers"]), int(run["n_heads"]))
-    what = method + (f" {target}" if target else "")
-    title = f"{metric}, {what}\nrun {run['run_id']}, intervention {ids[0][0]}"
-    return head_map(values, metric, title)
+    chosen = latest_intervention(s, run["run_id"], method, target)
+    frame = run_query(
+        s, "intervention_effects", {"run_id": run["run_id"], "intervention_id": chosen}
+    )
+    values = _grid(frame, metric, int(run["n_layers"]), int(run["n_heads"]))
+    title = f"{metric}, {method} ({target})\nrun {run['run_id']}, intervention {chosen}"
+    return head_map(values, metric, title, signed=True)
 
 
-def _grid(rows: list[tuple], n_layers: int, n_heads: int) -> np.ndarray:
-    """(layer, head, value) rows as an (n_layers, n_heads) array, NaN where none or null."""
+def _grid(frame, column: str, n_layers: int, n_heads: int) -> np.ndarray:
+    """A frame's (layer, head, column) rows as an (n_layers, n_heads) array, NaN where none
+    or null."""
     values = np.full((n_layers, n_heads), np.nan)
-    for layer, head, v in rows:
-        values[layer, head] = np.nan if v is None else v
+    values[frame["layer"].astype(int), frame["head"].astype(int)] = frame[column].astype(float)
     return values
 
 
-def head_map(values: np.ndarray, label: str, title: str, integer: bool = False) -> Figure:
+def head_map(
+    values: np.ndarray, label: str, title: str, integer: bool = False, signed: bool = False
+) -> Figure:
     """Values of shape (n_layers, n_heads) as an annotated heat map ("–" where NaN), the
-    colour bar named ``label``; ``integer`` writes the values without decimals."""
+    colour bar named ``label``; ``integer`` writes the values without decimals. ``signed``
+    values (a change, such as an intervention's delta) are drawn in a diverging colour map
+    centred at 0, its limits symmetric (±the largest magnitude), so that white is no change."""
     L, H = values.shape
+    if signed:
+        finite = np.abs(values[np.isfinite(values)])
+        limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        cmap, norm = "RdBu", Normalize(-limit, limit)
+    else:
+        cmap, norm = "viridis", None
     with style():
         fig = Figure(figsize=(1.5 + 1.1 * H, 1.3 + 0.8 * L), dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
-        im = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", aspect="auto")
+        im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
         fig.colorbar(im, ax=ax, label=label)
         fmt = "{:.0f}" if integer else "{:.2f}"
         for (layer, head), v in np.ndenumerate(values):
@@ -125,7 +180,7 @@ def draw_heads(
     metric: str = "mean_silhouette",
     query_kind: str = "x",
     method: str = "zero",
-    target: str = "",
+    target: str | None = None,
 ) -> Figure:
     """The registered kind ``heads``: :func:`heads_figure`."""
     return heads_figure(store, run, analysis, metric, query_kind, method, target)

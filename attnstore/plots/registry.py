@@ -30,8 +30,8 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from attnstore.errors import ConfigError, known
+from attnstore.vocab import DEFAULT_VIEW, QUERY_KINDS, VIEWS
 
-QUERY_KINDS = ("x", "y")
 HEAD_METRICS = (  # columns of the head_summary view; a test checks they are there
     "mean_silhouette",
     "median_silhouette",
@@ -222,7 +222,12 @@ register(
                 default="zero",
                 help="With an effect metric: the intervention (zero, mean, resample, knockout).",
             ),
-            Param("target", default="", help="With an effect metric and knockout: the key class."),
+            Param(
+                "target",
+                help="With an effect metric: the intervention's target [default: the one "
+                "'attnstore intervene' gives the method: z for zero, mean and resample; "
+                "knockout needs its key class].",
+            ),
         ),
         doc="A layer × head map of one head_summary metric (or of the accuracy or logit a "
         "head carries, from an intervention), values written in.",
@@ -276,8 +281,8 @@ register(
             ),
             Param(
                 "view",
-                default="shared_keys",
-                choices=("raw", "shared_keys", "per_example"),
+                default=DEFAULT_VIEW,
+                choices=VIEWS,
                 help="The analyses' row view (ignored by the label routing metrics).",
             ),
             Param("threshold", float, 0.5, help="The level a head must reach and keep."),

@@ -1,10 +1,11 @@
 -- latest_analyses: every analysis, ranked newest first within its run and within its view.
 --
 -- "The latest" analysis is the one with the newest created_at, the greater analysis_id on a
--- tie: the order of Store.ids (attnstore/store.py), which a test holds this view to. A query
--- that reads one analysis of $run_id (of $view, when given) picks it here:
---     where run_id = $run_id
---         and (($view is null and latest_of_run) or (view = $view and latest_of_view))
+-- tie: the order of Store.ids (attnstore/store.py), which a test holds this view to. It is
+-- the one place SQL picks "the latest", for what reads the latest of every run at once
+-- (head_metric_values). A named query that reads one analysis takes it as $analysis_id
+-- (default latest_analysis: filled by Store.ids before the SQL runs, attnstore/queries.py)
+-- and never picks it itself.
 --
 -- Parameters: none.
 -- Grain: analysis_id.

@@ -1,0 +1,49 @@
+-- intervention_effects: what each head of a run carries under one intervention: a heads map.
+--
+-- head_effect_summary's row of $intervention_id for every layer x head of $run_id: the
+-- accuracy and logit the model loses when the head is changed. run_interventions lists a
+-- run's interventions, the latest of each method and target first. Without an intervention
+-- (null, or one of another run), every head has one row, its effect columns null. Reads no
+-- analysis.
+--
+-- Parameters:
+--   $run_id = latest_run       the run [default: the latest run in the store]
+--   $intervention_id: str = null  the intervention; null: none
+-- Grain: layer, head.
+-- Columns:
+--   run_id, layer, head, intervention_id, method, target, seed, n_points, base_accuracy,
+--   accuracy, mean_delta_accuracy, late_delta_accuracy, worst_delta_accuracy,
+--   mean_delta_logit, late_delta_logit, kept_rows,
+with
+heads as (
+    select run_id, layer, head,
+    from runs, range(n_layers) as l(layer), range(n_heads) as h(head)
+    where run_id = $run_id
+),
+
+chosen as (
+    select *,
+    from head_effect_summary
+    where intervention_id = $intervention_id
+)
+
+select
+    h.run_id,
+    h.layer,
+    h.head,
+    e.intervention_id,
+    e.method,
+    e.target,
+    e.seed,
+    e.n_points,
+    e.base_accuracy,
+    e.accuracy,
+    e.mean_delta_accuracy,
+    e.late_delta_accuracy,
+    e.worst_delta_accuracy,
+    e.mean_delta_logit,
+    e.late_delta_logit,
+    e.kept_rows,
+from heads as h
+left join chosen as e using (run_id, layer, head)
+order by h.layer, h.head
