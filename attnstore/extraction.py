@@ -280,7 +280,8 @@ def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool
                 hi = min(lo + batch_size, n)
                 x = torch.from_numpy(batch.x[lo:hi]).to(device)
                 y = torch.from_numpy(batch.y[lo:hi]).to(device)
-                logits, attns = model(x, y, return_attn=True)
+                out = model(x, y, return_attn=True)
+                logits, attns = out.logits, out.attention
                 attns = [a.cpu().numpy() for a in attns]
                 job = _BatchJob(txn, e, totals, shapes, bar, lo, logits.cpu().numpy(), attns)
                 writer.submit(job.run)

@@ -155,6 +155,16 @@ class Block(nn.Module):
         return h, attn, z
 
 
+@dataclass(frozen=True)
+class Forward:
+    """What one pass of :class:`InContextModel` returns; the fields a pass did not ask for are
+    None."""
+
+    logits: torch.Tensor  # (batch, n_points): the prediction of each y from its x token
+    attention: list[torch.Tensor] | None = None  # per layer: (batch, head, query_pos, key_pos)
+    z: list[torch.Tensor] | None = None  # per layer: (batch, head, pos, d_head); with edits
+
+
 class InContextModel(nn.Module):
     """Predicts each y_i from ``x1, y1, ..., x_i``; optionally returns every layer's attention."""
 
@@ -181,14 +191,15 @@ class InContextModel(nn.Module):
         y: torch.Tensor,
         return_attn: bool = False,
         edits: dict[int, HeadEdit] | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits of shape (batch, n_points) for x of shape (batch, n_points, n_dims) and y of
-        shape (batch, n_points); with ``return_attn`` also a list, one per layer, of attention
-        of shape (batch, head, query_pos, key_pos).
+    ) -> Forward:
+        """The pass over x of shape (batch, n_points, n_dims) and y of shape (batch, n_points):
+        ``logits`` of shape (batch, n_points); with ``return_attn``, ``attention``, one tensor
+        per layer of shape (batch, head, query_pos, key_pos).
 
         ``edits`` (layer -> :class:`HeadEdit`; ``{}`` for none) changes heads, as
-        interventions do: then every layer runs its attention explicitly and the return is
-        logits, attention per layer and z per layer, of shape (batch, head, pos, d_head)."""
+        interventions do: then every layer runs its attention explicitly, and ``attention``
+        and ``z`` (each head's output before the output projection, one tensor per layer of
+        shape (batch, head, pos, d_head)) are filled."""
         B, N, D = x.shape
         if self.cfg.n_dims != D:
             raise ConfigError(f"inputs have n_dims={D}; this model reads n_dims={self.cfg.n_dims}")
@@ -205,9 +216,8 @@ class InContextModel(nn.Module):
             attns.append(attn)
             zs.append(z)
         logits = self.unembed(h)  # (B, N)
-        if edits is not None:
-            return logits, attns, zs
-        return (logits, attns) if return_attn else logits
+        explicit = edits is not None
+        return Forward(logits, attns if return_attn or explicit else None, zs if explicit else None)
 
     def embed(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The residual stream entering the first block, shape (batch, 2 * n_points, d_model)."""

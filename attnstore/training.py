@@ -115,7 +115,7 @@ def train(
             **cfg.task_params,
         )
         x, y = _to_torch(batch, device)
-        logits = model(x, y)
+        logits = model(x, y).logits
         loss = F.binary_cross_entropy_with_logits(logits, (y + 1) / 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -208,7 +208,7 @@ def evaluate(
     for lo in range(0, n_samples, batch_size):
         x = torch.from_numpy(batch.x[lo : lo + batch_size]).to(device)
         y = torch.from_numpy(batch.y[lo : lo + batch_size]).to(device)
-        pred = torch.where(model(x, y) > 0, 1.0, -1.0)
+        pred = torch.where(model(x, y).logits > 0, 1.0, -1.0)
         correct += (pred == y).double().sum(0).cpu().numpy()
     acc = {"model": correct / n_samples}
     acc["majority"] = (majority_baseline(batch.y) == batch.y).mean(0)

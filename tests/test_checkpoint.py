@@ -90,7 +90,8 @@ def test_incontext_bool_checkpoint_is_the_same_function(hf_model, tmp_path, layo
     x, y = _inputs()
     with torch.no_grad():
         ref_pred, ref_attn = hf_model(x, y)
-        pred, attn = loaded.model(x, y, return_attn=True)
+        out = loaded.model(x, y, return_attn=True)
+        pred, attn = out.logits, out.attention
     torch.testing.assert_close(pred, ref_pred, atol=1e-5, rtol=0)
     assert len(attn) == N_LAYERS
     for a, r in zip(attn, ref_attn, strict=True):
@@ -115,7 +116,7 @@ def test_own_checkpoint_round_trips(tmp_path):
     assert len(loaded.sha256) == 64
     x, y = _inputs()
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model(x, y), model.eval()(x, y))
+        torch.testing.assert_close(loaded.model(x, y).logits, model.eval()(x, y).logits)
 
 
 def test_default_checkpoint_loads():

@@ -27,7 +27,7 @@ def _fresh_attention(path, run_id, checkpoint) -> np.ndarray:
     x, y = Store(path).prompts(Store(path).run(run_id))
     model = load_checkpoint(str(checkpoint)).model
     with torch.no_grad():
-        _, attn = model(torch.tensor(x).float(), torch.tensor(y).float(), return_attn=True)
+        attn = model(torch.tensor(x).float(), torch.tensor(y).float(), return_attn=True).attention
     return np.stack([a.numpy() for a in attn])
 
 

@@ -67,11 +67,12 @@ def test_an_edit_that_changes_nothing_gives_exactly_the_same_logits(tiny_checkpo
     x = torch.randint(0, 2, (3, 8, 5), generator=g).float() * 2 - 1
     y = torch.randint(0, 2, (3, 8), generator=g).float() * 2 - 1
     with torch.no_grad():
-        base, _, z = model(x, y, edits={})
+        unchanged = model(x, y, edits={})
+        base, z = unchanged.logits, unchanged.z
         every = torch.ones(3, 2, dtype=torch.bool)
         nothing = torch.zeros(3, 16, 16, dtype=torch.bool)
-        same_z, _, _ = model(x, y, edits={1: HeadEdit(every, z=z[1])})
-        no_key, _, _ = model(x, y, edits={0: HeadEdit(every, remove=nothing)})
+        same_z = model(x, y, edits={1: HeadEdit(every, z=z[1])}).logits
+        no_key = model(x, y, edits={0: HeadEdit(every, remove=nothing)}).logits
     assert torch.equal(base, same_z) and torch.equal(base, no_key)
 
 
@@ -90,10 +91,10 @@ def test_zeroing_every_head_is_a_model_without_attention(tiny_checkpoint):
         every = torch.ones(16, 2, dtype=torch.bool)
         zero = torch.zeros(16, 2, 16, model.cfg.d_head)
         edits = {layer: HeadEdit(every, z=zero) for layer in range(model.cfg.n_layers)}
-        zeroed, _, _ = model(x, y, edits=edits)
+        zeroed = model(x, y, edits=edits).logits
     torch.testing.assert_close(zeroed, by_hand, rtol=1e-5, atol=1e-6)
     assert torch.equal(zeroed > 0, by_hand > 0)
-    assert not torch.allclose(zeroed, model(x, y))  # attention mattered at all
+    assert not torch.allclose(zeroed, model(x, y).logits)  # attention mattered at all
 
 
 def test_mean_over_a_run_of_one_prompt_changes_nothing(tiny_checkpoint, tmp_path):

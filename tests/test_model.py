@@ -25,7 +25,8 @@ def _xy(b=3, n=6, d=4):
 
 def test_attention_is_causal_and_row_stochastic(model):
     x, y = _xy()
-    logits, attns = model(x, y, return_attn=True)
+    out = model(x, y, return_attn=True)
+    logits, attns = out.logits, out.attention
     assert logits.shape == (3, 6)
     assert len(attns) == 2
     for a in attns:
@@ -37,7 +38,9 @@ def test_attention_is_causal_and_row_stochastic(model):
 def test_fused_and_explicit_attention_agree(model):
     x, y = _xy()
     with torch.no_grad():
-        torch.testing.assert_close(model(x, y), model(x, y, return_attn=True)[0], atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            model(x, y).logits, model(x, y, return_attn=True).logits, atol=1e-6, rtol=0
+        )
 
 
 def test_prediction_of_y_i_ignores_y_i_and_later(model):
@@ -45,7 +48,7 @@ def test_prediction_of_y_i_ignores_y_i_and_later(model):
     y2 = y.clone()
     y2[:, 3:] *= -1
     with torch.no_grad():
-        torch.testing.assert_close(model(x, y)[:, :4], model(x, y2)[:, :4])
+        torch.testing.assert_close(model(x, y).logits[:, :4], model(x, y2).logits[:, :4])
 
 
 def test_too_many_points(model):

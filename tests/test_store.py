@@ -70,7 +70,7 @@ def test_attention_matches_a_fresh_forward_pass(tiny_store, tiny_checkpoint):
     y = inputs.y.to_numpy().reshape(TINY_SAMPLES, TINY["n_points"])
     model = load_checkpoint(str(tiny_checkpoint)).model
     with torch.no_grad():
-        _, attn = model(torch.tensor(x).float(), torch.tensor(y).float(), return_attn=True)
+        attn = model(torch.tensor(x).float(), torch.tensor(y).float(), return_attn=True).attention
     rows = s.read("attention", layer=1, head=0, sample=4).sort_by("query_pos")
     full = full_rows(rows.column("weights"), 2 * TINY["n_points"])
     np.testing.assert_array_equal(full, attn[1][4, 0].numpy())  # bit for bit

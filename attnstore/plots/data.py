@@ -174,7 +174,7 @@ def head_figure_data_live(
     """Analyse one head and sample in memory, as ``attnstore analyze`` does with ``backend``,
     and return what the figures show: the seed's ``analyze_attn_matrix`` in a call.
 
-    ``attention`` of shape (2N, 2N) (e.g. ``model(x, y, return_attn=True)[1][layer][sample,
+    ``attention`` of shape (2N, 2N) (e.g. ``model(x, y, return_attn=True).attention[layer][sample,
     head]``), ``x`` of shape (N, n_dims), ``y`` of shape (N,); ``view``, ``m`` and the k range
     as for ``attnstore analyze``. Values are kept in the store's types, so a figure drawn from
     this and one drawn from the stored analysis of the same rows are pixel-identical.
