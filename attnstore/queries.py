@@ -412,17 +412,37 @@ def run_query(
 
 
 def sql(store: str | Path | Store, text: str) -> pd.DataFrame:
-    """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame."""
+    """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame.
+    ``describe NAME`` of a table or view adds each column's meaning (``comment``)."""
     _check_read_only(text, "SQL")
-    return _on_fresh_files(open_store(store), lambda con: _execute(con, text, None, "SQL"))
+
+    def run(con):
+        frame = _execute(con, text, None, "SQL")
+        described = _DESCRIBE.fullmatch(text)
+        if described and "column_name" in frame.columns:
+            meaning = dict(
+                con.execute(
+                    "select column_name, comment from duckdb_columns() where table_name = $t",
+                    {"t": described["name"]},
+                ).fetchall()
+            )
+            frame["comment"] = frame["column_name"].map(meaning)
+        return frame
+
+    return _on_fresh_files(open_store(store), run, comments=True)
 
 
-def _on_fresh_files(s: Store, run: Callable[[Any], pd.DataFrame]) -> pd.DataFrame:
+_DESCRIBE = re.compile(r"\s*(?:describe|desc)\s+(?P<name>[A-Za-z_]\w*)\s*;?\s*", re.IGNORECASE)
+
+
+def _on_fresh_files(
+    s: Store, run: Callable[[Any], pd.DataFrame], comments: bool = False
+) -> pd.DataFrame:
     """``run(con)`` on a new connection; again on a newer one if a commit (an ``--overwrite``)
     replaced the store's files between listing and reading them, so that a reader sees the
     old version or the new one, never an error."""
     for attempt in range(READ_ATTEMPTS):
-        con = connect(s)
+        con = connect(s, comments=comments)
         try:
             return run(con)
         except QueryError as e:
