@@ -6,6 +6,7 @@
 --
 -- Parameters:
 --   $analysis_id: str = null  one analysis; null: every analysis in the store
+--   $query_kind: str{x,y} = null  'x' or 'y'; null: both
 -- Grain: analysis_id, layer, head, query_kind.
 -- Columns:
 --   analysis_id, run_id, view, layer, head, query_kind,
@@ -37,5 +38,6 @@
 -- The literal columns are null for tasks whose functions are not made of literals.
 select *
 from head_summary
-where $analysis_id is null or analysis_id = $analysis_id
+where ($analysis_id is null or analysis_id = $analysis_id)
+    and ($query_kind is null or query_kind = $query_kind)
 order by analysis_id, layer, head, query_kind

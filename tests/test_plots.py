@@ -531,6 +531,13 @@ def test_an_effect_map_of_zero_needs_no_target(method, iv_store, tmp_path):
     for layer, head, v in rows:
         assert values[layer, head] == pytest.approx(v)
     assert f"intervention {chosen}" in fig.axes[0].get_title()
+    # A change: a diverging colour map centred at 0, so that white is no change.
+    (im,) = fig.axes[0].get_images()
+    low, high = im.get_clim()
+    assert im.get_cmap().name == "RdBu" and low == -high == -np.nanmax(np.abs(values))
+    frame = attnstore_query(path, "heads_by_effect", method=method, view="raw")
+    (im,) = plots.query_figure(frame, "late_delta_accuracy").axes[0].get_images()
+    assert im.get_cmap().name == "RdBu" and im.get_clim()[0] == -im.get_clim()[1]
 
 
 @pytest.mark.parametrize(

@@ -41,17 +41,18 @@ def heads_figure(
         raise ConfigError(f"unknown metric '{metric}'; known: {known_metrics}")
     if query_kind not in QUERY_KINDS:
         raise ConfigError(f"unknown query kind '{query_kind}'; known: {known(QUERY_KINDS)}")
-    from attnstore.plots.query import query_figure
     from attnstore.queries import run_query
 
     s = open_store(store)
     run, analysis = run_and_analysis(s, run_id, analysis_id)
-    frame = run_query(s, "head_summary", {"analysis_id": analysis["analysis_id"]})
+    asked = {"analysis_id": analysis["analysis_id"], "query_kind": query_kind}
+    frame = run_query(s, "head_summary", asked)
+    values = _grid(frame, metric, int(run["n_layers"]), int(run["n_heads"]))
     title = (
         f"{metric}, {query_kind} queries\nrun {run['run_id']}, "
         f"analysis {analysis['analysis_id']} ({analysis['view']})"
     )
-    return query_figure(frame, metric, query_kind, title, integer=metric == "modal_k")
+    return head_map(values, metric, title, integer=metric == "modal_k")
 
 
 def intervention_kind(method: str, target: str | None = None) -> tuple[str, str]:

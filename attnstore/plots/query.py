@@ -13,15 +13,13 @@ from attnstore.plots.heads import head_map
 from attnstore.store import Store
 
 
-def query_figure(
-    frame, column: str, query_kind: str | None = None, title: str = "", integer: bool = False
-) -> Figure:
+def query_figure(frame, column: str, query_kind: str | None = None, title: str = "") -> Figure:
     """A layer × head map of one numeric column of a query's output (a DataFrame with
     ``layer`` and ``head`` columns, e.g. ``attnstore.query(store, "heads_by_literals")``).
     ``query_kind`` keeps the rows of one query kind where the output has that column; each
     (layer, head) must then occur once (narrow the query with its parameters otherwise). A
     change (a column named ``delta_*`` or ``*_delta_*``) is drawn in a diverging colour map
-    centred at 0; ``integer`` writes the values without decimals."""
+    centred at 0."""
     missing = [c for c in ("layer", "head", column) if c not in frame.columns]
     if missing:
         raise ConfigError(
@@ -45,7 +43,7 @@ def query_figure(
     values[frame["layer"].astype(int), frame["head"].astype(int)] = numbers
     kind = f", {query_kind} queries" if query_kind else ""
     signed = column.startswith("delta_") or "_delta_" in column
-    return head_map(values, column, title or f"{column}{kind}", integer, signed)
+    return head_map(values, column, title or f"{column}{kind}", signed=signed)
 
 
 def draw_query(
