@@ -53,7 +53,8 @@ def filesystem_for(location: str | os.PathLike) -> tuple[LocalFS | ObjectFS, Pat
                 f"store '{text}' is not a URL (one slash after '{typo.group(1)}:'); write "
                 f"{typo.group(1)}://{text[typo.end() :]}, or ./{text} for a local folder"
             )
-        return LocalFS(), Path(location)
+        # '~' is the home folder, as a shell reads it (pyarrow would read it so anyway)
+        return LocalFS(), Path(location).expanduser()
     scheme, _, rest = text.partition("://")
     if scheme.lower() not in SCHEMES:
         raise StoreError(
@@ -93,8 +94,26 @@ class LocalFS:
         return sorted(path.iterdir()) if path.is_dir() else []
 
     def find(self, root: Path, pattern: str) -> list[Path]:
-        """Files under ``root`` matching the glob ``pattern`` (``**`` spans folders), sorted."""
-        return sorted(root.glob(pattern))
+        """Files under ``root`` whose path below it matches the glob ``pattern`` (``**/``
+        spans folders), sorted. A symbolic link anywhere below ``root``, to a file or a
+        folder, is refused (:func:`link_refused`): never followed, never silently skipped."""
+        out: list[Path] = []
+        folders = [root] if root.is_dir() else []
+        while folders:
+            folder = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:
+                continue  # removed since it was listed (a commit's cleanup)
+            for entry in entries:
+                path = Path(entry.path)
+                if entry.is_symlink():
+                    raise link_refused(path)
+                if entry.is_dir():
+                    folders.append(path)
+                elif _glob_match(path.relative_to(root).as_posix(), pattern):
+                    out.append(path)
+        return sorted(out)
 
     def stamps(self, root: Path, pattern: str) -> dict[Path, tuple[int, int, int]]:
         """:meth:`find` with a stamp of each file that changes whenever the file is replaced
@@ -114,6 +133,16 @@ class LocalFS:
 
     def _tmp(self, path: Path) -> Path:
         return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+    def staging_path(self, path: Path) -> Path:
+        """Where a file that becomes ``path`` is written until it is complete
+        (:meth:`publish`): a hidden ``.tmp`` name that no reader's ``*.parquet`` glob, and no
+        pyarrow dataset discovery, picks up half written."""
+        return self._tmp(path)
+
+    def publish(self, staged: Path, path: Path) -> None:
+        """A complete file written at ``staging_path(path)`` takes its name, atomically."""
+        os.replace(staged, path)
 
     def _write_tmp(self, path: Path, data: bytes) -> Path:
         self.mkdir(path.parent)
@@ -165,6 +194,15 @@ class LocalFS:
         probe = path / f".probe-{uuid.uuid4().hex}"
         probe.write_text("")
         probe.unlink()
+
+    def entries(self, path: Path, limit: int) -> list[str]:
+        """The names of at most ``limit`` entries of the folder ``path`` (none if it does
+        not exist)."""
+        try:
+            with os.scandir(path) as it:
+                return [e.name for e, _ in zip(it, range(limit), strict=False)]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def writable(self, path: Path) -> bool:
         return os.access(path, os.W_OK)
@@ -390,6 +428,27 @@ class ObjectFS:
             self._s3.pipe_file(str(probe), b"")
             self._s3.rm_file(str(probe))
 
+    def entries(self, path: PurePosixPath, limit: int) -> list[str]:
+        """The names of at most ``limit`` objects or key prefixes right below ``path``: one
+        request."""
+        bucket, _, prefix = str(path).partition("/")
+        prefix = prefix and prefix + "/"
+        with self.errors(path, "listing"):
+            page = self._s3.call_s3(
+                "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=limit
+            )
+        keys = [o["Key"] for o in page.get("Contents", [])]
+        keys += [p["Prefix"].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        return [k[len(prefix) :] for k in keys][:limit]
+
+    def staging_path(self, path: PurePosixPath) -> PurePosixPath:
+        """``path`` itself: an object appears only once its upload is complete (a single put,
+        or the completion of a multipart upload), so a reader never lists it half written."""
+        return path
+
+    def publish(self, staged: PurePosixPath, path: PurePosixPath) -> None:
+        """Nothing: the object was written under its own name (:meth:`staging_path`)."""
+
     def writable(self, path: PurePosixPath) -> bool:
         return True  # known only by trying; a refused delete is reported where it happens
 
@@ -435,6 +494,14 @@ class ObjectFS:
                 ),
             )
         return self._arrow[1]
+
+
+def link_refused(path: Path) -> StoreError:
+    """The one error of a symbolic link met inside a store."""
+    return StoreError(
+        f"'{path}' is a symbolic link; attnstore never follows links inside a store: replace "
+        "it with the file or folder it points to, or move it out of the store"
+    )
 
 
 def _glob_match(rel: str, pattern: str) -> bool:

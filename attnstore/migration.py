@@ -25,8 +25,10 @@ very end, so every command but this one refuses the store throughout:
 A migration killed anywhere leaves a store that is still version 1 and still complete
 (each id's files in one version or the other), and ``attnstore migrate`` again finishes it. A
 version 1 store whose ``.staging`` holds a decided but unfinished commit (a ``COMMIT`` file) is
-refused: the attnstore that wrote it must finish it first. Only a local folder can hold a
-version 1 store (object stores arrived with version 2).
+refused: the attnstore that wrote it must finish it first. A store holding a symbolic link
+anywhere (a ``run_id=`` folder, a file) is refused before anything is written, as format 2
+refuses them: no file is ever written or deleted through a link. Only a local folder can hold
+a version 1 store (object stores arrived with version 2).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ def migrate(location: str | Path, progress: bool = False) -> MigrateResult:
             f"store '{location}' has schema version {version}; this attnstore migrates "
             f"version 1 to {SCHEMA_VERSION}"
         )
+    fs.find(root, "**/*")  # a symbolic link anywhere inside is refused: never written through
     _refuse_unfinished_commits(fs, root, location)
     fs.mkdir(root / LOCKS)
     lock = fs.try_lock(root / LOCKS / "migrate.lock")
@@ -158,14 +161,18 @@ def _convert(fs: LocalFS, root: Path, ids: dict[str, list[str]], progress: bool)
     from tqdm.auto import tqdm
 
     jobs = []
+    rows: dict[tuple[str, str], dict[str, int]] = {}  # each id's rows per table, for its record
     for level, keys in ids.items():
         for key in keys:
+            counts = rows[(level, key)] = {}
             for name, t in TABLES.items():
                 if t.level != level:
                     continue
+                counts[name] = 0
                 folder = root / name / f"{t.partition[0][0]}={key}"
                 for old in sorted(folder.glob(f"**/{V1_FILE}")):
                     jobs.append((t, key, old, level))
+                    counts[name] += pq.read_metadata(old).num_rows
     for t, key, old, level in tqdm(
         jobs, desc="migrate", unit="file", disable=not progress, file=sys.stderr
     ):
@@ -174,15 +181,18 @@ def _convert(fs: LocalFS, root: Path, ids: dict[str, list[str]], progress: bool)
         new = old.with_name(COMMIT_FILE if primary else f"part-{token}.parquet")
         if new.exists():
             continue  # converted by a migration that was killed later
-        _convert_file(t, key, token, old, new)
+        _convert_file(t, key, token, old, new, rows[(level, key)] if primary else None)
 
 
-def _convert_file(t: Table, key: str, token: str, old: Path, new: Path) -> None:
+def _convert_file(
+    t: Table, key: str, token: str, old: Path, new: Path, rows: dict[str, int] | None
+) -> None:
     """One version 1 file into its version 2 file, row group by row group (memory holds one),
-    written under a temporary name and renamed into place."""
+    written under a temporary name and renamed into place; a commit record (``rows`` given)
+    counts the rows of each of its id's tables, as a commit does."""
     source = pq.ParquetFile(old)
     tmp = new.with_name(f".{new.name}.{uuid.uuid4().hex}.tmp")
-    schema = t.schema.with_metadata(file_metadata(t, key, token))
+    schema = t.schema.with_metadata(file_metadata(t, key, token, rows))
     try:
         with pq.ParquetWriter(tmp, schema, **parquet_options(t)) as writer:
             for i in range(source.num_row_groups):

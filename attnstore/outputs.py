@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from attnstore.errors import ConfigError
 from attnstore.fs import is_url
-from attnstore.store import STORE_FILE  # what makes a folder a store
+from attnstore.store import STORE_FILE, check_store_place  # what makes a folder a store
 
 STALE_AFTER_S = 10.0  # a temporary file nobody holds, untouched this long, is a dead writer's
 
@@ -64,7 +64,8 @@ def check_output(path: str | Path, store: str | Path | None = None) -> Path:
 
 def check_new_store(path: str | Path) -> None:
     """ConfigError if a store made at ``path`` would lie inside another store (whose files it
-    would add to, breaking it). ``path`` itself may be a store already."""
+    would add to, breaking it); StoreError where no store may be made there at all
+    (:func:`attnstore.store.check_store_place`). ``path`` itself may be a store already."""
     if not str(path).strip():
         raise ConfigError("the store path is empty; give a folder, e.g. --store store/")
     if is_url(path):
@@ -76,6 +77,7 @@ def check_new_store(path: str | Path) -> None:
             f"store '{path}' lies inside the store '{outer}'; a store inside another breaks "
             "it: give a folder outside any store"
         )
+    check_store_place(path)
 
 
 def cannot_write(path: str | Path, e: OSError) -> ConfigError:

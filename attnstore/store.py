@@ -1,12 +1,18 @@
 """The store: a folder (or an object store prefix) of Parquet tables, read as Arrow or pandas,
 with the one lookup of a run or an analysis ("the latest" everywhere). Writes go through
 transactions (:mod:`attnstore.transaction`): a run or an analysis appears whole or not at all.
+
+Opening a store, and every read, changes nothing in it: what killed writers left is deleted by
+the next writer of the same id, or by :meth:`Store.recover` when asked (``attnstore recover``).
+Every commit record a read meets is checked (:func:`attnstore.transaction.read_record`), and a
+symbolic link met anywhere inside the store is refused, never followed or skipped.
 """
 
 from __future__ import annotations
 
 import errno
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,18 +24,54 @@ import pyarrow.parquet as pq
 
 from attnstore.errors import NotFoundError, SchemaVersionError, StoreError, known
 from attnstore.fs import LocalFS, ObjectFS, filesystem_for
-from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table
+from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, _grain_repeats
 from attnstore.transaction import (
     COMMIT_FILE,
     COMMIT_KEY,
-    DATA_FILE,
     Folder,
+    Record,
     Transaction,
     in_layout,
+    read_record,
 )
 
 STORE_FILE = "attnstore.json"
 READ_ATTEMPTS = 5  # a read that races a commit's renames lists the files again
+# What making a store leaves in its folder before attnstore.json, when killed: a writability
+# probe, a temporary attnstore.json. A folder holding only these is still an empty one.
+_MAKING = re.compile(r"\.probe-[0-9a-f]{32}|\.attnstore\.json\.[0-9a-f]{32}\.tmp")
+
+
+def check_store_place(location: str | Path) -> None:
+    """StoreError unless a store may be made at ``location``: the one rule, which
+    ``Store(location, create=True)`` applies and the command line checks before its work. Not
+    the filesystem root, nor the home folder; and an existing folder (an object store prefix)
+    only if it is a store already, or empty. A new folder is fine."""
+    _check_place(*filesystem_for(location), str(location))
+
+
+def _check_place(fs: LocalFS | ObjectFS, root: Path, shown: str) -> None:
+    if isinstance(fs, LocalFS):
+        where = root.resolve()
+        try:
+            home = Path.home().resolve()
+        except (RuntimeError, KeyError):  # no home folder known
+            home = None
+        special = {Path(where.anchor): "the filesystem root", home: "your home folder"}
+        if where in special:
+            raise StoreError(
+                f"store '{shown}' is {special[where]}; a store needs a folder of its own: give a "
+                f"new or empty folder, e.g. --store {where / 'attnstore'}"
+            )
+    if fs.exists(root / STORE_FILE):
+        return
+    others = [n for n in fs.entries(root, 20) if not _MAKING.fullmatch(n)]
+    if others:
+        raise StoreError(
+            f"store '{shown}' is a folder that holds other things ('{others[0]}') and no "
+            f"{STORE_FILE}; attnstore makes a store only in a new or empty folder: give one, "
+            f"e.g. --store {shown.rstrip('/')}/attnstore"
+        )
 
 
 class Store:
@@ -41,7 +83,7 @@ class Store:
         # How the store is named to users (messages, outputs): the folder or the URL given.
         self.path = self.root if isinstance(self.fs, LocalFS) else self.fs.url(self.root)
         self._folder = Folder(self.root, self.fs)
-        self._tokens: dict[Path, tuple[Any, str]] = {}  # commit record -> (stamp, token)
+        self._records_read: dict[Path, tuple[Any, Record]] = {}  # record -> (stamp, record)
         if isinstance(self.fs, ObjectFS):
             self.fs.check_bucket(self.root)
         elif self.root.is_file():
@@ -57,12 +99,11 @@ class Store:
                 f"--store {self.path}' makes one"
             )
         self._check_version()
-        if create or (isinstance(self.fs, LocalFS) and self.fs.writable(self.root)):
-            self.recover()
 
     # --- opening -----------------------------------------------------------------------
 
     def _create(self) -> None:
+        _check_place(self.fs, self.root, str(self.path))
         try:
             self.fs.mkdir(self.root)
             self.fs.probe_writable(self.root)
@@ -95,36 +136,41 @@ class Store:
                 "store in place, keeping every run and analysis id)"
             )
 
-    def recover(self) -> None:
-        """Delete what killed writers left (:meth:`attnstore.transaction.Folder.recover`)."""
-        self._folder.recover({level: self.commits(level) for level in PRIMARY})
+    def recover(self) -> int:
+        """Delete what killed writers left in every id: data files no commit record names, and
+        temporary files, of ids whose writer is gone (:meth:`attnstore.transaction.Folder.
+        recover`). Run only when asked (``attnstore recover``); a writer does the same for the
+        ids it writes. The store is verified first (:meth:`verify`): in a store that fails its
+        checks nothing is deleted. How many files were deleted."""
+        self.verify()
+        return self._folder.recover({level: self.commits(level) for level in PRIMARY})
 
     # --- reading -----------------------------------------------------------------------
 
     def commits(self, level: str) -> dict[str, str]:
         """The committed ids of a level ('run', 'analysis', 'intervention'), each with the
         token of its files: what the commit records (``<primary>/<key>=<id>/commit.parquet``)
-        say now. Each record's footer is read once per version of the record."""
+        say now."""
+        return {key: r.token for key, r in self.records(level).items()}
+
+    def records(self, level: str) -> dict[str, Record]:
+        """The commit records of a level's ids as they are now, each checked
+        (:func:`attnstore.transaction.read_record`: a damaged one is a StoreError naming it).
+        Each record's footer is read once per version of the record."""
         t = TABLES[PRIMARY[level]]
         root = self.root / t.name
         self._folder.no_links(root)
         out = {}
         for f, stamp in self.fs.stamps(root, "**/*.parquet").items():
             self._check_place(t, f.relative_to(root))
-            cached = self._tokens.get(f)
+            key = f.parent.name.split("=", 1)[1]
+            cached = self._records_read.get(f)
             if cached is None or cached[0] != stamp:
                 try:
-                    with self.fs.arrow().open_input_file(str(f)) as fh:
-                        meta = pq.read_schema(fh).metadata or {}
+                    cached = self._records_read[f] = (stamp, read_record(self.fs, f, t, key))
                 except FileNotFoundError:
                     continue
-                except PermissionError as e:
-                    raise StoreError(f"cannot read '{self.fs.url(f)}': access denied ({e})") from e
-                except (pa.ArrowException, OSError) as e:
-                    raise StoreError(f"corrupted Parquet file '{self.fs.url(f)}': {e}") from e
-                token = meta.get(COMMIT_KEY.encode(), b"").decode()
-                cached = self._tokens[f] = (stamp, token)
-            out[f.parent.name.split("=", 1)[1]] = cached[1]
+            out[key] = cached[1]
         return dict(sorted(out.items()))
 
     def _records(self, t: Table) -> list[Path]:
@@ -142,15 +188,18 @@ class Store:
         where the layout puts it: ``<table>/<key>=<id>[/layer=<n>]/part-<token>.parquet``."""
         out = []
         for name in [table] if table else list(TABLES):
-            t = TABLES[name]
-            if t.name == PRIMARY[t.level]:
-                out += self._records(t)
-                continue
-            committed = self.commits(t.level)
-            for f in self._records(t):
-                key = f.relative_to(self.root / name).parts[0].split("=", 1)[1]
-                if committed.get(key) == DATA_FILE.fullmatch(f.name).group(1):
-                    out.append(f)
+            out += self._committed(TABLES[name], self.records(TABLES[name].level))
+        return out
+
+    def _committed(self, t: Table, records: dict[str, Record]) -> list[Path]:
+        """The files of table ``t`` that ``records`` commit."""
+        if t.name == PRIMARY[t.level]:
+            return [self._folder.commit_path(t.level, key) for key in records]
+        out = []
+        for f in self._records(t):
+            key = f.relative_to(self.root / t.name).parts[0].split("=", 1)[1]
+            if key in records and f.name == f"part-{records[key].token}.parquet":
+                out.append(f)
         return out
 
     def _check_place(self, t: Table, rel: Path) -> None:
@@ -162,26 +211,80 @@ class Store:
                 f"{t.name} files ({layout}); move it out of the store"
             )
 
-    def verify(self) -> None:
-        """Read every committed file's footer; a corrupted file, or one whose columns are not
-        its table's, raises StoreError naming it."""
-        arrow = self.fs.arrow()
-        for name in TABLES:
-            declared = TABLES[name].schema
-            for f in self.files(name):
-                try:
-                    with arrow.open_input_file(str(f)) as fh:
-                        schema = pq.read_schema(fh)
-                except FileNotFoundError:
-                    continue  # replaced by a commit since it was listed: not corrupted
-                except (pa.ArrowException, OSError) as e:
-                    raise StoreError(f"corrupted Parquet file '{self.fs.url(f)}': {e}") from e
-                if not schema.remove_metadata().equals(declared):
-                    raise StoreError(
-                        f"Parquet file '{self.fs.url(f)}' has the columns {schema.names} "
-                        f"({', '.join(str(t) for t in schema.types)}); table {name} declares "
-                        f"{declared.names}: move it out of the store"
-                    )
+    def verify(self, deep: bool = False) -> None:
+        """Check every committed file from its footer: a readable Parquet file with its
+        table's columns, written for the id and token its folder and name say, and, for each
+        id whose commit record counts its rows, every table holding exactly that many (a file
+        that lost rows, or holds some twice, is caught here). ``deep`` also reads the grain
+        columns of every file: no row repeats another's grain. The first failure is a
+        StoreError naming the file. Footers only (``deep=False``) is what every
+        :func:`attnstore.connect` and every writer's open pays; ``deep`` reads a few integer
+        columns of every row (``attnstore verify --deep``)."""
+        for level in PRIMARY:
+            records = self.records(level)
+            rows: dict[tuple[str, str], int] = {}
+            replaced: set[str] = set()  # ids an overwrite committed while this read them
+            for name, t in TABLES.items():
+                if t.level != level:
+                    continue
+                for f in self._committed(t, records):
+                    key = f.relative_to(self.root / name).parts[0].split("=", 1)[1]
+                    n = self._verify_file(t, f, key, records[key].token, deep)
+                    if n is None:
+                        replaced.add(key)
+                    else:
+                        rows[(key, name)] = rows.get((key, name), 0) + n
+            for key, record in records.items():
+                if record.rows is None or key in replaced:
+                    continue
+                for name, want in record.rows.items():
+                    if rows.get((key, name), 0) != want:
+                        path = self._folder.commit_path(level, key)
+                        raise StoreError(
+                            f"table {name} of {level} {key} holds {rows.get((key, name), 0)} "
+                            f"rows, and its commit record says {want}: a file of it was changed "
+                            f"after the commit (rows lost or repeated); move "
+                            f"'{self.fs.url(path.parent)}' out of the store (the {level} is then "
+                            "gone and can be written again)"
+                        )
+
+    def _verify_file(self, t: Table, f: Path, key: str, token: str, deep: bool) -> int | None:
+        """A committed file's rows, once checked (:meth:`verify`); None if it is gone."""
+        url = self.fs.url(f)
+        try:
+            with self.fs.arrow().open_input_file(str(f)) as fh:
+                footer = pq.read_metadata(fh)
+                schema = footer.schema.to_arrow_schema()
+                grain = [c for c in t.grain if c in t.schema.names]
+                data = pq.read_table(fh, columns=grain) if deep and grain else None
+        except FileNotFoundError:
+            return None  # replaced by a commit since it was listed: not corrupted
+        except (pa.ArrowException, OSError) as e:
+            raise StoreError(f"corrupted Parquet file '{url}': {e}") from e
+        if not schema.remove_metadata().equals(t.schema):
+            raise StoreError(
+                f"Parquet file '{url}' has the columns {schema.names} "
+                f"({', '.join(str(ty) for ty in schema.types)}); table {t.name} declares "
+                f"{t.schema.names}: move it out of the store"
+            )
+        meta = schema.metadata or {}
+        id_key = f"attnstore.{t.partition[0][0]}"
+        said = (
+            meta.get(id_key.encode(), b"").decode(errors="replace"),
+            meta.get(COMMIT_KEY.encode(), b"").decode(errors="replace"),
+        )
+        if t.name != PRIMARY[t.level] and said != (key, token):
+            raise StoreError(
+                f"Parquet file '{url}' was written for {id_key} {said[0]!r:.40} with token "
+                f"{said[1]!r:.40}, not where it lies ({key}, {token}): it was copied or moved "
+                "here; move it out of the store"
+            )
+        if data is not None and (repeats := _grain_repeats(data, data.column_names)):
+            raise StoreError(
+                f"Parquet file '{url}': {repeats} rows repeat the grain of table {t.name} "
+                f"({', '.join(t.grain)}): move it out of the store"
+            )
+        return footer.num_rows
 
     def keys(self, level: str) -> list[str]:
         """Committed ids of a level: 'run', 'analysis' or 'intervention'."""

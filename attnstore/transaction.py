@@ -4,14 +4,17 @@ are needed; :mod:`attnstore.fs` holds the few primitives it uses).
 
 Writing run ``R`` (an analysis, an intervention: the same with their own tables):
 
-1. every table but the primary one is written in place under a name unique to this
-   transaction, ``<table>/run_id=R[/layer=L]/part-<token>.parquet`` (``token``: 16 random hex
-   digits). No reader shows these files yet: a data file counts only when its token is the one
-   its run's commit record names;
+1. every table but the primary one is written under a name unique to this transaction,
+   ``<table>/run_id=R[/layer=L]/part-<token>.parquet`` (``token``: 16 random hex digits): on a
+   local folder first under a hidden ``.tmp`` name that plain readers' globs skip, renamed when
+   complete; on an object store under its own name (an object appears only once whole). No
+   reader shows these files yet: a data file counts only when its token is the one its run's
+   commit record names;
 2. the rows on disk are counted against the rows written and declared
    (:meth:`Transaction.expect_rows`);
 3. the *commit record* ``runs/run_id=R/commit.parquet`` (the run's row of the primary table,
-   with ``attnstore.commit = <token>`` in its key-value metadata) is created with a
+   with ``attnstore.commit = <token>`` and the rows of each table, ``attnstore.rows``, in its
+   key-value metadata) is created with a
    create-only write: ``O_EXCL``-like hard link on a local folder, a conditional put
    (``If-None-Match: *``) on S3. From that instant the run exists, whole. ``--overwrite``
    replaces the record in one write instead (``rename`` locally, a plain put on S3): readers see
@@ -20,27 +23,33 @@ Writing run ``R`` (an analysis, an intervention: the same with their own tables)
    deleted.
 
 A process killed before step 3 leaves only files no reader shows; one killed after it leaves
-the old version's files, equally hidden. The next writer of ``R`` deletes them (step 4), and so
-does recovery when a store is opened (:meth:`Folder.recover`): on a local folder as soon as the
-id's lock proves their writer dead (a writer holds ``flock`` on ``.locks/<level>-<id>.lock``
-from before its first file until after its last), on an object store once they are older than
-:data:`STALE_AFTER` (it has no locks; a writer checks its files are all still there just before
-it commits).
+the old version's files, equally hidden. The next writer of ``R`` deletes them when it starts
+(:meth:`Folder.recover_id`) and after its commit (step 4); ``Store.recover`` (``attnstore
+recover``) does the same for every id. Only writers and that explicit call delete: opening a
+store to read it changes nothing. Recovery deletes an id's files on a local folder only when
+the id's lock proves their writer dead (a writer holds ``flock`` on
+``.locks/<level>-<id>.lock`` from before its first file until after its last), on an object
+store once they are older than :data:`STALE_AFTER` (it has no locks; a writer checks its files
+are all still there just before it commits); and only after the id's commit record passed its
+checks (:func:`read_record`): a record that is not one attnstore wrote (no valid token, not one
+row, another id) is a StoreError naming it, and nothing is deleted.
 
 Two writers of one id: on a local folder the second is refused at once (the id lock); on an
 object store both write, the first commit record wins, and the loser removes its files and says
-so. Paths never leave the store: a table folder or ``.locks`` that is a symbolic link is
-refused, never followed.
+so. Paths never leave the store: a symbolic link inside it (a table or id folder, a data file,
+``.locks``) is refused, never followed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -49,18 +58,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attnstore.errors import CommitConflict, StoreError, known
-from attnstore.fs import LocalFS, ObjectFS
+from attnstore.fs import LocalFS, ObjectFS, link_refused
 from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, parquet_options
 
 LOCKS = ".locks"
 COMMIT_FILE = "commit.parquet"  # the primary table's file: a run's commit record
 COMMIT_KEY = "attnstore.commit"  # key-value metadata: the token of the committed files
+ROWS_KEY = "attnstore.rows"  # key-value metadata of a record: rows of each table, JSON
 CRASH_ENV = "ATTNSTORE_CRASH_AT"  # tests only: 'written' (before step 3), 'committed' (after)
 STALE_AFTER = timedelta(hours=1)  # object stores: an uncommitted file this old is a dead writer's
 ROW_GROUP_ROWS = 1 << 20  # upper bound; writers pass whole batches as row groups
 ID = re.compile(r"[0-9A-Za-z_]{1,64}")  # a run or analysis id: one path segment, no dots
-DATA_FILE = re.compile(r"part-([0-9a-f]{16})\.parquet")
-TMP_FILE = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")  # a local atomic write's temporary file
+TOKEN = re.compile(r"[0-9a-f]{16}")  # a transaction's token, as new_token() makes it
+DATA_FILE = re.compile(rf"part-({TOKEN.pattern})\.parquet")
+TMP_FILE = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")  # a local write's temporary file
 _NO_LOCK = object()  # an object store's stand-in for a lock
 
 
@@ -90,20 +101,29 @@ def in_layout(t: Table, rel: Path) -> bool:
     )
 
 
-def file_metadata(table: Table, key: str, token: str) -> dict[str, str]:
-    """The key-value metadata of every file attnstore writes."""
-    return {
+def file_metadata(
+    table: Table, key: str, token: str, rows: dict[str, int] | None = None
+) -> dict[str, str]:
+    """The key-value metadata of every file attnstore writes; a commit record's also counts
+    the rows of each table of its id (``rows``)."""
+    meta = {
         "attnstore.schema_version": str(SCHEMA_VERSION),
         "attnstore.table": table.name,
         f"attnstore.{table.partition[0][0]}": key,
         COMMIT_KEY: token,
     }
+    if rows is not None:
+        meta[ROWS_KEY] = json.dumps(rows, sort_keys=True)
+    return meta
 
 
-def commit_record(table: Table, data: pa.Table, key: str, token: str) -> bytes:
-    """The bytes of a commit record: the primary table's row as one Parquet file."""
+def commit_record(
+    table: Table, data: pa.Table, key: str, token: str, rows: dict[str, int] | None = None
+) -> bytes:
+    """The bytes of a commit record: the primary table's row as one Parquet file, naming the
+    token of its id's files and (``rows``) how many rows each table of the id holds."""
     buf = io.BytesIO()
-    schema = table.schema.with_metadata(file_metadata(table, key, token))
+    schema = table.schema.with_metadata(file_metadata(table, key, token, rows))
     pq.write_table(
         data.cast(table.schema).replace_schema_metadata(schema.metadata),
         buf,
@@ -114,6 +134,80 @@ def commit_record(table: Table, data: pa.Table, key: str, token: str) -> bytes:
 
 def new_token() -> str:
     return uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True)
+class Record:
+    """What a commit record says, checked (:func:`read_record`)."""
+
+    token: str  # the token of the id's committed files
+    rows: dict[str, int] | None  # rows of each of the id's tables; None in records that
+    # predate ROWS_KEY (or that attnstore migrate converted)
+
+
+def read_record(fs: LocalFS | ObjectFS, path: Path, table: Table, key: str) -> Record:
+    """The commit record of ``key`` at ``path`` (a primary table's file), from its footer alone.
+    It must be one attnstore wrote: one row, its id's name in its metadata, a token of the
+    form :func:`new_token` makes and, where given, a row count for every table of its level.
+    Anything else (a record rewritten by a tool that drops Parquet metadata, a damaged token,
+    two rows, another id) is a one-line StoreError naming the file, so that no reader serves it
+    and no recovery deletes files on its word. FileNotFoundError if it is gone."""
+    url = fs.url(path)
+    try:
+        with fs.arrow().open_input_file(str(path)) as fh:
+            footer = pq.read_metadata(fh)
+    except FileNotFoundError:
+        raise
+    except PermissionError as e:
+        raise StoreError(f"cannot read '{url}': access denied ({e})") from e
+    except (pa.ArrowException, OSError) as e:
+        raise StoreError(f"corrupted Parquet file '{url}': {e}") from e
+    meta = {
+        k.decode(errors="replace"): v.decode(errors="replace")
+        for k, v in (footer.metadata or {}).items()
+    }
+    id_key = f"attnstore.{table.partition[0][0]}"
+    token = meta.get(COMMIT_KEY)
+    problem = None
+    if token is None:
+        problem = (
+            f"it names no commit token (no '{COMMIT_KEY}' in its key-value metadata: rewritten "
+            "by a tool that drops Parquet metadata?)"
+        )
+    elif not TOKEN.fullmatch(token):
+        problem = f"its commit token {_shown(token)} is not 16 hex digits"
+    elif footer.num_rows != 1:
+        problem = f"it holds {footer.num_rows} rows, not 1"
+    elif meta.get(id_key) != key:
+        problem = f"it names {id_key} {_shown(meta.get(id_key))}, not its folder's {key}"
+    rows = None
+    if problem is None and ROWS_KEY in meta:
+        level_tables = sorted(n for n, t in TABLES.items() if t.level == table.level)
+        try:
+            rows = json.loads(meta[ROWS_KEY])
+        except ValueError:
+            rows = None
+        if (
+            not isinstance(rows, dict)
+            or sorted(rows) != level_tables
+            or not all(type(n) is int and n >= 0 for n in rows.values())
+        ):
+            problem = f"its row counts {_shown(meta[ROWS_KEY])} are not one count per table"
+    if problem is not None:
+        raise StoreError(
+            f"commit record '{url}' is damaged: {problem}; nothing of {table.level} {key} is "
+            f"read or deleted until it is restored, or moved out of the store with its folder "
+            f"(then {table.level} {key} is gone and can be written again)"
+        )
+    return Record(token, rows)
+
+
+def _shown(value: str | None) -> str:
+    """A stored value quoted for a message, cut short if long."""
+    if value is None:
+        return "nothing"
+    text = value if len(value) <= 24 else f"{value[:24]}... ({len(value)} characters)"
+    return repr(text)
 
 
 class Folder:
@@ -149,10 +243,7 @@ class Folder:
             for name in path.relative_to(self.root).parts:
                 part = part / name
                 if self.fs.is_link(part):
-                    raise StoreError(
-                        f"'{part}' is a symbolic link; attnstore never follows links inside a "
-                        "store: replace it with a folder"
-                    )
+                    raise link_refused(part)
 
     # --- what is committed -------------------------------------------------------------
 
@@ -160,38 +251,41 @@ class Folder:
         t = TABLES[PRIMARY[level]]
         return self.root / t.name / f"{t.partition[0][0]}={key}" / COMMIT_FILE
 
-    def level_files(self, level: str) -> dict[str, list[Path]]:
+    def level_files(self, level: str, key: str | None = None) -> dict[str, list[Path]]:
         """Every data file and temporary file of a level's tables (the commit records aside),
-        by id, committed or not."""
+        by id, committed or not: of every id, or of ``key`` alone (its folders only)."""
         out: dict[str, list[Path]] = {}
         for name, t in TABLES.items():
             if t.level != level:
                 continue
             root = self.root / name
-            self.no_links(root)
-            key = t.partition[0][0]
-            for f in [*self.fs.find(root, "**/*.parquet"), *self.fs.find(root, "**/.*.tmp")]:
+            part = f"{t.partition[0][0]}="
+            where = root if key is None else root / f"{part}{key}"
+            self.no_links(where)
+            for f in [*self.fs.find(where, "**/*.parquet"), *self.fs.find(where, "**/.*.tmp")]:
                 if f.name == COMMIT_FILE or not in_layout(t, f.relative_to(root)):
                     continue  # a record, or a stray file: readers name it, nothing deletes it
                 first = f.relative_to(root).parts[0]
-                if first.startswith(f"{key}="):
+                if first.startswith(part):
                     out.setdefault(first.split("=", 1)[1], []).append(f)
         return out
 
     def committed_token(self, level: str, key: str) -> str | None:
-        """The token the commit record of ``key`` names now; None where there is none."""
-        path = self.commit_path(level, key)
+        """The token the commit record of ``key`` names now (checked: :func:`read_record`);
+        None where there is none."""
         try:
-            with self.fs.arrow().open_input_file(str(path)) as f:
-                meta = pq.read_schema(f).metadata or {}
+            return read_record(
+                self.fs, self.commit_path(level, key), TABLES[PRIMARY[level]], key
+            ).token
         except FileNotFoundError:
             return None
-        return meta.get(COMMIT_KEY.encode(), b"").decode() or None
 
     # --- cleaning up -------------------------------------------------------------------
 
-    def collect(self, level: str, key: str, keep: str | None, files: Iterable[Path]) -> None:
-        """Delete the files of ``key`` whose token is not ``keep`` (None: all of them)."""
+    def collect(self, level: str, key: str, keep: str | None, files: Iterable[Path]) -> int:
+        """Delete the files of ``key`` whose token is not ``keep`` (None: all of them); how
+        many were deleted."""
+        n = 0
         for f in files:
             m = DATA_FILE.fullmatch(f.name)
             if m and m.group(1) == keep:
@@ -200,37 +294,49 @@ class Folder:
                 self.no_links(f.parent)
                 self.fs.remove(f)
                 self.fs.prune(f.parent, self.root)
+                n += 1
+        return n
 
-    def recover(self, tokens: dict[str, dict[str, str]]) -> None:
-        """Delete what killed writers left: data files no commit record names and temporary
-        files, of ids whose writer is provably gone (local: its lock is free) or long gone
-        (object store: every such file is older than :data:`STALE_AFTER`). ``tokens``: the
-        committed token of each id, per level."""
-        now = datetime.now(timezone.utc)
+    def recover(self, tokens: dict[str, dict[str, str]]) -> int:
+        """Delete what killed writers left, in every id: data files no commit record names and
+        temporary files, of ids whose writer is provably gone (local: its lock is free) or long
+        gone (object store: every such file is older than :data:`STALE_AFTER`). ``tokens``: the
+        committed token of each id, per level, as read before (each id's record is read again
+        under its lock, so that a commit in between is never taken for a leftover). How many
+        files were deleted."""
+        n = 0
         for level in PRIMARY:
             committed = tokens.get(level, {})
             for key, files in self.level_files(level).items():
-                mine = committed.get(key)
-                stray = [
-                    f
-                    for f in files
-                    if not ((m := DATA_FILE.fullmatch(f.name)) and m.group(1) == mine)
-                ]
-                if not stray:
-                    continue
-                if not self.fs.has_locks:
-                    with contextlib.suppress(FileNotFoundError):
-                        if any(now - self.fs.modified(f) < STALE_AFTER for f in stray):
-                            continue
-                    self.collect(level, key, mine, stray)
-                    continue
-                lock = self.lock_id(level, key)
-                if lock is None:
-                    continue  # its writer is alive
-                try:
-                    self.collect(level, key, mine, stray)
-                finally:
-                    self.unlock(lock)
+                if _stray(files, committed.get(key)):
+                    n += self.recover_id(level, key, files)
+        return n
+
+    def recover_id(
+        self, level: str, key: str, files: list[Path] | None = None, locked: bool = False
+    ) -> int:
+        """:meth:`recover` for one id: what earlier writers of ``key`` left (``files``: its
+        files, listed now when None), nothing of other ids. A writer calls it holding the id's
+        lock (``locked``); anyone else takes the lock first, and skips an id whose writer is
+        alive. How many files were deleted."""
+        if files is None:
+            files = self.level_files(level, key).get(key, [])
+        if not files:
+            return 0
+        lock = _NO_LOCK if locked else self.lock_id(level, key)
+        if lock is None:
+            return 0  # its writer is alive
+        try:
+            mine = self.committed_token(level, key)  # read again, under the lock
+            stray = _stray(files, mine)
+            if not self.fs.has_locks:
+                now = datetime.now(timezone.utc)
+                with contextlib.suppress(FileNotFoundError):
+                    if any(now - self.fs.modified(f) < STALE_AFTER for f in stray):
+                        return 0  # perhaps a live writer's
+            return self.collect(level, key, mine, stray)
+        finally:
+            self.unlock(lock)
 
 
 class Transaction:
@@ -245,7 +351,8 @@ class Transaction:
                 "letters, digits or underscores"
             )
         # The id lock comes first: from before the first file exists, no recovery (another
-        # process opening the store) can take this transaction's files for abandoned.
+        # writer's, or an explicit Store.recover) can take this transaction's files for
+        # abandoned.
         try:
             self._key_lock = folder.lock_id(level, key)
         except OSError as e:
@@ -255,9 +362,16 @@ class Transaction:
             ) from e
         if self._key_lock is None:
             raise StoreError(f"{level} {key} is being written by another process right now")
+        try:
+            folder.committed_token(level, key)  # a damaged record of this id: refused now
+            folder.recover_id(level, key, locked=True)  # what killed writers of it left
+        except BaseException:
+            self._release()
+            raise
         self.token = new_token()
         self.primary = TABLES[PRIMARY[level]]
-        self._writers: dict[Path, pq.ParquetWriter] = {}
+        self._writers: dict[Path, pq.ParquetWriter] = {}  # by the file's final path
+        self._staged: dict[Path, Path] = {}  # final path -> where it is written until complete
         self._rows: dict[str, int] = {}
         self._expected: dict[str, int] = {}
         self._record: list[pa.Table] = []
@@ -280,8 +394,9 @@ class Transaction:
             self.folder.no_links(folder)
             self.fs.mkdir(folder)
             schema = t.schema.with_metadata(file_metadata(t, self.key, self.token))
+            staged = self._staged[path] = self.fs.staging_path(path)
             writer = pq.ParquetWriter(
-                str(path), schema, filesystem=self.fs.arrow(), **parquet_options(t)
+                str(staged), schema, filesystem=self.fs.arrow(), **parquet_options(t)
             )
             self._writers[path] = writer
         writer.write_table(data, row_group_size=ROW_GROUP_ROWS)
@@ -292,14 +407,23 @@ class Transaction:
         self._expected.update(counts)
 
     def commit(self) -> None:
-        for w in self._writers.values():
+        for path, w in self._writers.items():
             w.close()
+            try:
+                self.fs.publish(self._staged[path], path)
+            except FileNotFoundError as e:
+                raise StoreError(
+                    f"{self.level} {self.key}: written file '{self._staged[path]}' is gone "
+                    f"before the commit ({e}); nothing was committed"
+                ) from e
         level_tables = [n for n, t in TABLES.items() if t.level == self.level]
         missing = [n for n in level_tables if n not in self._rows]
         if missing:
             raise StoreError(f"{self.level} {self.key}: no rows written to {', '.join(missing)}")
         self._check_written()
-        record = commit_record(self.primary, pa.concat_tables(self._record), self.key, self.token)
+        record = commit_record(
+            self.primary, pa.concat_tables(self._record), self.key, self.token, self._rows
+        )
         _crash_at("written")
         path = self.folder.commit_path(self.level, self.key)
         self.folder.no_links(path.parent)
@@ -314,7 +438,7 @@ class Transaction:
             )
         self._committed = True
         _crash_at("committed")
-        files = self.folder.level_files(self.level).get(self.key, [])
+        files = self.folder.level_files(self.level, self.key).get(self.key, [])
         if not self.fs.has_locks:
             # No lock keeps other writers of this id out: delete only the version this commit
             # replaced; any other token may be a live writer's, left to recovery once stale.
@@ -353,12 +477,18 @@ class Transaction:
                 w.close()
         if not self._committed:
             with contextlib.suppress(Exception):  # recovery removes what this cannot
-                self.folder.collect(self.level, self.key, None, self._writers)
+                files = [*self._staged.values(), *self._writers]
+                self.folder.collect(self.level, self.key, None, files)
         self._release()
 
     def _release(self) -> None:
         self.folder.unlock(self._key_lock)
         self._key_lock = None
+
+
+def _stray(files: list[Path], mine: str | None) -> list[Path]:
+    """The files of an id that are not its committed version (``mine``: its token)."""
+    return [f for f in files if f.name != f"part-{mine}.parquet"]
 
 
 def _token(path: Path) -> str | None:

@@ -127,8 +127,9 @@ CASES = [
 def test_kill_at_each_step(where, monkeypatch, level, overwrite, step):
     """A writer killed with every file written but no commit record leaves the old version
     (or nothing); one killed right after its record leaves the new version; either way no
-    reader sees anything else, and the next opener removes the dead writer's files (on an
-    object store once they are older than STALE_AFTER: moved to 0 here)."""
+    reader sees anything else, readers delete nothing, and recovery (Store.recover) removes the
+    dead writer's files (on an object store once they are older than STALE_AFTER: moved to 0
+    here)."""
     if overwrite:
         assert write(where, level, 3).returncode == 0
     proc = write(where, level, 5, overwrite=overwrite, crash_at=step)
@@ -137,7 +138,10 @@ def test_kill_at_each_step(where, monkeypatch, level, overwrite, step):
     want = expected(level, now) if now else dict.fromkeys(expected(level, 0), 0)
     assert counts(where, level) == want
     monkeypatch.setattr(transaction, "STALE_AFTER", transaction.timedelta(0))
-    Store(where, create=True)  # a writer's open: recovery
+    left = files_on_disk(where, level)
+    Store(where, create=True)  # opening, even a writer's, deletes nothing
+    assert files_on_disk(where, level) == left
+    Store(where).recover()
     assert files_on_disk(where, level) == want
     assert counts(where, level) == want
     # A rerun completes the run, whatever was left.
@@ -203,14 +207,14 @@ def test_commit_refuses_when_written_files_vanished(where):
     empty run."""
     store = Store(where, create=True)
     with (
-        pytest.raises(StoreError, match="gone or unreadable"),
+        pytest.raises(StoreError, match="is gone"),
         store.transaction("run", KEY["run"]) as txn,
     ):
         _write_all(txn, "run", 4)
         for path, w in txn._writers.items():
             w.close()
             if "attention" in str(path):
-                store.fs.remove(path)
+                store.fs.remove(txn._staged[path])  # where it is until the commit
     assert store.ids("run") == []
 
 
@@ -273,8 +277,9 @@ def test_table_folder_that_is_a_link_is_refused(tmp_path):
 
     shutil.rmtree(store / "inputs")
     (store / "inputs").symlink_to(victim)
-    with pytest.raises(StoreError, match="symbolic link"):
-        Store(store)
+    for act in (Store(store).recover, lambda: Store(store).read("inputs")):
+        with pytest.raises(StoreError, match="symbolic link"):
+            act()
     kept = victim / "run_id=0123456789abcdef" / "part-0123456789abcdef.parquet"
     assert kept.read_text() == "keep me"
 

@@ -6,7 +6,7 @@
     extract  extract, analyze, run
     plot     plot KIND (built from the figure registry), plot --manifest
     query    query list | show | run, sql
-    migrate  migrate (an older store into this schema version)
+    migrate  migrate (an older store into this schema version), verify, recover
 
 Each command parses its options, calls one library function and prints.
 """

@@ -11,7 +11,7 @@ import click
 
 from attnstore.cli.extract import analyze, extract, run_
 from attnstore.cli.intervene import intervene
-from attnstore.cli.migrate import migrate
+from attnstore.cli.migrate import migrate, recover, verify
 from attnstore.cli.options import ErrorGroup
 from attnstore.cli.plot import plot
 from attnstore.cli.query import query_group, sql_
@@ -41,6 +41,8 @@ for command in (
     report,
     run_,
     migrate,
+    verify,
+    recover,
     sweep,
 ):
     cli.add_command(command)
