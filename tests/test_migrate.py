@@ -177,3 +177,27 @@ def test_what_cannot_be_migrated_is_one_line(tmp_path, s3_bucket):
     (future / "attnstore.json").write_text('{"schema_version": 99}')
     result = runner.invoke(cli, ["migrate", str(future)])
     assert result.exit_code == 2 and "schema version 99" in result.output
+
+
+@pytest.mark.parametrize("what", ["run folder", "file"])
+def test_links_inside_a_version_1_store_are_refused(v1, tmp_path, what):
+    """A `run_id=` folder (or a file) of a version 1 store that is a link to a place outside
+    the store: migrate wrote two new files through it, outside the store. Now it is refused in
+    one line, before anything is written, as format 2 refuses links."""
+    folder = v1 / "attention" / f"run_id={IDS['run']}"
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if what == "run folder":
+        link = folder
+        shutil.move(folder, outside / folder.name)
+        link.symlink_to(outside / folder.name, target_is_directory=True)
+    else:
+        link = folder / "layer=0" / "part-0.parquet"
+        shutil.move(link, outside / "part-0.parquet")
+        link.symlink_to(outside / "part-0.parquet")
+    before, there = snapshot(v1), snapshot(outside)
+    result = CliRunner().invoke(cli, ["migrate", str(v1)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and f"'{link}' is a symbolic link" in lines[0], result.output
+    assert snapshot(v1) == before and snapshot(outside) == there
