@@ -41,7 +41,7 @@ REPORT_DIR = "report"  # the report's folder inside `attnstore run`'s --out
 ASSETS = ("report.js", "report.css")
 # Every page's policy, a <meta> first in <head> (a report opens from file://: no server sends
 # headers). Scripts only from files ('self'; from file:// Chromium counts file: URLs as 'self'),
-# none inline, no eval; nothing from the network.
+# none inline, no eval; nothing from the network. Written as is: it holds no " nor &.
 CSP = "; ".join(
     (
         "default-src 'self'",
@@ -171,7 +171,7 @@ def _page(title: str, body: str, data: Any, up: str = "") -> str:
     )
     return (
         "<!DOCTYPE html>\n"
-        f'<html lang="en"><head><meta http-equiv="Content-Security-Policy" content="{_h(CSP)}">'
+        f'<html lang="en"><head><meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta charset="utf-8">'
         f"<title>{_h(title)}</title>"
         f'<link rel="stylesheet" href="{up}assets/report.css"></head>\n'
@@ -200,9 +200,7 @@ def _assets(out: Path, files: list[Path]) -> None:
 
 def _index(c: d.Context, out: Path, files: list[Path]) -> None:
     o = d.overview(c)
-    card = "".join(
-        f"<tr><th>{_h(k)}</th><td>{_cell(v)}</td></tr>" for k, v in o["card"].items()
-    )
+    card = "".join(f"<tr><th>{_h(k)}</th><td>{_cell(v)}</td></tr>" for k, v in o["card"].items())
     body = (
         (_no_analysis(c) if c.analysis is None else "")
         + f'<h2>Run</h2><table class="card">{card}</table>'
@@ -221,9 +219,7 @@ def _index(c: d.Context, out: Path, files: list[Path]) -> None:
 def _heads(c: d.Context, out: Path, files: list[Path]) -> None:
     maps = d.head_maps(c)
     ranks = d.rankings(c)
-    options = "".join(
-        f'<option value="{i}">{_h(m["name"])}</option>' for i, m in enumerate(maps)
-    )
+    options = "".join(f'<option value="{i}">{_h(m["name"])}</option>' for i, m in enumerate(maps))
     body = _no_analysis(c) if c.analysis is None else ""
     if maps:
         body += (
