@@ -1,6 +1,8 @@
 """Calls that chain the stages: :func:`extract_and_analyze` (what ``attnstore extract`` does)
 and :func:`run_pipeline`, the whole job in one call: extract, analyse, rank heads, draw the top
-heads' figures, write the HTML report.
+heads' figures (each on its typical sample, query ``head_samples``, as the report shows it),
+write the HTML report, or keep the one already there when the store holds what it held
+(:func:`report_key`).
 
 ``attnstore run`` with no arguments runs it on the bundled model; every step is the same call a
 user can make alone (``extract``, ``analyze``, ``query``, ``plots``), so the store it leaves
@@ -9,6 +11,8 @@ behind is an ordinary store.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,9 +24,13 @@ from attnstore.errors import ConfigError
 if TYPE_CHECKING:
     from attnstore.analysis.run import AnalysisResult
     from attnstore.extraction import ExtractResult
+    from attnstore.store import Store
 
 DEFAULT_STORE = "attnstore-store"
 DEFAULT_OUT = "attnstore-figures"
+# Beside the report (<out>/report.key.json): the content key it was written for, and the
+# sha256 of each of its files. A rerun whose key is the same, its files untouched, keeps it.
+REPORT_KEY_FILE = "report.key.json"
 RANKING = "heads_by_cluster_quality"  # the flagship ranking query
 RANK_COLUMNS = [
     "rank",
@@ -45,6 +53,7 @@ class PipelineResult:
     top: pd.DataFrame  # the top rows of the ranking query
     figures: list[Path] = field(default_factory=list)
     report: Path | None = None  # the HTML report's index.html
+    report_kept: bool = False  # the report already there was the store's: not rewritten
 
 
 def extract_and_analyze(
@@ -103,12 +112,12 @@ def run_pipeline(
     command: str = "",
 ) -> PipelineResult:
     """Extract ``samples`` prompts, analyse them, rank the heads by cluster quality, and write
-    the head figure and silhouette curve of the ``top`` heads (each for the sample where that
-    head's clusters are cleanest) plus a layer × head map, into ``out``, and the HTML report
-    of the run into ``out/report`` (:func:`attnstore.report.build_report`)."""
+    the head figure and silhouette curve of the ``top`` heads (each on its typical sample,
+    query ``head_samples``) plus a layer × head map, into ``out``, and the HTML report of the
+    run into ``out/report`` (:func:`attnstore.report.build_report`), unless the report there
+    was written for what the store holds now (:func:`report_key`)."""
     from attnstore import plots
     from attnstore.queries import query
-    from attnstore.report import REPORT_DIR, build_report
     from attnstore.store import Store
 
     if top < 1:
@@ -130,36 +139,22 @@ def run_pipeline(
         points=points,
         seed=seed,
     )
-    ranking = query(store, RANKING, run_id=run.run_id, view=view)
-    ranking = ranking[ranking.analysis_id == analysis.analysis_id].sort_values("rank")
-    best = ranking.head(top).reset_index(drop=True)
+    s = Store(store)
+    aid = analysis.analysis_id
+    best = query(s, RANKING, analysis_id=aid, top=top)
+    typical = query(s, "head_samples", analysis_id=aid).set_index(["layer", "head"])
+    typical = typical["typical_sample"].to_dict()
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    s = Store(store)
-    fits = s.read(
-        "fits",
-        columns=["layer", "head", "query_kind", "sample", "best_silhouette"],
-        analysis_id=analysis.analysis_id,
-    ).to_pandas()
     figures = []
-    samples_shown = []
+    shown = []
     for row in best.itertuples():
-        mine = fits[
-            (fits["layer"] == row.layer)
-            & (fits["head"] == row.head)
-            & (fits["query_kind"] == row.query_kind)
-        ]
-        sample = int(
-            mine.sort_values(["best_silhouette", "sample"], ascending=[False, True]).iloc[0][
-                "sample"
-            ]
-        )
-        samples_shown.append(sample)
-        data = plots.head_figure_data(
-            s, run.run_id, analysis.analysis_id, int(row.layer), int(row.head), sample
-        )
-        stem = f"head_L{row.layer}_H{row.head}_{row.query_kind}_s{sample}"
+        layer, head = int(row.layer), int(row.head)
+        sample = int(typical[(layer, head)])
+        shown.append(sample)
+        data = plots.head_figure_data(s, run.run_id, aid, layer, head, sample)
+        stem = f"head_L{layer}_H{head}_{row.query_kind}_s{sample}"
         figures.append(plots.save_figure(plots.head_figure(data), out / f"{stem}.{fmt}"))
         figures.append(
             plots.save_figure(
@@ -168,10 +163,68 @@ def run_pipeline(
             )
         )
     for kind in ("x", "y"):
-        fig = plots.heads_figure(s, run.run_id, analysis.analysis_id, "mean_silhouette", kind)
+        fig = plots.heads_figure(s, run.run_id, aid, "mean_silhouette", kind)
         figures.append(plots.save_figure(fig, out / f"heads_mean_silhouette_{kind}.{fmt}"))
-    best = best[[c for c in RANK_COLUMNS if c in best.columns]].assign(sample=samples_shown)
-    report = build_report(
-        s, out / REPORT_DIR, run.run_id, analysis.analysis_id, progress=progress
-    ).index
-    return PipelineResult(str(store), run.run_id, analysis.analysis_id, best, figures, report)
+    best = best[[c for c in RANK_COLUMNS if c in best.columns]].assign(sample=shown)
+    report, kept = report_once(s, out, run.run_id, aid, progress=progress)
+    return PipelineResult(str(store), run.run_id, aid, best, figures, report, kept)
+
+
+def report_key(s: Store, run_id: str, analysis_id: str | None) -> str:
+    """What a report of ``run_id`` and ``analysis_id`` is made from, as one sha256: every
+    committed run, analysis and intervention of the store with the token of its files (a
+    commit or an ``--overwrite`` changes it), the run and analysis shown, the store's name
+    (a report names it) and attnstore's version."""
+    from attnstore import __version__
+    from attnstore.schema import PRIMARY
+
+    content = {
+        "commits": {level: s.commits(level) for level in PRIMARY},
+        "run_id": run_id,
+        "analysis_id": analysis_id,
+        "store": str(s.path),
+        "attnstore": __version__,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def report_once(
+    s: Store, out: Path, run_id: str, analysis_id: str | None, progress: bool = False
+) -> tuple[Path, bool]:
+    """The report of ``run_id`` and ``analysis_id`` in ``out/report``: the one there when
+    ``out/report.key.json`` holds the store's :func:`report_key` now and each of its files is
+    as written (True: kept), else a new one, its key written beside it (False)."""
+    from attnstore.outputs import write_output
+    from attnstore.report import REPORT_DIR, build_report
+
+    folder, key_file = out / REPORT_DIR, out / REPORT_KEY_FILE
+    key = report_key(s, run_id, analysis_id)
+    try:
+        written = json.loads(key_file.read_text())
+    except (OSError, ValueError):
+        written = None
+    if (
+        isinstance(written, dict)
+        and written.get("key") == key
+        and _unchanged(folder, written.get("files"))
+    ):
+        return folder / "index.html", True
+    result = build_report(s, folder, run_id, analysis_id, progress=progress)
+    files = {str(f.relative_to(folder)): _sha256(f) for f in sorted(set(result.files))}
+    text = json.dumps({"key": key, "files": files}, indent=1, sort_keys=True) + "\n"
+    write_output(key_file, lambda f: f.write(text.encode()))
+    return result.index, False
+
+
+def _unchanged(folder: Path, files: Any) -> bool:
+    """Whether every file of ``files`` (path in ``folder`` → sha256) is there, as written."""
+    if not isinstance(files, dict) or "index.html" not in files:
+        return False
+    try:
+        return all(_sha256(folder / name) == digest for name, digest in files.items())
+    except OSError:
+        return False
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

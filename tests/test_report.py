@@ -12,10 +12,12 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from attnstore.cli import cli
+from attnstore.queries import query
 from attnstore.report.browser import CHROMIUM, OFFLINE_ARGS
 
 
@@ -222,3 +224,117 @@ def test_run_writes_the_report_and_prints_it_first(tiny_checkpoint, tmp_path):
     index = out / "report" / "index.html"
     assert result.output.splitlines()[0] == f"report: {index}"
     assert index.is_file() and (out / "report" / "heads" / "L1_H1.html").is_file()
+
+
+# --- a store with interventions -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def iv_built(tiny_analysed_store, tmp_path_factory):
+    """A report of a copy of the tiny analysed store holding every method (knockout with two
+    targets) and a second resample of another seed: (store, report folder, intervention ids)."""
+    from attnstore.interventions import intervene
+
+    tmp = tmp_path_factory.mktemp("iv_report")
+    store = _copy(tiny_analysed_store, tmp)
+    run_id = tiny_analysed_store[1]
+    every = ["zero", "mean", "resample", "knockout"]
+    done = intervene(store, run_id, methods=every, targets=["x_to_y_pos", "y_to_x"], batch_size=6)
+    done += intervene(store, run_id, methods=["resample"], seed=7, batch_size=6)
+    out = tmp / "site"
+    result = _report("--store", str(store), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    return store, out, [r.intervention_id for r in done]
+
+
+def test_heads_page_maps_every_intervention(iv_built):
+    store, out, ids = iv_built
+    assert len(set(ids)) == 6  # zero, mean, resample x 2 seeds, knockout x 2 targets
+    text = (out / "heads.html").read_text()
+    data = _page_data(out / "heads.html")
+    maps = [m for m in data["maps"] if m["source"] == "interventions"]
+    assert sorted(m["intervention_id"] for m in maps) == sorted(ids)
+    for m in maps:
+        assert m["signed"] and m["name"] in text  # offered in the metric picker
+        z = np.array(m["z"], dtype=float)
+        assert z.shape == (2, 2) and np.isfinite(z).all()
+    for method in ("zero", "mean", "resample", "knockout x_to_y_pos", "knockout y_to_x"):
+        assert any(method in m["name"] for m in maps), method
+    assert not any(m["signed"] for m in data["maps"] if m["source"] != "interventions")
+    for m in maps:  # each map is its intervention's late_delta_accuracy, head by head
+        effects = query(store, "intervention_effects", intervention_id=m["intervention_id"])
+        for r in effects.itertuples():
+            assert m["z"][r.layer][r.head] == pytest.approx(r.late_delta_accuracy, abs=1e-4)
+
+
+def _page_data(page: Path) -> dict:
+    text = page.read_text()
+    return json.loads(re.search(r'id="page-data"[^>]*>(.*?)</script>', text, re.S).group(1))
+
+
+def test_report_of_an_older_analysis_of_the_same_view(tiny_analysed_store, tmp_path):
+    """--analysis of an older analysis of a view that has a newer one: every head page shows
+    that analysis's clusters (query head_clusters of it), not an empty table."""
+    from attnstore.analysis.run import analyze
+
+    store = _copy(tiny_analysed_store, tmp_path)
+    run_id, older = tiny_analysed_store[1], tiny_analysed_store[2]["shared_keys"]
+    newer = analyze(store, run_id, view="shared_keys", k_max=4).analysis_id
+    assert newer != older
+    out = tmp_path / "site"
+    result = _report("--store", str(store), "--analysis", older, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    for page in sorted((out / "heads").glob("L*_H*.html")):
+        layer, head = map(int, re.findall(r"\d+", page.stem))
+        sample = int(re.search(r"<h2>Sample (\d+)", page.read_text()).group(1))
+        table = re.search(r'<table class="sortable clusters">.*?</table>', page.read_text())
+        rows = re.findall(r"<tr>(?:<td>.*?</td>)+</tr>", table.group(0))
+        expected = sum(
+            len(
+                query(
+                    store,
+                    "head_clusters",
+                    analysis_id=older,
+                    layer=layer,
+                    head=head,
+                    sample=sample,
+                    query_kind=kind,
+                )
+            )
+            for kind in ("x", "y")
+        )
+        assert len(rows) == expected > 0, page
+
+
+def _typical_by_hand(store: Path, analysis_id: str) -> dict[tuple[int, int], tuple[int, int]]:
+    """Per head, (typical, cleanest) sample from the fits table, by the definition: a sample's
+    silhouette is the mean over x and y of the best silhouette (0 where none); typical is
+    the lower median's sample, the lowest on ties; cleanest the highest, the lowest on ties."""
+    from attnstore.store import Store
+
+    fits = Store(store).df("fits", analysis_id=analysis_id)
+    fits["s"] = fits["best_silhouette"].fillna(0).astype(float)
+    out = {}
+    for (layer, head), g in fits.groupby(["layer", "head"]):
+        per = g.groupby("sample")["s"].mean().sort_index()
+        median = np.sort(per.to_numpy())[(len(per) - 1) // 2]
+        typical = int(per[per == median].index.min())
+        cleanest = int(per[per == per.max()].index.min())
+        out[(int(layer), int(head))] = (typical, cleanest)
+    return out
+
+
+def test_head_pages_open_on_the_typical_sample(built, tiny_analysed_store):
+    """Each head page shows its typical sample and says so; the cleanest one is in its picker."""
+    store, out, _ = built
+    by_hand = _typical_by_hand(store, tiny_analysed_store[2]["shared_keys"])
+    for (layer, head), (typical, cleanest) in by_hand.items():
+        page = (out / "heads" / f"L{layer}_H{head}.html").read_text()
+        assert f"<h2>Sample {typical}, typical: nearest the median silhouette" in page
+        assert f'src="L{layer}_H{head}_s{typical}.png"' in page
+        options = re.findall(r'<option value="(\d+)">sample \d+: ([^<]*)</option>', page)
+        assert options[0][0] == str(typical) and options[0][1].startswith("typical")
+        why = dict(options)
+        assert "cleanest" in why[str(cleanest)]  # a click away
+        data = _page_data(out / "heads" / f"L{layer}_H{head}.html")
+        assert set(data["head"]["samples"]) == set(why)

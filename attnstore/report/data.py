@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from attnstore.plots.registry import HEAD_METRICS, QUERY_KINDS
 from attnstore.queries import query
-from attnstore.schema import TABLES, full_rows
+from attnstore.schema import full_rows
 from attnstore.store import Store
 
 DIGITS = 4  # floats in the report's JSON and tables
@@ -29,7 +29,11 @@ RANKINGS = (
     "heads_by_label_routing",
     "heads_by_xy_difference",
 )
-N_CLEANEST = 3  # samples a head page offers besides sample 0: the head's cleanest ones
+N_SAMPLES = 3  # samples a head page offers: without an analysis, the first ones
+# Why a head page offers a sample (columns <role>_sample of query head_samples), in the order
+# the sample picker lists them; the page opens on the first.
+SAMPLE_ROLES = ("typical", "cleanest", "least_clean")
+EFFECT_MAP = "late_delta_accuracy"  # the intervention maps' column of intervention_effects
 WEIGHT_SCALE = 1000  # attention weights travel as integers in thousandths
 
 
@@ -77,14 +81,12 @@ class Context:
 
 def context(s: Store, run_id: str | None, analysis_id: str | None) -> Context:
     """The run (``run_id``, else the analysis's run, else the latest) and its analysis
-    (``analysis_id``, else its latest, else None when it has none)."""
-    if analysis_id is not None:
+    (``analysis_id``, else its latest, else None when it has none), by the store's lookup."""
+    if analysis_id is None and not s.ids("analysis", run_id=s.run(run_id)["run_id"]):
+        run, analysis = s.run(run_id), None
+    else:
         analysis = s.analysis(analysis_id, run_id=run_id)
         run = s.run(analysis["run_id"])
-    else:
-        run = s.run(run_id)
-        ids = s.ids("analysis", run_id=run["run_id"])
-        analysis = s.analysis(ids[0]) if ids else None
     views: dict[str, str] = {}
     for a in s.ids("analysis", run_id=run["run_id"]):  # newest first: keep the first per view
         views.setdefault(s.analysis(a)["view"], a)
@@ -137,73 +139,58 @@ def overview(c: Context) -> dict[str, Any]:
 # --- the heads --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MetricSource:
-    """A table of per-head metrics the heads page maps: ``load(context)`` returns a frame
-    with columns layer, head, query_kind and the metrics, or None when the store has none."""
-
-    name: str
-    metrics: tuple[str, ...]
-    load: Any
-
-
-def _head_summary(c: Context) -> pd.DataFrame | None:
-    if c.analysis is None:
-        return None
-    df = query(c.store, "head_summary")
-    return df[df.analysis_id == c.analysis["analysis_id"]]
-
-
-def _interventions(c: Context) -> pd.DataFrame | None:
-    """Per head, the mean change of accuracy over points of each intervention of the run
-    (tables ``interventions`` and ``effects``); None where the store has none."""
-    need = {
-        "interventions": ["intervention_id", "method", "run_id", "target"],
-        "effects": ["delta_accuracy", "head", "intervention_id", "layer"],
-    }
-    for name, cols in need.items():
-        if name not in TABLES or not set(cols) <= set(TABLES[name].full_schema.names):
-            return None
-    runs = c.store.df("interventions", need["interventions"], run_id=c.run_id)
-    if runs.empty:
-        return None
-    frames = []
-    for r in runs.sort_values(["method", "target", "intervention_id"]).itertuples():
-        e = c.store.df("effects", need["effects"], intervention_id=r.intervention_id)
-        mean = e.groupby(["layer", "head"], as_index=False)["delta_accuracy"].mean()
-        frames.append(mean.assign(metric=f"delta_accuracy ({r.method}, {r.target})"))
-    df = pd.concat(frames).pivot(index=["layer", "head"], columns="metric", values="delta_accuracy")
-    return df.reset_index()
-
-
-# Every source of per-head metrics the heads page offers: add one here to map it too.
-METRIC_SOURCES = (
-    MetricSource("head_summary", HEAD_METRICS, _head_summary),
-    MetricSource("interventions", (), _interventions),  # (): every column it returns
-)
-
-
 def head_maps(c: Context) -> list[dict[str, Any]]:
-    """One layer × head map per (source, metric, query kind) the store holds."""
-    L, H = int(c.run["n_layers"]), int(c.run["n_heads"])
+    """One layer × head map per head metric and query kind of the analysis (query
+    head_summary), then one per intervention of the run (:func:`intervention_maps`)."""
+    return summary_maps(c) + intervention_maps(c)
+
+
+def _grid(c: Context, df: pd.DataFrame, column: str) -> list[list[float | None]]:
+    """``column`` of rows with layer and head columns as an (n_layers, n_heads) grid, None
+    where a head has no row or a null."""
+    z = np.full((int(c.run["n_layers"]), int(c.run["n_heads"])), np.nan)
+    z[df["layer"].to_numpy(int), df["head"].to_numpy(int)] = df[column].to_numpy(float)
+    return clean(z)
+
+
+def summary_maps(c: Context) -> list[dict[str, Any]]:
+    """Per metric of HEAD_METRICS and query kind, its map (none without an analysis)."""
+    if c.analysis is None:
+        return []
+    df = query(c.store, "head_summary", analysis_id=c.analysis["analysis_id"])
+    return [
+        {
+            "source": "head_summary",
+            "name": f"{metric} ({kind} queries)",
+            "signed": False,
+            "z": _grid(c, df[df["query_kind"] == kind], metric),
+        }
+        for metric in HEAD_METRICS
+        for kind in QUERY_KINDS
+    ]
+
+
+def intervention_maps(c: Context) -> list[dict[str, Any]]:
+    """Per intervention of the run (query run_interventions: by method, target, the latest
+    first), the change of accuracy over the late points when each head is changed
+    (EFFECT_MAP of query intervention_effects): signed, drawn on a scale centred at 0."""
+    runs = query(c.store, "run_interventions", run_id=c.run_id).dropna(subset=["intervention_id"])
     maps = []
-    for source in METRIC_SOURCES:
-        df = source.load(c)
-        if df is None:
-            continue
-        keys = {"layer", "head", "query_kind"}
-        for metric in source.metrics or [m for m in df.columns if m not in keys]:
-            if metric not in df.columns:
-                continue
-            for kind in QUERY_KINDS:
-                rows = df[df.query_kind == kind] if "query_kind" in df.columns else df
-                z = np.full((L, H), np.nan)
-                for r in rows.itertuples():
-                    z[int(r.layer), int(r.head)] = float(getattr(r, metric))
-                name = f"{metric} ({kind} queries)" if "query_kind" in df.columns else metric
-                maps.append({"source": source.name, "name": name, "z": clean(z)})
-                if "query_kind" not in df.columns:
-                    break
+    for r in runs.itertuples(index=False):
+        df = query(
+            c.store, "intervention_effects", run_id=c.run_id, intervention_id=r.intervention_id
+        )
+        seed = "" if pd.isna(r.seed) else f", seed {int(r.seed)}"
+        name = f"{EFFECT_MAP}, {r.method} {r.target}{seed} (intervention {r.intervention_id})"
+        maps.append(
+            {
+                "source": "interventions",
+                "intervention_id": r.intervention_id,
+                "name": name,
+                "signed": True,
+                "z": _grid(c, df, EFFECT_MAP),
+            }
+        )
     return maps
 
 
@@ -215,10 +202,8 @@ def rankings(c: Context) -> dict[str, dict[str, Any]]:
             continue  # needs an analysis
         params = {"run_id": c.run_id}
         if name != "heads_by_label_routing":
-            params["view"] = c.analysis["view"]
+            params["analysis_id"] = c.analysis["analysis_id"]
         df = query(c.store, name, **params)
-        if "analysis_id" in df.columns:
-            df = df[df.analysis_id == c.analysis["analysis_id"]]
         drop = ["analysis_id", "run_id", "view", "backend"]
         sort = ["rank", "layer", "head", *(["query_kind"] if "query_kind" in df else [])]
         df = df.sort_values(sort).drop(columns=drop, errors="ignore")
@@ -229,38 +214,31 @@ def rankings(c: Context) -> dict[str, dict[str, Any]]:
 # --- one head ----------------------------------------------------------------------------------
 
 
-def cleanest_samples(c: Context) -> pd.DataFrame | None:
-    """Per (layer, head) the samples by best silhouette over both query kinds, best first."""
+def head_samples(c: Context) -> dict[tuple[int, int], dict[str, Any]] | None:
+    """Per (layer, head), its row of query head_samples: its typical, cleanest and least
+    clean sample and their silhouettes (None without an analysis)."""
     if c.analysis is None:
         return None
-    fits = c.store.df(
-        "fits",
-        columns=["layer", "head", "sample", "best_silhouette"],
-        analysis_id=c.analysis["analysis_id"],
-    )
-    fits["best_silhouette"] = fits["best_silhouette"].fillna(-2.0)
-    best = fits.groupby(["layer", "head", "sample"], as_index=False)["best_silhouette"].max()
-    return best.sort_values(
-        ["layer", "head", "best_silhouette", "sample"], ascending=[True, True, False, True]
-    )
+    df = query(c.store, "head_samples", analysis_id=c.analysis["analysis_id"])
+    return {(int(r["layer"]), int(r["head"])): r for r in df.to_dict("records")}
 
 
-def _of_head(best: pd.DataFrame, layer: int, head: int) -> pd.Series:
-    return best[(best["layer"] == layer) & (best["head"] == head)]["sample"]
-
-
-def cleanest_sample(best: pd.DataFrame, layer: int, head: int) -> int:
-    """The sample where the head's clusters are cleanest (its best silhouette highest)."""
-    return int(_of_head(best, layer, head).iloc[0])
-
-
-def samples_shown(c: Context, best: pd.DataFrame | None, layer: int, head: int) -> list[int]:
-    """Sample 0 and the head's N_CLEANEST cleanest samples (the first N when no analysis)."""
-    n = int(c.run["n_samples"])
-    if best is None:
-        return list(range(min(n, N_CLEANEST + 1)))
-    mine = _of_head(best, layer, head).head(N_CLEANEST)
-    return sorted({0, *(int(v) for v in mine)})
+def samples_shown(
+    c: Context, choices: dict[tuple[int, int], dict[str, Any]] | None, layer: int, head: int
+) -> dict[int, str]:
+    """The samples a head page offers, each with why, in the order of SAMPLE_ROLES (the page
+    opens on the first, the typical one); without an analysis, the first N_SAMPLES."""
+    if choices is None:
+        return {s: "" for s in range(min(int(c.run["n_samples"]), N_SAMPLES))}
+    r = choices[(layer, head)]
+    roles: dict[int, list[str]] = {}
+    for role in SAMPLE_ROLES:
+        roles.setdefault(int(r[f"{role}_sample"]), []).append(role)
+    return {
+        s: ", ".join(n.replace("_", " ") for n in names)
+        + f" (silhouette {r[f'{names[0]}_xy_silhouette']:.2f})"
+        for s, names in roles.items()
+    }
 
 
 def tokens(c: Context, samples: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -340,8 +318,7 @@ def head_clusters(c: Context, layer: int, head: int, sample: int) -> dict[str, A
         query(
             c.store,
             "head_clusters",
-            run_id=c.run_id,
-            view=c.analysis["view"],
+            analysis_id=c.analysis["analysis_id"],
             layer=layer,
             head=head,
             sample=sample,
@@ -349,8 +326,7 @@ def head_clusters(c: Context, layer: int, head: int, sample: int) -> dict[str, A
         )
         for kind in QUERY_KINDS
     ]
-    df = pd.concat(frames, ignore_index=True)
-    df = df[df.analysis_id == c.analysis["analysis_id"]].sort_values(["query_kind", "cluster"])
+    df = pd.concat(frames, ignore_index=True).sort_values(["query_kind", "cluster"])
     for col in ("points", "dominant"):
         df[col] = [" ".join(map(str, v)) if v is not None else "" for v in df[col]]
     columns = [

@@ -227,6 +227,13 @@ def _heads(c: d.Context, out: Path, files: list[Path]) -> None:
             f"{options}</select></label>"
             '<div id="map" class="chart"></div><p>Click a head to open its page.</p>'
         )
+        if any(m["signed"] for m in maps):
+            body += (
+                f"<p>{_h(d.EFFECT_MAP)} maps (one per intervention of the run, query "
+                "<code>intervention_effects</code>): the change of accuracy over the last half "
+                "of the points when the head is changed, on a scale centred at 0; negative: "
+                "the prediction needs the head.</p>"
+            )
     else:
         grid = "".join(
             f'<a href="heads/L{layer}_H{head}.html">L{layer} H{head}</a> '
@@ -249,11 +256,12 @@ def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, f
     from attnstore import plots
 
     stem = f"L{layer}_H{head}"
-    samples = d.samples_shown(c, ctx["best"], layer, head)
+    shown = d.samples_shown(c, ctx["choices"], layer, head)
+    samples = list(shown)
     T = 2 * int(c.run["n_points"])
     body = "" if c.analysis is not None else _no_analysis(c)
     if c.analysis is not None:
-        sample = d.cleanest_sample(ctx["best"], layer, head)
+        sample = samples[0]  # the typical one: the page opens on it
         fig = plots.head_figure_data(
             c.store, c.run_id, c.analysis["analysis_id"], layer, head, sample
         )
@@ -261,15 +269,17 @@ def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, f
         plots.save_figure(plots.silhouette_figure(fig), out / "heads" / f"{stem}_silhouette.png")
         files += [out / "heads" / f"{stem}_s{sample}.png", out / "heads" / f"{stem}_silhouette.png"]
         body += (
-            f"<h2>Sample {sample}, where its clusters are cleanest "
-            f"(view {_h(c.analysis['view'])})</h2>"
-            f'<img class="figure" src="{stem}_s{sample}.png" alt="head figure, sample {sample}">'
+            _why_this_sample(c, ctx["choices"][(layer, head)])
+            + f'<img class="figure" src="{stem}_s{sample}.png" alt="head figure, sample {sample}">'
             f'<img class="silhouette" src="{stem}_silhouette.png" alt="silhouette against k">'
             "<h2>Clusters</h2><p>Query <code>head_clusters</code>; dominant literals best first, "
             "* where the literal is in the hidden function.</p>"
             + _table(d.head_clusters(c, layer, head, sample), "sortable clusters")
         )
-    options = "".join(f'<option value="{s}">sample {s}</option>' for s in samples)
+    options = "".join(
+        f'<option value="{s}">sample {s}{": " if why else ""}{_h(why)}</option>'
+        for s, why in shown.items()
+    )
     view_opts = "".join(f'<option value="{_h(v)}">{_h(v)}</option>' for v in c.views) or (
         '<option value="">no analysis</option>'
     )
@@ -298,6 +308,21 @@ def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, f
     _write(out / "heads" / f"{stem}.html", page, files)
 
 
+def _why_this_sample(c: d.Context, r: dict[str, Any]) -> str:
+    """The head page's heading: which sample it shows and why (query head_samples' row)."""
+    return (
+        f"<h2>Sample {int(r['typical_sample'])}, typical: nearest the median silhouette "
+        f"{r['median_xy_silhouette']:.2f} (view {_h(c.analysis['view'])})</h2>"
+        "<p>A head is shown on its typical sample, not its best: the one whose silhouette "
+        "(the mean of its x and y queries' best silhouettes, 0 where not clustered) is the "
+        f"median over its {int(r['n_samples'])} samples (query <code>head_samples</code>). "
+        f"Its cleanest, sample {int(r['cleanest_sample'])} "
+        f"({r['cleanest_xy_silhouette']:.2f}), and its least clean, sample "
+        f"{int(r['least_clean_sample'])} ({r['least_clean_xy_silhouette']:.2f}), are in the "
+        "attention viewer's sample picker below.</p>"
+    )
+
+
 def build_report(
     store: str | Path | Store,
     out: str | Path,
@@ -312,11 +337,11 @@ def build_report(
     s = open_store(store)
     out = check_output_folder(out, s.path)
     c = d.context(s, run_id, analysis_id)
-    best = d.cleanest_samples(c)
+    choices = d.head_samples(c)
     L, H = int(c.run["n_layers"]), int(c.run["n_heads"])
-    shown = {(l, h): d.samples_shown(c, best, l, h) for l in range(L) for h in range(H)}
+    shown = {(l, h): d.samples_shown(c, choices, l, h) for l in range(L) for h in range(H)}
     every = sorted({s for v in shown.values() for s in v})
-    ctx = {"best": best, "tokens": d.tokens(c, every), "labels": d.cluster_labels(c, every)}
+    ctx = {"choices": choices, "tokens": d.tokens(c, every), "labels": d.cluster_labels(c, every)}
     _check_stored_values(c, ctx["labels"])
     files: list[Path] = []
     _assets(out, files)

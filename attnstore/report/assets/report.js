@@ -9,6 +9,10 @@ const PAGE = JSON.parse(document.getElementById("page-data").textContent);
 const CONFIG = { displaylogo: false, responsive: true };
 // matplotlib's Purples, which the head figure uses too (Plotly has no such named scale).
 const PURPLES = [[0, "#fcfbfd"], [0.25, "#dadaeb"], [0.5, "#9e9ac8"], [0.75, "#6a51a3"], [1, "#3f007d"]];
+// matplotlib's RdBu (ColorBrewer's 11 classes), as the figures draw a change: the maps of a
+// signed value (an intervention's effect) centre it on 0, red below, blue above.
+const RDBU = ["#67001f", "#b2182b", "#d6604d", "#f4a582", "#fddbc7", "#f7f7f7", "#d1e5f0",
+              "#92c5de", "#4393c3", "#2166ac", "#053061"].map((c, i) => [i / 10, c]);
 
 // Sortable tables: click a header to sort by it (again to reverse).
 function sortable(table) {
@@ -61,7 +65,8 @@ function heads() {
     const m = PAGE.maps[Number(select.value)];
     const layers = m.z.map((_, i) => i);
     Plotly.react("map", [{
-      z: m.z, y: layers, type: "heatmap", colorscale: "Viridis", hoverongaps: false,
+      z: m.z, y: layers, type: "heatmap", hoverongaps: false,
+      colorscale: m.signed ? RDBU : "Viridis", zmid: m.signed ? 0 : undefined,
       text: m.z.map((row) => row.map((v) => (v === null ? "" : v.toFixed(3)))),
       texttemplate: "%{text}",
       hovertemplate: "layer %{y}, head %{x}<br>" + m.name + ": %{z:.3f}<extra></extra>",
