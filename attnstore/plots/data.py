@@ -77,14 +77,11 @@ class HeadFigureData:
 def run_and_analysis(
     store: Store, run_id: str | None = None, analysis_id: str | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The runs row and analyses row a figure shows, by the store's lookup: the given ones,
-    else the latest run (or, given only an analysis, that analysis's run) and its latest
-    analysis."""
-    if analysis_id is not None and run_id is None:
-        analysis = store.analysis(analysis_id)
-        return store.run(analysis["run_id"]), analysis
-    run = store.run(run_id)
-    return run, store.analysis(analysis_id, run_id=run["run_id"])
+    """The runs row and analyses row a figure shows, by the store's one lookup
+    (:meth:`Store.analysis`): the given ones, else the latest run (or, given only an
+    analysis, that analysis's run) and its latest analysis."""
+    analysis = store.analysis(analysis_id, run_id=run_id)
+    return store.run(analysis["run_id"]), analysis
 
 
 def _span(name: str, value: int, n: int, run_id: str) -> None:
