@@ -9,6 +9,7 @@ import matplotlib as mpl
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 
 from attnstore import plots
@@ -42,17 +43,21 @@ def _hidden(labels) -> bool:
 
 def test_head_figure_has_the_seeds_panels(raw_data):
     fig = plots.head_figure(raw_data)
-    assert fig._suptitle.get_text() == f"layer {LAYER}, head {HEAD}, round {SAMPLE}"
+    assert (
+        fig._suptitle.get_text().splitlines()[0] == f"layer {LAYER}, head {HEAD}, sample {SAMPLE}"
+    )
     assert tuple(fig.get_size_inches()) == (15, 8)
     panels = _panels(fig)
-    assert len(fig.axes) == len(panels) == 10  # the seed's ten images; gs[0, 0:2] stay empty
+    # the seed's ten images (gs[0, 0:2] stay empty), the attention's colour bar, the legend
+    assert len(fig.axes) == len(panels) == 12
     gs = fig.axes[0].get_subplotspec().get_gridspec()
     assert gs.get_geometry() == (3, 4) and gs.get_width_ratios() == [0.25, 0.25, 1, 1]
+    # the seed's margins (top 0.95, bottom 0.05) clipped the axis labels and a second title line
     assert (gs.wspace, gs.hspace, gs.top, gs.bottom, gs.left, gs.right) == (
         0.04,
         0.04,
-        0.95,
-        0.05,
+        0.88,
+        0.09,
         0.17,
         0.845,
     )
@@ -72,7 +77,7 @@ def test_head_figure_has_the_seeds_panels(raw_data):
         "literals x key": ((0, 2), lit.T, "viridis", (0, 1), "", ""),
         "labels y key": ((0, 3), ys, "bwr", (-1, 1), "", ""),
     }
-    assert set(panels) == set(expected)
+    assert set(panels) == set(expected) | {"colour bar", "legend"}
     for name, (cell, data, cmap, clim, xlabel, ylabel) in expected.items():
         ax = panels[name]
         spec = ax.get_subplotspec()
@@ -83,12 +88,130 @@ def test_head_figure_has_the_seeds_panels(raw_data):
             np.testing.assert_array_equal(im.get_array(), data, err_msg=name)
         assert ax.get_xlabel() == xlabel and ax.get_ylabel() == ylabel, name
         assert _hidden(ax.get_xticklabels()) == (not xlabel), name
-        assert _hidden(ax.get_yticklabels()) == (not ylabel), name
+        assert _hidden(ax.get_yticklabels()) == (not ylabel and name != "literals x key"), name
         assert not any(g.get_visible() for g in ax.get_xgridlines()), name
     for kind in ("x", "y"):
         strip = panels[f"clusters {kind}"].get_images()[0].get_array()
         assert strip.shape == (N, 10) and not np.ma.getmaskarray(strip).any()
         np.testing.assert_array_equal(strip[:, 0], raw_data.queries[kind].labels)
+
+
+def _literal_text(rows, sign_column="sign") -> list[str]:
+    """The signed literals of function rows (nonzero weights), in order of input."""
+    rows = sorted((r for r in rows if r["weight"] != 0), key=lambda r: r["literal"])
+    return [("" if r[sign_column] > 0 else "¬") + f"x{r['literal']}" for r in rows]
+
+
+def test_the_head_figure_reads_its_target_legend_and_colour_bar(raw_data, tiny_analysed_store):
+    """Everything drawn is named: the hidden function (read from the store) under the title,
+    which colour is +1 and -1 and each cluster, the attention's scale."""
+    path, run_id, _ = tiny_analysed_store
+    rows = Store(path).read("functions", run_id=run_id, sample=SAMPLE).to_pylist()
+    target = " ∧ ".join(_literal_text(rows)) or "⊤"  # a conjunction; empty: always true
+    assert raw_data.hidden_function == target
+    fig = plots.head_figure(raw_data)
+    assert fig._suptitle.get_text() == (
+        f"layer {LAYER}, head {HEAD}, sample {SAMPLE}\ntarget: {target}"
+    )
+    panels = _panels(fig)
+    bar = panels["colour bar"]
+    assert bar.get_ylabel() == "attention weight"
+    (mappable,) = panels["attention y→y"].get_images()
+    assert mappable.colorbar.ax is bar and mappable.get_clim() == (0, 1)
+    assert mappable.get_cmap().name == "Purples"
+    legends = {
+        lg.get_title().get_text(): {
+            t.get_text(): h.get_facecolor()
+            for t, h in zip(lg.get_texts(), lg.legend_handles, strict=True)
+        }
+        for lg in panels["legend"].artists
+    }
+    k = {kind: raw_data.queries[kind].best_k for kind in ("x", "y")}
+    assert list(legends) == ["inputs", "labels"] + [
+        f"clusters of {kind} queries (k = {k[kind]})" for kind in ("x", "y")
+    ]  # the raw view clusters every row: no "not clustered"
+    viridis, bwr = mpl.colormaps["viridis"], mpl.colormaps["bwr"]
+    assert legends["inputs"] == {"x_j = +1": viridis(1.0), "x_j = −1": viridis(0.0)}
+    assert legends["labels"] == {"y = +1": bwr(1.0), "y = −1": bwr(0.0)}
+    for kind in ("x", "y"):
+        strip = panels[f"clusters {kind}"].get_images()[0]
+        swatches = legends[f"clusters of {kind} queries (k = {k[kind]})"]
+        assert list(swatches) == [str(c) for c in range(k[kind])]
+        for c, colour in swatches.items():  # the colour the strip draws label c in
+            assert colour == strip.cmap(strip.norm(int(c)))
+
+
+def _written_out(task: str, rows: list[dict]) -> str | None:
+    """The hidden function of one sample's functions rows, written as the query writes it."""
+    terms = {}
+    for r in rows:
+        terms.setdefault(r["term"], []).append(r)
+    lits = {t: _literal_text(rs) for t, rs in sorted(terms.items())}
+    if task == "disjunction":
+        return " ∨ ".join(lits[0]) or "⊥"
+    if task in ("dnf", "cnf"):
+        inner, outer, empty = (" ∧ ", " ∨ ", "⊤") if task == "dnf" else (" ∨ ", " ∧ ", "⊥")
+        return outer.join(
+            f"({inner.join(t)})" if len(t) > 1 else (t[0] if t else empty) for t in lits.values()
+        )
+    if task == "int_halfspace":
+        summands = sorted((r["literal"], r["weight"]) for r in rows if r["weight"] != 0)
+        text = "".join(
+            (" + " if w > 0 else " − ") + (str(abs(w)) if abs(w) != 1 else "") + f"x{j}"
+            for j, w in summands
+        )
+        first = {" + ": "", " − ": "−"}  # the sign of the first summand, as written
+        text = first[text[:3]] + text[3:] if text else "0"
+        return f"{text} > {rows[0]['threshold']:g}"
+    if task == "parity":
+        return (
+            " ⊕ ".join(
+                f"x{r['literal']}"
+                for r in sorted(rows, key=lambda r: r["literal"])
+                if r["weight"] != 0
+            )
+            or "⊥"
+        )
+    assert task == "nearest_neighbours" and not rows
+    return None
+
+
+def test_the_hidden_function_is_written_out_for_every_kind_of_task(tiny_checkpoint, tmp_path):
+    """Query hidden_function, which the head figure's title reads, against the functions rows:
+    OR, OR of ANDs, AND of ORs, a weighted sum, a parity, and none."""
+    from attnstore.extraction import extract
+
+    tasks = ("disjunction", "dnf", "cnf", "int_halfspace", "parity", "nearest_neighbours")
+    for task in tasks:
+        run_id = extract(tmp_path, str(tiny_checkpoint), task=task, samples=3, seed=1).run_id
+        for sample in range(3):
+            rows = Store(tmp_path).read("functions", run_id=run_id, sample=sample).to_pylist()
+            (got,) = attnstore_query(
+                tmp_path, "hidden_function", run_id=run_id, sample=sample
+            ).itertuples(index=False)
+            assert got.task == task and got.sample == sample
+            assert got.hidden_function == _written_out(task, rows), (task, sample)
+
+
+def test_nothing_drawn_in_the_head_figure_is_cut_off(raw_data, tiny_analysed_store):
+    """Every visible text (axis labels, tick labels, titles, legends) lies inside the figure."""
+    path, run_id, ids = tiny_analysed_store
+    shared = plots.head_figure_data(path, run_id, ids["shared_keys"], LAYER, HEAD, SAMPLE)
+    for data in (raw_data, shared):
+        fig = plots.head_figure(data)
+        FigureCanvasAgg(fig).draw()
+        renderer = fig.canvas.get_renderer()
+        width, height = fig.bbox.width, fig.bbox.height
+        texts = [t for t in fig.findobj(mpl.text.Text) if t.get_visible() and t.get_text()]
+        assert any(t.get_text() == "x key" for t in texts)
+        for t in texts:
+            box = t.get_window_extent(renderer)
+            inside = box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height
+            assert inside, (t.get_text(), box)
+        legend_box = _panels(fig)["legend"].get_tightbbox(renderer)
+        for name, ax in _panels(fig).items():  # the legend covers no panel
+            if name != "legend":
+                assert not legend_box.overlaps(ax.get_window_extent(renderer)), name
 
 
 def test_a_view_that_keeps_some_points_masks_the_rest(tiny_analysed_store):
@@ -182,6 +305,7 @@ def test_live_analysis_and_stored_rows_draw_the_same_pixels(
         attns = model(
             torch.from_numpy(batch.x), torch.from_numpy(batch.y), return_attn=True
         ).attention
+    stored = plots.head_figure_data(path, run_id, ids[view], LAYER, HEAD, SAMPLE)
     live = plots.head_figure_data_live(
         attns[LAYER][SAMPLE, HEAD].numpy(),
         batch.x[SAMPLE],
@@ -190,8 +314,8 @@ def test_live_analysis_and_stored_rows_draw_the_same_pixels(
         head=HEAD,
         sample=SAMPLE,
         view=view,
+        hidden_function=stored.hidden_function,  # text the store writes out (its title)
     )
-    stored = plots.head_figure_data(path, run_id, ids[view], LAYER, HEAD, SAMPLE)
     np.testing.assert_array_equal(live.attention, stored.attention)
     np.testing.assert_array_equal(live.x, stored.x)
     np.testing.assert_array_equal(live.y, stored.y)

@@ -51,7 +51,9 @@ class HeadFigureData:
 
     ``attention``: shape (2N, 2N), query_pos × key_pos over ``x1, y1, ..., xN, yN``;
     ``x``: the sample's inputs, shape (N, n_dims), ±1; ``y``: its labels, shape (N,), ±1;
-    ``queries``: the clustering of the x and y query rows, keyed 'x' and 'y'.
+    ``queries``: the clustering of the x and y query rows, keyed 'x' and 'y';
+    ``hidden_function``: the function the labels follow, as text (named query
+    ``hidden_function``), None where unknown.
     """
 
     run_id: str
@@ -64,6 +66,7 @@ class HeadFigureData:
     x: np.ndarray
     y: np.ndarray
     queries: dict[str, QueryClusters]
+    hidden_function: str | None = None
 
     @property
     def n_points(self) -> int:
@@ -71,7 +74,7 @@ class HeadFigureData:
 
     @property
     def title(self) -> str:
-        return f"layer {self.layer}, head {self.head}, round {self.sample}"
+        return f"layer {self.layer}, head {self.head}, sample {self.sample}"
 
 
 def run_and_analysis(
@@ -149,8 +152,21 @@ def head_figure_data(
             k_values=k.k.to_numpy(np.int16),
             silhouette=k.silhouette.to_numpy(np.float32, na_value=np.nan),
         )
+    from attnstore.queries import run_query
+
+    function = run_query(s, "hidden_function", {"run_id": run_id, "sample": sample})
     return HeadFigureData(
-        run_id, analysis_id, analysis["view"], layer, head, sample, attention, x, y, queries
+        run_id,
+        analysis_id,
+        analysis["view"],
+        layer,
+        head,
+        sample,
+        attention,
+        x,
+        y,
+        queries,
+        function["hidden_function"].iloc[0],
     )
 
 
@@ -167,14 +183,16 @@ def head_figure_data_live(
     k_min: int = 2,
     k_max: int = 9,
     backend: str = "torch",
+    hidden_function: str | None = None,
 ) -> HeadFigureData:
     """Analyse one head and sample in memory, as ``attnstore analyze`` does with ``backend``,
     and return what the figures show: the seed's ``analyze_attn_matrix`` in a call.
 
     ``attention`` of shape (2N, 2N) (e.g. ``model(x, y, return_attn=True).attention[layer][sample,
     head]``), ``x`` of shape (N, n_dims), ``y`` of shape (N,); ``view``, ``m`` and the k range
-    as for ``attnstore analyze``. Values are kept in the store's types, so a figure drawn from
-    this and one drawn from the stored analysis of the same rows are pixel-identical.
+    as for ``attnstore analyze``; ``hidden_function`` as text, for the title. Values are kept
+    in the store's types, so a figure drawn from this and one drawn from the stored analysis
+    of the same rows are pixel-identical.
     """
     from attnstore.analysis.backends import get_backend
     from attnstore.analysis.backends.base import clip_k_values
@@ -205,4 +223,6 @@ def head_figure_data_live(
             k_values=k_values.astype(np.int16),
             silhouette=r.silhouette_[0].astype(np.float32),
         )
-    return HeadFigureData("", "", view, layer, head, sample, attention, x, y, queries)
+    return HeadFigureData(
+        "", "", view, layer, head, sample, attention, x, y, queries, hidden_function
+    )
