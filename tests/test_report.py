@@ -338,3 +338,34 @@ def test_head_pages_open_on_the_typical_sample(built, tiny_analysed_store):
         assert "cleanest" in why[str(cleanest)]  # a click away
         data = _page_data(out / "heads" / f"L{layer}_H{head}.html")
         assert set(data["head"]["samples"]) == set(why)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: apt-get install chromium")
+def test_intervention_maps_in_chromium(iv_built, tmp_path):
+    """An intervention's map is drawn on the diverging scale centred at 0, a metric's not."""
+    from playwright.sync_api import sync_playwright
+
+    _, out, _ = iv_built
+    maps = _page_data(out / "heads.html")["maps"]
+    signed = next(i for i, m in enumerate(maps) if m["signed"])
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=str(CHROMIUM), args=OFFLINE_ARGS
+        )
+        page = browser.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto((out / "heads.html").as_uri())
+        page.wait_for_selector("#map .nsewdrag")
+        trace = (
+            "() => { const t = document.getElementById('map').data[0]; return [t.zmid, "
+            "JSON.stringify(t.colorscale)]; }"
+        )
+        zmid, scale = page.evaluate(trace)
+        assert zmid is None and "Viridis" in scale
+        page.select_option("#metric", str(signed))
+        page.wait_for_function("document.getElementById('map').data[0].zmid === 0")
+        zmid, scale = page.evaluate(trace)
+        assert zmid == 0 and "#67001f" in scale and "#053061" in scale
+        browser.close()
+    assert not errors, errors

@@ -157,13 +157,16 @@ def summary_maps(c: Context) -> list[dict[str, Any]]:
     """Per metric of HEAD_METRICS and query kind, its map (none without an analysis)."""
     if c.analysis is None:
         return []
-    df = query(c.store, "head_summary", analysis_id=c.analysis["analysis_id"])
+    aid = c.analysis["analysis_id"]
+    per_kind = {
+        k: query(c.store, "head_summary", analysis_id=aid, query_kind=k) for k in QUERY_KINDS
+    }
     return [
         {
             "source": "head_summary",
             "name": f"{metric} ({kind} queries)",
             "signed": False,
-            "z": _grid(c, df[df["query_kind"] == kind], metric),
+            "z": _grid(c, per_kind[kind], metric),
         }
         for metric in HEAD_METRICS
         for kind in QUERY_KINDS
