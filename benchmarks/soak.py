@@ -6,9 +6,10 @@ row, then rerun the command and check again.
     python benchmarks/soak.py                     # 24 kills, a few minutes on two cores
     python benchmarks/soak.py --kills 80 --seed 1
 
-After a kill, the next opener of the store recovers it; then a run (analysis) must be either
-absent or whole, byte-equal in every row to a reference written without kills (created_at and
-the command line aside), with no Parquet row on disk that the views do not show (no orphans).
+After a kill, Store.recover() cleans the store (readers delete nothing); then a run (analysis)
+must be either absent or whole, byte-equal in every row to a reference written without kills
+(created_at and the command line aside), with no Parquet row on disk that the views do not show
+(no orphans).
 The rerun must then complete it. Prints one line per kill and a summary table.
 """
 
@@ -68,6 +69,7 @@ def check(store: Path, level: str, reference: dict[str, list[tuple]]) -> str:
     if not (store / "attnstore.json").exists():  # killed before the store was made
         assert not any(store.rglob("*.parquet")) if store.exists() else True
         return "absent"
+    Store(store).recover()  # what the killed writer left (attnstore recover)
     rows = table_rows(store, level)
     primary = "runs" if level == "run" else "analyses"
     if not rows[primary]:

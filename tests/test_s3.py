@@ -329,7 +329,7 @@ def test_sigkill_during_an_s3_commit_then_rerun(stores, tiny_checkpoint, s3_buck
         assert _visible(url, reference) == "whole"
     monkeypatch.setattr(transaction, "STALE_AFTER", transaction.timedelta(0))
     for url, prefix in zip(urls, prefixes, strict=True):
-        Store(url, create=True)  # a writer's open: recovery removes what is stale
+        Store(url).recover()  # attnstore recover: removes what is stale
         token = Store(url).commits("run")[run_id]
         assert all(k.endswith(f"part-{token}.parquet") for k in _data_files(s3_bucket, prefix))
         assert _visible(url, reference) == "whole"
