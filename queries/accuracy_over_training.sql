@@ -14,6 +14,7 @@
 -- Parameters:
 --   $task: str = null          only the runs of this task; null: every task
 --   $seed: int = null          only the runs of this extraction seed; null: every seed
+--   $lineage: str = null       only the runs of this lineage; null: every lineage
 -- Grain: lineage, train_step, point.
 -- Columns:
 --   lineage              the runs' lineage, as head_emergence names it
@@ -39,6 +40,7 @@ chosen_runs as (
     from run_lineages
     where train_step is not null
         and ($task is null or task = $task) and ($seed is null or seed = $seed)
+        and ($lineage is null or lineage = $lineage)
 ),
 
 majority as (

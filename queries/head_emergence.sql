@@ -24,6 +24,7 @@
 --   $query_kind: str{x,y} = null  the query rows; null: both
 --   $task: str = null          only the runs of this task; null: every task
 --   $seed: int = null          only the runs of this extraction seed; null: every seed
+--   $lineage: str = null       only the runs of this lineage; null: every lineage
 -- Grain: lineage, layer, head, query_kind, train_step.
 -- Columns:
 --   lineage              the runs' lineage: 16 hex digits of the md5 of what they share
@@ -44,6 +45,7 @@ chosen_runs as (
     from run_lineages
     where train_step is not null
         and ($task is null or task = $task) and ($seed is null or seed = $seed)
+        and ($lineage is null or lineage = $lineage)
 ),
 
 -- a summary metric from the latest analysis of each run with $view; a routing one needs none

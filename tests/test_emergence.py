@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from attnstore.cli import cli
 from attnstore.connection import SHARED_MACROS, macro_sql, view_sql
-from attnstore.errors import ConfigError, QueryError
+from attnstore.errors import ConfigError, NotFoundError, QueryError
 from attnstore.plots import plot_figure
 from attnstore.plots.registry import EMERGENCE_METRICS, FIGURES
 from attnstore.queries import get_query, query
@@ -305,3 +305,12 @@ def test_emergence_figure_asks_for_one_lineage(sweep, tmp_path):
         "emergence", store, tmp_path / "b.png", metric="quality", view="raw", lineage=lineage
     )
     assert path.stat().st_size > 1000
+    lineages = sorted(query(store, "head_emergence", view="raw").lineage.unique())
+    with pytest.raises(
+        NotFoundError,
+        match=f"no lineage 'nope' has 'quality' .*; the store's: {', '.join(lineages)}$",
+    ):
+        plot_figure(
+            "emergence", store, tmp_path / "c.png", metric="quality", view="raw", lineage="nope"
+        )
+    assert not (tmp_path / "c.png").exists()

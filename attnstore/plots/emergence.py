@@ -1,9 +1,10 @@
 """Metric against training step, one line per head, the model's accuracy beneath:
 :func:`emergence_figure`, and :func:`draw_emergence`, the registered kind ``emergence``.
 
-Read through the named queries only: ``head_emergence`` (the metric of every head at every
-step, and the step it emerged at) and ``accuracy_over_training`` (the model's accuracy per
-position at every step, next to the majority and elimination baselines).
+Read through the named queries only, the lineage chosen in SQL (``$lineage``):
+``head_emergence`` (the metric of every head at every step, and the step it emerged at) and
+``accuracy_over_training`` (the model's accuracy per position at every step, next to the
+majority and elimination baselines).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 from attnstore.errors import ConfigError, NotFoundError, known
 from attnstore.plots.style import DPI, style
 from attnstore.store import Store
+from attnstore.vocab import DEFAULT_VIEW
 
 BASELINES = (  # accuracy_over_training's columns, drawn in the lower panel
     ("model_accuracy", "model", "k", "-"),
@@ -24,24 +26,28 @@ BASELINES = (  # accuracy_over_training's columns, drawn in the lower panel
 )
 
 
-def _one_lineage(frame, lineage: str | None, what: str):
-    """The rows of one lineage: ``lineage`` if given, else the only one; ConfigError naming
-    them where there are several."""
-    if lineage is not None:
-        frame = frame[frame["lineage"] == lineage]
-    if frame.empty:
-        shown = f" of lineage '{lineage}'" if lineage else ""
-        raise NotFoundError(
-            f"no {what}{shown}: the store holds no run with a train_step (and an analysis of "
-            "the view) that matches; 'attnstore sweep' writes one per checkpoint"
-        )
-    found = sorted(frame["lineage"].unique())
-    if len(found) > 1:
+def _one_lineage(store: Store, heads, lineage: str | None, asked: dict[str, Any], what: str):
+    """The lineage of ``heads`` (head_emergence's rows for ``asked``, of ``lineage`` where
+    given) where they form one; ConfigError naming them where they form several;
+    NotFoundError where there are none, naming the lineages there are for ``asked``."""
+    found = sorted(heads["lineage"].unique())
+    if len(found) == 1:
+        return str(found[0])
+    if found:
         raise ConfigError(
             f"the runs form several lineages ({known(found)}); choose one with --lineage (or "
             "narrow them with --task and --seed)"
         )
-    return frame
+    if lineage is not None:
+        from attnstore.queries import run_query
+
+        there = sorted(run_query(store, "head_emergence", asked)["lineage"].unique())
+        if there:
+            raise NotFoundError(f"no lineage '{lineage}' has {what}; the store's: {known(there)}")
+    raise NotFoundError(
+        f"no {what}: the store holds no run with a train_step (and an analysis of the view) "
+        "that matches; 'attnstore sweep' writes one per checkpoint"
+    )
 
 
 def emergence_figure(
@@ -101,7 +107,7 @@ def draw_emergence(
     *,
     metric: str,
     query_kind: str = "x",
-    view: str = "shared_keys",
+    view: str = DEFAULT_VIEW,
     threshold: float = 0.5,
     task: str | None = None,
     seed: int | None = None,
@@ -112,15 +118,13 @@ def draw_emergence(
     from attnstore.queries import run_query
 
     narrow: dict[str, Any] = {"task": task, "seed": seed}
-    heads = run_query(
-        store,
-        "head_emergence",
-        {"metric": metric, "view": view, "threshold": threshold, "query_kind": query_kind} | narrow,
+    asked = {"metric": metric, "view": view, "threshold": threshold, "query_kind": query_kind}
+    asked |= narrow
+    heads = run_query(store, "head_emergence", asked | {"lineage": lineage})
+    chosen = _one_lineage(
+        store, heads, lineage, asked, f"'{metric}' of {query_kind} queries ({view})"
     )
-    heads = _one_lineage(heads, lineage, f"'{metric}' of {query_kind} queries ({view})")
-    chosen = str(heads["lineage"].iloc[0])
-    accuracy = run_query(store, "accuracy_over_training", narrow)
-    accuracy = accuracy[accuracy["lineage"] == chosen]
+    accuracy = run_query(store, "accuracy_over_training", narrow | {"lineage": chosen})
     row = heads.iloc[0]
     title = (
         f"{metric}, {query_kind} queries ({view}) over training\n"
