@@ -5,8 +5,8 @@ default, help), the function that draws it from a store, and its doc. Everything
 figures reads this table and nothing else: ``attnstore plot KIND`` (one subcommand per kind,
 an option per parameter), a manifest's ``[[figure]]`` entries (checked against the kind's
 parameters) and :func:`attnstore.plots.plot_figure`. A draw function reads the store through
-named queries and shared views only (``queries/*.sql``), never by filtering or aggregating rows
-itself. Adding a figure kind is writing its draw function and registering it::
+named queries only (``queries/*.sql``, whose parameters make the selection in SQL), never
+``Store.read``. Adding a figure kind is writing its draw function and registering it::
 
     def draw_entropy(store, run=None, *, layer):
         ...  # read rows with a named query (attnstore.queries.run_query), return a Figure
