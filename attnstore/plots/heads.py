@@ -80,16 +80,11 @@ def latest_intervention(store: Store, run_id: str, method: str, target: str) -> 
         return str(found["intervention_id"].iloc[0])  # the latest first
     has = run_query(store, "run_interventions", {"run_id": run_id}).dropna(subset="method")
     kinds = sorted({f"{m}/{t}" for m, t in zip(has["method"], has["target"], strict=True)})
+    has = f"the run has: {', '.join(kinds)}" if kinds else "the run has none"
     flags = _intervene_flags(method, target)
-    make = (
-        ""
-        if flags is None
-        else (f"; 'attnstore intervene --store {store.path} --run {run_id} {flags}' makes one")
-    )
+    make = f"; 'attnstore intervene --store {store.path} --run {run_id} {flags}' makes one"
     raise NotFoundError(
-        f"no intervention ({method}, {target}) of run {run_id}; "
-        + (f"the run has: {', '.join(kinds)}" if kinds else "the run has none")
-        + make
+        f"no intervention ({method}, {target}) of run {run_id}; {has}{make if flags else ''}"
     )
 
 
