@@ -142,7 +142,12 @@ def _comment(what: str, text: str) -> str:
     return f"comment on {what} is '" + text.replace("'", "''") + "';"
 
 
-def connect(store: str | Path | Store, verify: bool = True, comments: bool = True):
+def connect(
+    store: str | Path | Store,
+    verify: bool = True,
+    comments: bool = True,
+    memory_limit: str | None = None,
+):
     """A DuckDB connection with one view per table (same names), committed rows only, then the
     shared macros of ``queries/macros`` and the shared views of ``queries/views``. Every table
     and shared view, and each of their columns, carries its one-line meaning as a DuckDB
@@ -153,7 +158,8 @@ def connect(store: str | Path | Store, verify: bool = True, comments: bool = Tru
 
     ``comments=False`` leaves the comments out (a named query needs none; they cost about a
     tenth of a second). With ``verify``, every file's footer is read first, so a corrupted file
-    is named in a StoreError rather than surfacing in the middle of a query.
+    is named in a StoreError rather than surfacing in the middle of a query. ``memory_limit``
+    (DuckDB's ``memory_limit``, e.g. ``'1GB'``) bounds the memory the engine may hold.
     """
     import duckdb
 
@@ -189,6 +195,8 @@ def connect(store: str | Path | Store, verify: bool = True, comments: bool = Tru
             if column in docs[view]:
                 statements.append(_comment(f'column {view}."{column}"', docs[view][column]))
         con.execute("\n".join(statements))
+    if memory_limit is not None:  # DuckDB's own bound, e.g. '1GB'; locked with the rest
+        con.execute("set memory_limit = $limit", {"limit": memory_limit})
     con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
     return con
