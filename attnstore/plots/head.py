@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -40,11 +41,16 @@ def _image(fig: Figure, cell, data, label: str, xlabel=None, ylabel=None, **kwar
     return ax
 
 
+def _cluster_norm(best_k: int) -> Normalize:
+    """Cluster labels 0..best_k-1 onto the colour map (0..1 where there is one cluster)."""
+    return Normalize(0, max(best_k - 1, 1))
+
+
 def _label_strip(fig: Figure, cell, q: QueryClusters, n_points: int, label: str):
     col = q.label_column(n_points)  # (N,), masked where the view kept no row
     strip = np.ma.array(np.tile(col.data, (10, 1)).T, mask=np.tile(col.mask, (10, 1)).T)
     cmap = _CLUSTERS.with_extremes(bad=_NOT_CLUSTERED)
-    ax = _image(fig, cell, strip, label, cmap=cmap, vmin=0, vmax=max(q.best_k - 1, 1))
+    ax = _image(fig, cell, strip, label, cmap=cmap, norm=_cluster_norm(q.best_k))
     left_out = np.flatnonzero(col.mask)
     if len(left_out):
         ax.text(
@@ -90,7 +96,7 @@ def head_figure(data: HeadFigureData) -> Figure:
         y_strip = np.tile(data.y, (20, 1))  # (20, N)
         attn = dict(vmin=0, vmax=1, cmap="Purples")
         _image(fig, gs[1, 2], a[::2, ::2], "attention x→x", **attn)
-        _image(fig, gs[1, 3], a[::2, 1::2], "attention x→y", **attn)
+        xy = _image(fig, gs[1, 3], a[::2, 1::2], "attention x→y", **attn)
         _image(fig, gs[2, 2], a[1::2, ::2], "attention y→x", xlabel="x key", **attn)
         yy = _image(fig, gs[2, 3], a[1::2, 1::2], "attention y→y", xlabel="y key", **attn)
         _label_strip(fig, gs[1, 1], data.queries["x"], N, "clusters x")
@@ -102,7 +108,7 @@ def head_figure(data: HeadFigureData) -> Figure:
         n_dims = literals.shape[1]
         top.set_yticks(range(n_dims), [f"x{j}" for j in range(n_dims)], fontsize=7)
         top.tick_params(labelleft=True)
-        _attention_colour_bar(fig, yy, fig.axes[0])
+        _attention_colour_bar(fig, yy, xy)
         _legend(fig, data)
         title = data.title
         if data.hidden_function:
@@ -148,8 +154,8 @@ def _legend(fig: Figure, data: HeadFigureData) -> None:
     left_out = False
     for kind in QUERY_KINDS:
         q = data.queries[kind]
-        top = max(q.best_k - 1, 1)
-        swatches = [(_CLUSTERS(c / top), str(c)) for c in range(q.best_k)]
+        norm = _cluster_norm(q.best_k)
+        swatches = [(_CLUSTERS(norm(c)), str(c)) for c in range(q.best_k)]
         entries.append((f"clusters of {kind} queries (k = {q.best_k})", swatches))
         left_out |= bool(np.ma.getmaskarray(q.label_column(data.n_points)).any())
     if left_out:
