@@ -150,7 +150,8 @@ def _per_head_outputs(path) -> dict[str, pd.DataFrame]:
     shared = {}
     for q in queries.values():
         for p in q.params:
-            if p.name not in ("run_id", "query_kind") and p.default is not None:
+            latest = isinstance(p.default, Latest)  # each query's own, from the store
+            if p.name not in ("run_id", "query_kind") and p.default is not None and not latest:
                 shared.setdefault(p.name, p.default)
     out = {}
     for name, q in queries.items():
