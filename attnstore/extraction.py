@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sys
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -266,11 +265,11 @@ def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool
     """Every table of the run: the model runs batch after batch in this thread (with one CPU
     thread fewer for torch, left to the writer); the writer thread builds and writes the rows,
     the ``runs`` row last."""
-    from tqdm.auto import tqdm
+    from attnstore.progress import progress_bar
 
     model, batch = e.loaded.model, e.batch
     n = len(batch.x)
-    bar = tqdm(total=n, desc="extract", unit="sample", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=n, desc="extract", unit="sample", enabled=progress)
     totals, shapes = _Totals(), {}
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, threads - 1))

@@ -25,7 +25,6 @@ parameters, written in one transaction (tables ``interventions`` and ``effects``
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,6 +38,7 @@ import torch
 from attnstore.checkpoint import LoadedModel, load_checkpoint
 from attnstore.errors import CheckpointError, ConfigError, known
 from attnstore.model import HeadEdit, check_device
+from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store, open_store
@@ -127,15 +127,9 @@ def intervene(
         return results
     loaded = _load(run, device)
     replay = Replay(loaded, x, y, batch_size, device, seed)
-    from tqdm.auto import tqdm
-
     L, N = loaded.config.n_layers, x.shape[1]
-    bar = tqdm(
-        total=len(todo) * L * len(replay.chunks),
-        desc="intervene",
-        unit="pass",
-        disable=not progress,
-        file=sys.stderr,
+    bar = progress_bar(
+        total=len(todo) * L * len(replay.chunks), desc="intervene", unit="pass", enabled=progress
     )
     tables = replay.effects(todo, bar)
     for method, target in todo:

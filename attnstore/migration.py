@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,7 +157,7 @@ def token_for(level: str, key: str) -> str:
 
 
 def _convert(fs: LocalFS, root: Path, ids: dict[str, list[str]], progress: bool) -> None:
-    from tqdm.auto import tqdm
+    from attnstore.progress import progress_bar
 
     jobs = []
     rows: dict[tuple[str, str], dict[str, int]] = {}  # each id's rows per table, for its record
@@ -173,9 +172,7 @@ def _convert(fs: LocalFS, root: Path, ids: dict[str, list[str]], progress: bool)
                 for old in sorted(folder.glob(f"**/{V1_FILE}")):
                     jobs.append((t, key, old, level))
                     counts[name] += pq.read_metadata(old).num_rows
-    for t, key, old, level in tqdm(
-        jobs, desc="migrate", unit="file", disable=not progress, file=sys.stderr
-    ):
+    for t, key, old, level in progress_bar(jobs, desc="migrate", unit="file", enabled=progress):
         token = token_for(level, key)
         primary = t.name == PRIMARY[level]
         new = old.with_name(COMMIT_FILE if primary else f"part-{token}.parquet")

@@ -385,9 +385,8 @@ def run_sweep(
     started one, else on the cluster at ``ray_address``, else on a local Ray started here
     (and shut down at the end); ``num_gpus=1`` per item where ``device`` is cuda and the
     cluster has GPUs."""
-    from tqdm.auto import tqdm
-
     from attnstore.model import check_device
+    from attnstore.progress import progress_bar
 
     if executor not in EXECUTORS:
         raise ConfigError(f"executor '{executor}' is not one of {known(EXECUTORS)}")
@@ -411,7 +410,7 @@ def run_sweep(
     store = str(store) if is_url(store) else str(Path(store).resolve())
     ray = check_ray(ray_address) if executor == "ray" else None
 
-    bar = tqdm(total=len(todo), desc="sweep", unit="item", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(todo), desc="sweep", unit="item", enabled=progress)
     results: dict[int, ItemResult] = {}
 
     def done(i: int, r: ItemResult) -> None:

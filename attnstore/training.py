@@ -15,7 +15,7 @@ Baselines, computed on the very same evaluation prompts:
 
 from __future__ import annotations
 
-import sys
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,12 +28,15 @@ import torch.nn.functional as F
 from attnstore import tasks
 from attnstore.checkpoint import LoadedModel, save_checkpoint, save_step
 from attnstore.errors import ConfigError
+from attnstore.limits import MAX_PROMPT_VALUES, check_at_most
 from attnstore.model import InContextModel, ModelConfig, check_device
+from attnstore.progress import progress_bar
 from attnstore.provenance import versions
 
 # Tasks whose hidden function is a single conjunction, where the elimination algorithm applies.
 ELIMINATION_TASKS = ("conjunction", "teach_conjunction")
 EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never share a seed with a training batch
+SEED_MAX = tasks.SEED_MAX - EVAL_SEED_OFFSET  # the evaluation's seed is a task seed too
 
 
 @dataclass
@@ -55,20 +58,34 @@ class TrainConfig:
     save_every: int | None = None  # also keep the model at steps N, 2N, ... and the last
 
     def validate(self) -> None:
-        for name in ("n_dims", "n_points", "n_layers", "n_heads", "d_model", "steps"):
+        """ConfigError naming the first value outside what is accepted; nothing is allocated
+        and nothing runs before every value is checked, so a training that could not finish
+        (or would take days to draw its prompts) is refused at once."""
+        for name in (
+            "n_dims", "n_points", "n_layers", "n_heads", "d_model", "steps", "batch_size",
+            "eval_samples",
+        ):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1")
         if self.save_every is not None and not 1 <= self.save_every <= self.steps:
             raise ConfigError(
                 f"save_every={self.save_every} must be between 1 and steps={self.steps}"
             )
-        if self.batch_size < 1 or self.eval_samples < 1:
+        if not 0 <= self.seed <= SEED_MAX:
             raise ConfigError(
-                f"batch_size={self.batch_size} and eval_samples={self.eval_samples} "
-                "must be at least 1"
+                f"seed={self.seed} is not accepted; accepted: 0 <= seed <= {SEED_MAX}"
             )
-        if not self.lr > 0:
-            raise ConfigError(f"lr={self.lr} must be positive")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr={self.lr} is not accepted; accepted: a finite number above 0")
+        for what, n in (("a batch", self.batch_size), ("the evaluation", self.eval_samples)):
+            check_at_most(
+                f"{what} of {n:,} prompts x {self.n_points} points x {self.n_dims} dims: the "
+                "input values drawn at once",
+                n * self.n_points * self.n_dims,
+                MAX_PROMPT_VALUES,
+                "MAX_PROMPT_VALUES",
+                "accepted: fewer prompts, points or dims",
+            )
         # Fails early, with the task's own message, on an unknown task or parameter.
         self.task_params = tasks.task_params(self.task, **self.task_params)
 
@@ -94,8 +111,6 @@ def train(
     ``out_dir/steps/step-<step>/`` (:func:`attnstore.checkpoint.save_step`) with the step and
     the running loss in its card; saving reads the weights only, so the final model is the
     same bytes with or without it."""
-    from tqdm.auto import tqdm
-
     cfg.validate()
     check_device(device)
     torch.manual_seed(cfg.seed)
@@ -104,7 +119,7 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses: list[float] = []
     start = time.perf_counter()
-    bar = tqdm(range(cfg.steps), desc="train", disable=not progress, file=sys.stderr)
+    bar = progress_bar(range(cfg.steps), desc="train", unit="step", enabled=progress)
     for step in bar:
         batch = tasks.sample_task(
             cfg.task,

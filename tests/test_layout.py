@@ -1,7 +1,7 @@
 """The package's imports run one way: down the layers below, never up or sideways.
 
     errors, vocab
-    limits, schema, fs, provenance
+    limits, progress, schema, fs, provenance
     tasks, model, transaction
     store, checkpoint
     connection, outputs
@@ -26,7 +26,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "attnstore"
 LAYERS = [
     {"errors", "vocab"},
-    {"limits", "schema", "fs", "provenance"},
+    {"limits", "progress", "schema", "fs", "provenance"},
     {"tasks", "model", "transaction"},
     {"store", "checkpoint"},
     {"connection", "outputs", "migration"},

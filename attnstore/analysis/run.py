@@ -9,7 +9,6 @@ analysis is one store transaction: visible only when complete.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,11 +89,9 @@ def analyze(
     x, y = s.prompts(run)
     weights = _function_weights(s, run)
     notes: Counter[str] = Counter()
-    from tqdm.auto import tqdm
+    from attnstore.progress import progress_bar
 
-    bar = tqdm(
-        total=n_samples, desc="analyze", unit="sample", disable=not progress, file=sys.stderr
-    )
+    bar = progress_bar(total=n_samples, desc="analyze", unit="sample", enabled=progress)
     with s.transaction("analysis", analysis_id, overwrite=overwrite) as txn:
         for lo in range(0, n_samples, chunk_samples):
             hi = min(lo + chunk_samples, n_samples)

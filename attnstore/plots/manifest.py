@@ -159,8 +159,6 @@ def plot_manifest(
     returns the files written. Every entry's output path is checked and its rows read before
     any file is written, so a manifest naming something not in the store, or an output inside
     a store, writes nothing."""
-    from tqdm.auto import tqdm
-
     from attnstore.plots.style import check_figure_path, save_figure
 
     from_file, entries = read_manifest(manifest)
@@ -179,5 +177,7 @@ def plot_manifest(
             jobs.append((draw_figure(e["kind"], s, **params), e["out"]))
         except (NotFoundError, ConfigError) as err:
             raise type(err)(f"figure {i} ({e['out'].name}): {err}") from None
-    bar = tqdm(jobs, desc="plot", unit="figure", disable=not progress, file=sys.stderr)
+    from attnstore.progress import progress_bar
+
+    bar = progress_bar(jobs, desc="plot", unit="figure", enabled=progress)
     return [save_figure(fig, out, s.path) for fig, out in bar]

@@ -347,9 +347,9 @@ def build_report(
     _assets(out, files)
     _index(c, out, files)
     _heads(c, out, files)
-    from tqdm.auto import tqdm
+    from attnstore.progress import progress_bar
 
-    for layer, head in tqdm(list(shown), desc="report", disable=not progress):
+    for layer, head in progress_bar(list(shown), desc="report", unit="head", enabled=progress):
         _head(c, layer, head, ctx, out, files)
     analysis = None if c.analysis is None else c.analysis["analysis_id"]
     return ReportResult(out / "index.html", c.run_id, analysis, files)
