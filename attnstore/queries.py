@@ -37,12 +37,18 @@ A parameter named ``run_id`` / ``run_a`` (``analysis_id`` / ``analysis_a``), or 
 default, names a run (analysis): a value given must be in the store, an analysis given must be
 of the run and view given, and an analysis given alone sets its run parameter. Values reach
 DuckDB only as ``$name`` parameters, never as SQL text.
+
+A header may name the parameters that drop rows, ``-- Thresholds: min_quality, max_effect.``
+(:attr:`Query.thresholds`): where such a query answers nothing, ``attnstore query`` says how
+many rows each threshold dropped, from the query run again with them relaxed.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,6 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from attnstore.connection import RUN_LEVEL_VIEWS, SHARED_VIEWS, connect, sql_dir
 from attnstore.errors import ConfigError, NotFoundError, QueryError, known
+from attnstore.limits import check_seconds, parse_bytes
 from attnstore.schema import TABLES
 from attnstore.store import READ_ATTEMPTS, Store, open_store
 
@@ -138,7 +145,7 @@ class Param:
         try:
             if self.type == "str":
                 if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                    return str(value)
+                    return utf8(str(value), what)
             elif self.type == "bool":
                 if isinstance(value, bool):
                     return value
@@ -147,15 +154,22 @@ class Param:
                     return text in ("true", "yes", "1")
             elif self.type == "int":
                 if isinstance(value, str):
-                    return int(value.strip())
-                if isinstance(value, float) and value.is_integer():
-                    return int(value)
+                    value = int(value.strip())
+                elif isinstance(value, float) and value.is_integer():
+                    value = int(value)
                 if isinstance(value, int) and not isinstance(value, bool):
-                    return value
+                    if -(2**63) <= value < 2**63:  # DuckDB's BIGINT
+                        return value
+                    raise ConfigError(f"{what}: out of range; accepted: an int64")
             elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                return float(value)
-        except ValueError:
-            pass
+                number = float(value)
+                if math.isfinite(number):
+                    return number
+                finite = "a finite float" if self.accepted == "a float" else self.accepted
+                raise ConfigError(f"{what}: not a finite number; accepted: {finite}")
+        except ValueError as e:
+            if isinstance(e, ConfigError):
+                raise
         raise ConfigError(f"{what}: not a valid {self.type}")
 
     def describe(self) -> str:
@@ -242,6 +256,32 @@ class Query:
             except ConfigError as e:
                 raise QueryError(f"{bad}: its default is out of its own range") from e
         return param
+
+    @cached_property
+    def thresholds(self) -> list[tuple[Param, float]]:
+        """The parameters the header names under ``Thresholds:`` (``-- Thresholds: min_a,
+        max_b.``): a ``min_`` one drops the rows below it, a ``max_`` one the rows above it.
+        Each comes with its loosest value, the end of its declared range that drops none: the
+        low bound of a ``min_`` parameter, the high bound of a ``max_`` one."""
+        line = next((ln for ln in self.header.splitlines() if ln.startswith("Thresholds:")), "")
+        declared = {p.name: p for p in self.params}
+        out = []
+        for name in line.removeprefix("Thresholds:").strip().rstrip(".").split(","):
+            name = name.strip().lstrip("$")
+            if not name:
+                continue
+            p = declared.get(name)
+            loosest = None
+            if p is not None and p.type in ("int", "float"):
+                loosest = {"min_": p.low, "max_": p.high}.get(name[:4])
+            if loosest is None:
+                raise QueryError(
+                    f"query '{self.name}' ({self.path}): threshold '{name}' is not a declared "
+                    "int or float parameter named min_... with a low bound or max_... with a "
+                    "high bound"
+                )
+            out.append((p, int(loosest) if p.type == "int" else loosest))
+        return out
 
     @cached_property
     def used_params(self) -> list[str]:
@@ -397,8 +437,13 @@ def run_query(
     name: str,
     params: dict[str, Any] | None = None,
     extra_dirs: list[str | Path] | tuple = (),
+    *,
+    timeout_s: float | None = None,
+    memory_limit: str | None = None,
 ) -> pd.DataFrame:
-    """:func:`query` with the parameters as one dict (what the command line passes)."""
+    """:func:`query` with the parameters as one dict (what the command line passes), and the
+    bounds of :class:`Bounds` (``attnstore query`` gives defaults; none here)."""
+    bounds = Bounds(timeout_s, memory_limit)
     q = get_query(name, extra_dirs)
     values = q.bind(params or {})
     _check_read_only(q.sql, f"query '{name}' ({q.path})")
@@ -406,18 +451,28 @@ def run_query(
 
     def run(con):
         bound = _resolve(con, s, q, values)
-        return _execute(con, q.sql, {n: bound[n] for n in q.used_params}, f"query '{name}'")
+        used = {n: bound[n] for n in q.used_params}
+        return _execute(con, q.sql, used, f"query '{name}'", bounds)
 
-    return _on_fresh_files(s, run)
+    return _on_fresh_files(s, run, bounds=bounds)
 
 
-def sql(store: str | Path | Store, text: str) -> pd.DataFrame:
+def sql(
+    store: str | Path | Store,
+    text: str,
+    *,
+    timeout_s: float | None = None,
+    memory_limit: str | None = None,
+) -> pd.DataFrame:
     """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame.
-    ``describe NAME`` of a table or view adds each column's meaning (``comment``)."""
+    ``describe NAME`` of a table or view adds each column's meaning (``comment``).
+    ``timeout_s`` and ``memory_limit`` bound it (:class:`Bounds`; ``attnstore sql`` gives
+    defaults, none here)."""
+    bounds = Bounds(timeout_s, memory_limit)
     _check_read_only(text, "SQL")
 
     def run(con):
-        frame = _execute(con, text, None, "SQL")
+        frame = _execute(con, text, None, "SQL", bounds)
         described = _DESCRIBE.fullmatch(text)
         if described and "column_name" in frame.columns:
             meaning = dict(
@@ -429,20 +484,24 @@ def sql(store: str | Path | Store, text: str) -> pd.DataFrame:
             frame["comment"] = frame["column_name"].map(meaning)
         return frame
 
-    return _on_fresh_files(open_store(store), run, comments=True)
+    return _on_fresh_files(open_store(store), run, comments=True, bounds=bounds)
 
 
 _DESCRIBE = re.compile(r"\s*(?:describe|desc)\s+(?P<name>[A-Za-z_]\w*)\s*;?\s*", re.IGNORECASE)
 
 
 def _on_fresh_files(
-    s: Store, run: Callable[[Any], pd.DataFrame], comments: bool = False
+    s: Store,
+    run: Callable[[Any], pd.DataFrame],
+    comments: bool = False,
+    bounds: Bounds | None = None,
 ) -> pd.DataFrame:
     """``run(con)`` on a new connection; again on a newer one if a commit (an ``--overwrite``)
     replaced the store's files between listing and reading them, so that a reader sees the
     old version or the new one, never an error."""
+    memory = None if bounds is None or bounds.max_bytes is None else f"{bounds.max_bytes}B"
     for attempt in range(READ_ATTEMPTS):
-        con = connect(s, comments=comments)
+        con = connect(s, comments=comments, memory_limit=memory)
         try:
             return run(con)
         except QueryError as e:
@@ -542,10 +601,26 @@ def _analysis(s: Store, q: Query, name: str, values: dict[str, Any], given: bool
     return ids[value.offset]
 
 
+def utf8(text: str, what: str) -> str:
+    """``text`` if it can be encoded as UTF-8; ConfigError naming the first character that
+    cannot (a lone surrogate: Python's stand-in for bytes of a command line that were not
+    UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = text[e.start]
+        raise ConfigError(
+            f"{what}: character {ascii(bad)} at position {e.start} is not UTF-8 text (bytes "
+            "that are not UTF-8 reached the command line); accepted: UTF-8 text"
+        ) from None
+    return text
+
+
 def _check_read_only(text: str, what: str) -> None:
     """One statement that only reads (select, with, describe, summarize, explain)."""
     import duckdb
 
+    utf8(text, what)
     try:
         statements = duckdb.extract_statements(text)
     except duckdb.Error as e:
@@ -560,13 +635,76 @@ def _check_read_only(text: str, what: str) -> None:
         )
 
 
-def _execute(con, text: str, params: dict[str, Any] | None, what: str) -> pd.DataFrame:
-    import duckdb
+@dataclass(frozen=True)
+class Bounds:
+    """How long a statement may run (``timeout_s``, seconds) and how much memory DuckDB and
+    the answer may each hold (``memory_limit``, e.g. ``'1GB'``; DuckDB's units); None: no
+    bound. At the time limit DuckDB is interrupted from a timer thread (it stops at its next
+    vector); the answer is fetched in Arrow batches and refused once it holds more bytes than
+    the limit, before it is turned into a DataFrame. Checked on construction (ConfigError)."""
 
+    timeout_s: float | None = None
+    memory_limit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.timeout_s is not None:
+            check_seconds(self.timeout_s, "time limit")
+        if self.memory_limit is not None:
+            parse_bytes(self.memory_limit)
+
+    @property
+    def max_bytes(self) -> int | None:
+        return None if self.memory_limit is None else parse_bytes(self.memory_limit)
+
+
+_BATCH_ROWS = 1 << 16  # rows per Arrow batch of an answer: the grain of the memory check
+
+
+def _execute(
+    con, text: str, params: dict[str, Any] | None, what: str, bounds: Bounds | None = None
+) -> pd.DataFrame:
+    """The answer of one statement as a DataFrame (DuckDB's own conversion), within
+    ``bounds``: QueryError at the time limit, when DuckDB runs out of its memory, or when the
+    answer outgrows the memory limit, each naming the limit and how to raise it."""
+    import duckdb
+    import pyarrow as pa
+
+    bounds = bounds or Bounds()
+    timer = None
+    if bounds.timeout_s is not None:
+        timer = threading.Timer(bounds.timeout_s, con.interrupt)
+        timer.daemon = True
+        timer.start()
     try:
-        return con.execute(text, params or None).df()
-    except duckdb.Error as e:
+        reader = con.sql(text, params=params or None).to_arrow_reader(_BATCH_ROWS)
+        batches, size, limit = [], 0, bounds.max_bytes
+        for batch in reader:
+            size += batch.nbytes
+            if limit is not None and size > limit:
+                raise QueryError(
+                    f"{what}: its answer holds more than the memory limit of "
+                    f"{bounds.memory_limit}; narrow it (a where, a limit, fewer columns) or "
+                    "raise the limit (memory_limit; --memory-limit SIZE)"
+                )
+            batches.append(batch)
+        answer = pa.Table.from_batches(batches, schema=reader.schema)
+        return con.from_arrow(answer).df()
+    except duckdb.InterruptException as e:
+        raise QueryError(
+            f"{what} stopped at its time limit of {bounds.timeout_s:g} s; narrow it or raise "
+            "the limit (timeout_s; --timeout SECONDS)"
+        ) from e
+    except duckdb.OutOfMemoryException as e:
+        raise QueryError(
+            f"{what} needs more memory than its limit of {bounds.memory_limit} "
+            f"({_first_line(e)}); narrow it or raise the limit (memory_limit; --memory-limit "
+            "SIZE)"
+        ) from e
+    except (duckdb.Error, pa.ArrowException, OSError) as e:
         raise QueryError(f"{what} failed: {_first_line(e)}") from e
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _first_line(e: Exception) -> str:

@@ -16,6 +16,7 @@
 --   $query_kind: str{x,y} = 'x'  query rows of the clusters
 --   $min_quality: float[-1..1] = 0.5  a clean head's least quality
 --   $max_effect: float[0..1] = 0.01  the largest |late_delta_accuracy| of an inert head
+-- Thresholds: min_quality, max_effect.
 -- Grain: intervention_id, analysis_id, layer, head.
 -- Columns:
 --   intervention_id, method, target, analysis_id, view, layer, head,

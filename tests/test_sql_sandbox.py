@@ -137,14 +137,14 @@ def test_a_reader_racing_an_overwrite_reads_again(store, monkeypatch):
     victim = next((path / "attention").glob("**/*.parquet"))
     real_connect, calls = queries.connect, []
 
-    def racing_connect(s):
+    def racing_connect(s, **kwargs):
         calls.append(1)
         if len(calls) == 1:
-            con = real_connect(s)
+            con = real_connect(s, **kwargs)
             victim.rename(victim.with_suffix(".away"))  # the commit's discard ...
             return con
         victim.with_suffix(".away").rename(victim)  # ... and its new file in place
-        return real_connect(s)
+        return real_connect(s, **kwargs)
 
     monkeypatch.setattr(queries, "connect", racing_connect)
     n = sql(path, "select count(*) as n from attention").n[0]

@@ -13,6 +13,7 @@ from attnstore.cli.options import (
     store_option,
 )
 from attnstore.errors import ConfigError
+from attnstore.limits import SQL_MEMORY_LIMIT, SQL_TIMEOUT_S
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -42,6 +43,58 @@ def _output_options(f):
         show_default=True,
         help="Output format.",
     )(f)
+
+
+def _bounds_options(f):
+    """--timeout and --memory-limit, shared by 'query run' and 'sql': SQL runs bounded."""
+    f = click.option(
+        "--memory-limit",
+        default=SQL_MEMORY_LIMIT,
+        show_default=True,
+        metavar="SIZE",
+        help="The most memory DuckDB may use, and the answer may hold (512MB, 4GB, 1.5GiB); "
+        "beyond it the query stops with a one-line error.",
+    )(f)
+    return click.option(
+        "--timeout",
+        "timeout_s",
+        type=float,
+        default=SQL_TIMEOUT_S,
+        show_default=True,
+        metavar="SECONDS",
+        help="Stop the query after this many seconds, with a one-line error.",
+    )(f)
+
+
+def _empty_note(store: str, name: str, values: dict[str, str], query_dirs, bounds) -> str | None:
+    """Why a query with thresholds (its header's ``Thresholds:``) answered nothing: the query
+    run again with every threshold at its loosest, then with each alone as given, so that the
+    rows each one drops are counted by the query itself."""
+    from attnstore.queries import get_query, run_query
+
+    q = get_query(name, query_dirs)
+    applied = q.bind(values)
+    thresholds = [(p, loose) for p, loose in q.thresholds if applied[p.name] is not None]
+    if not thresholds:
+        return None
+    relaxed = {**values, **{p.name: loose for p, loose in thresholds}}
+
+    def rows(params: dict[str, Any]) -> int:
+        return len(run_query(store, name, params, query_dirs, **bounds))
+
+    given = " and ".join(f"{p.name}={applied[p.name]:g}" for p, _ in thresholds)
+    loosest = ", ".join(f"{p.name}={loose:g}" for p, loose in thresholds)
+    total = rows(relaxed)
+    if total == 0:
+        return f"note: no rows even at the loosest thresholds ({loosest}), so none was dropped"
+    drops = ", ".join(
+        f"{p.name}={applied[p.name]:g} drops {total - rows({**relaxed, p.name: applied[p.name]})}"
+        for p, _ in thresholds
+    )
+    return (
+        f"note: no rows pass {given}; at the loosest thresholds ({loosest}) the query has "
+        f"{total} rows, of which {drops}"
+    )
 
 
 def _write_frame(df, fmt: str, out: str | None, store: str) -> None:
@@ -123,6 +176,7 @@ def query_show(name: str, query_dirs: tuple[str, ...]) -> None:
 @store_option
 @query_param_option
 @_output_options
+@_bounds_options
 @query_dir_option
 def query_run(
     name: str,
@@ -130,16 +184,28 @@ def query_run(
     params: tuple[str, ...],
     fmt: str,
     out: str | None,
+    timeout_s: float,
+    memory_limit: str,
     query_dirs: tuple[str, ...],
 ) -> None:
-    """Run the query NAME on a store; 'attnstore query NAME ...' is the same."""
+    """Run the query NAME on a store; 'attnstore query NAME ...' is the same.
+
+    A query with thresholds (clean_but_inert's min_quality and max_effect) that answers
+    nothing says on stderr how many rows each threshold dropped.
+    """
     from attnstore.outputs import check_output
     from attnstore.queries import run_query
 
     if out is not None:
         check_output(out, store)  # before the query runs
-    frame = run_query(store, name, parse_query_params(params), query_dirs)
+    values = parse_query_params(params)
+    bounds = {"timeout_s": timeout_s, "memory_limit": memory_limit}
+    frame = run_query(store, name, values, query_dirs, **bounds)
     _write_frame(frame, fmt, out, store)
+    if frame.empty:
+        note = _empty_note(store, name, values, query_dirs, bounds)
+        if note is not None:
+            click.echo(note, err=True)
 
 
 class _SqlCommand(click.Command):
@@ -158,15 +224,20 @@ class _SqlCommand(click.Command):
 @click.argument("text", metavar="SQL")
 @store_option
 @_output_options
-def sql_(text: str, store: str, fmt: str, out: str | None) -> None:
+@_bounds_options
+def sql_(
+    text: str, store: str, fmt: str, out: str | None, timeout_s: float, memory_limit: str
+) -> None:
     """Ad hoc SQL over the store: one statement that reads (select, with, describe, ...).
 
     Every table and view below shows committed runs, analyses and interventions only.
-    'describe NAME' gives each column's type and meaning (with its unit).
+    'describe NAME' gives each column's type and meaning (with its unit). A statement runs
+    for at most --timeout seconds and within --memory-limit.
     """
     from attnstore.outputs import check_output
     from attnstore.queries import sql
 
     if out is not None:
         check_output(out, store)  # before the query runs
-    _write_frame(sql(store, text), fmt, out, store)
+    frame = sql(store, text, timeout_s=timeout_s, memory_limit=memory_limit)
+    _write_frame(frame, fmt, out, store)
