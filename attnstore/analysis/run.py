@@ -23,6 +23,7 @@ from attnstore.analysis.backends.base import clip_k_values
 from attnstore.analysis.tables import analyse_chunk, analyses_row
 from attnstore.analysis.views import make_view
 from attnstore.errors import ConfigError, NotFoundError
+from attnstore.limits import MAX_SMALLINT
 from attnstore.model import check_device
 from attnstore.provenance import content_id
 from attnstore.schema import full_rows
@@ -138,10 +139,16 @@ def plan(
     check_device(device)
     if not 2 <= k_min <= k_max:
         raise ConfigError(f"k range {k_min}..{k_max} is empty or below 2; need 2 <= k_min <= k_max")
+    if k_max > MAX_SMALLINT:  # k is clipped to a problem's rows anyway; the table holds int16
+        raise ConfigError(
+            f"k_max={k_max} is above {MAX_SMALLINT}; accepted: 2 <= k_max <= {MAX_SMALLINT}"
+        )
     if not 0 < dominance <= 1:
         raise ConfigError(f"dominance={dominance} must be in (0, 1]")
-    if top_paths < 1 or chunk_samples < 1:
-        raise ConfigError(f"top_paths={top_paths} and chunk_samples={chunk_samples} must be >= 1")
+    if not 1 <= top_paths <= MAX_SMALLINT:
+        raise ConfigError(f"top_paths={top_paths}; accepted: 1 <= top_paths <= {MAX_SMALLINT}")
+    if chunk_samples < 1:
+        raise ConfigError(f"chunk_samples={chunk_samples} must be at least 1")
     v = make_view(view, m, n_points)
     points = v.points(n_points)
     k_values = clip_k_values(k_min, k_max, len(points))
