@@ -42,6 +42,7 @@ from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store, open_store
+from attnstore.tasks import SEED_MAX
 
 METHODS = ("zero", "mean", "resample", "knockout")
 Z_TARGET = "z"  # the target of zero, mean and resample: the head's whole z
@@ -110,6 +111,8 @@ def intervene(
     check_device(device)
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be at least 1")
+    if not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"seed={seed} is out of range; accepted: 0 <= seed <= {SEED_MAX}")
     s = open_store(store)
     run = s.run(run_id)
     x, y = s.prompts(run)
@@ -174,6 +177,19 @@ def _load(run: dict[str, Any], device: str) -> LoadedModel:
         raise CheckpointError(
             f"{where} has changed: its bytes now hash to sha256 {loaded.sha256}; "
             "intervene on the checkpoint the run was extracted from"
+        )
+    cfg = loaded.config
+    for name in ("n_layers", "n_heads", "d_model", "n_dims", "n_ctx"):
+        if run[name] != getattr(cfg, name):
+            raise CheckpointError(
+                f"run {run['run_id']}'s runs row says {name}={run[name]}, but its checkpoint "
+                f"'{spec}' has {name}={getattr(cfg, name)}: the row is not the checkpoint's; "
+                "extract the run again"
+            )
+    if not 1 <= run["n_points"] <= cfg.max_points:
+        raise CheckpointError(
+            f"run {run['run_id']}'s runs row says n_points={run['n_points']}, but its "
+            f"checkpoint '{spec}' takes at most {cfg.max_points} points; extract the run again"
         )
     return loaded
 
