@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -300,7 +301,10 @@ def convert_incontext_bool(state: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 def _load_incontext_bool(path: Path, model_config: str | Path | None) -> LoadedModel:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # torch warns about a pickle it will not read; the CheckpointError below says it
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\b")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a file that is no checkpoint
         if "unsupported global" in str(e).lower():
             raise CheckpointError(
