@@ -18,6 +18,7 @@ weights, the tasks, seeds, samples, task parameters, points and the analysis), r
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import socket
 import sys
@@ -30,7 +31,9 @@ from typing import Any
 
 from attnstore.errors import AttnStoreError, CheckpointError, ConfigError, known
 from attnstore.fs import is_url
+from attnstore.limits import MAX_SAMPLES, MAX_SWEEP_ITEMS, check_at_most
 from attnstore.provenance import content_id
+from attnstore.tasks import SEED_MAX
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "pip install 'attnstore[ray]'"
@@ -95,6 +98,17 @@ class ItemResult:
     status: str  # done | existed | failed
     seconds: float
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """What a checked sweep is about to do: the store it writes (resolved: an absolute folder
+    or a URL), the checkpoints it reads (expanded) and its items."""
+
+    sweep_id: str
+    store: str
+    checkpoints: list[Checkpoint]
+    items: list[Item]
 
 
 @dataclass
@@ -167,10 +181,22 @@ def make_spec(**values: Any) -> SweepSpec:
             raise ConfigError(f"sweep: 'tasks' value {t!r} is not text")
     tasks = tuple(dict.fromkeys(tasks))
     seeds = listed("seeds", int, (0,))
+    for seed in seeds:
+        if not 0 <= seed <= SEED_MAX:
+            raise ConfigError(
+                f"sweep: seed={seed} is out of range; accepted: 0 <= seed <= {SEED_MAX}"
+            )
     samples = listed("samples", int, (1000,))
     for n in samples:
         if n < 1:
             raise ConfigError(f"sweep: samples={n} must be at least 1")
+        check_at_most(
+            "sweep: samples (the prompts of one run)",
+            n,
+            MAX_SAMPLES,
+            "MAX_SAMPLES",
+            "accepted: fewer samples (a run can be split over several seeds)",
+        )
     params = values.get("task_params", {})
     if not isinstance(params, dict):
         raise ConfigError("sweep: 'task_params' must be a table of name = value")
@@ -378,9 +404,12 @@ def run_sweep(
     progress: bool = False,
     command: str = "",
     on_result: Callable[[ItemResult], None] | None = None,
+    on_start: Callable[[SweepPlan], None] | None = None,
 ) -> SweepResult:
     """Run every item of ``spec`` into ``store``. Everything is checked (the spec, every
-    checkpoint and step, the executor, Ray and its address) before the store is touched. With
+    checkpoint and step, the number of items against ``limits.MAX_SWEEP_ITEMS``, the executor,
+    Ray and its address) before the store is touched; then ``on_start`` is given the
+    :class:`SweepPlan` (the resolved store and checkpoints) before the first item runs. With
     ``executor='ray'`` each item is a Ray task: on the running Ray if this process already
     started one, else on the cluster at ``ray_address``, else on a local Ray started here
     (and shut down at the end); ``num_gpus=1`` per item where ``device`` is cuda and the
@@ -401,6 +430,16 @@ def run_sweep(
     if spec.view not in VIEWS:
         raise ConfigError(f"view '{spec.view}' is not one of {known(VIEWS)}")
     checkpoints = expand_checkpoints(spec)
+    sizes = (len(checkpoints), len(spec.tasks), len(spec.seeds), len(spec.samples))
+    check_at_most(
+        "the sweep's items ({} checkpoints x {} tasks x {} seeds x {} sample counts)".format(
+            *(f"{n:,}" for n in sizes)
+        ),
+        math.prod(sizes),
+        MAX_SWEEP_ITEMS,
+        "MAX_SWEEP_ITEMS",
+        "accepted: split it into several sweeps into the same store",
+    )
     if spec.model_config is not None:
         if not Path(spec.model_config).is_file():
             raise CheckpointError(f"model config '{spec.model_config}' does not exist")
@@ -409,6 +448,8 @@ def run_sweep(
     sweep_id = sweep_id_for(spec, checkpoints)
     store = str(store) if is_url(store) else str(Path(store).resolve())
     ray = check_ray(ray_address) if executor == "ray" else None
+    if on_start is not None:
+        on_start(SweepPlan(sweep_id, store, checkpoints, todo))
 
     bar = progress_bar(total=len(todo), desc="sweep", unit="item", enabled=progress)
     results: dict[int, ItemResult] = {}

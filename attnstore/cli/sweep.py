@@ -65,9 +65,14 @@ def sweep(
     """Extract and analyse every checkpoint × task × seed × samples item into one store.
 
     SPEC.toml writes a sweep down ([sweep] and [analysis] tables, docs/sweeps.md); flags
-    override it. Resumable: what is committed is skipped. One progress bar on stderr; the last
-    stdout lines are a table of item, run id, analysis id, status and seconds. Exit status 1
-    if any item failed (the others still run).
+    override it. Resumable: what is committed is skipped. Before the first item, stderr names
+    the store it writes and every checkpoint it reads; then one progress bar (a plain line
+    every 30 s in a log); the last stdout lines are a table of item, run id, analysis id,
+    status and seconds. Exit status 1 if any item failed (the others still run).
+
+    A spec is like code: it decides where the sweep writes (its store may be any folder this
+    user can write) and which files it reads. Read a spec someone hands you before you run
+    it, or give --store to choose the store yourself.
     """
     from attnstore.errors import ConfigError
     from attnstore.outputs import check_new_store
@@ -96,6 +101,7 @@ def sweep(
         batch_size=batch_size,
         progress=show_progress(),
         command=command_line(),
+        on_start=_show_plan,
     )
     failed = result.failed
     if failed:
@@ -107,3 +113,12 @@ def sweep(
         click.echo(line)
     if failed:
         raise SystemExit(1)
+
+
+def _show_plan(plan) -> None:
+    """What the sweep writes and reads, on stderr, before its first item."""
+    click.echo(
+        f"sweep {plan.sweep_id}: {len(plan.items)} items into the store {plan.store}", err=True
+    )
+    for c in plan.checkpoints:
+        click.echo(f"  reads checkpoint {c.label}: {c.path}", err=True)
