@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 import click
@@ -174,10 +176,11 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
 
     With no options: 300 prompts of the bundled model into ./attnstore-store, figures and the
     report (report/index.html) into ./attnstore-figures. Prints the report's path first, then
-    the top heads and the figures written.
+    the top heads, what each column means, the figures written and the commands that test
+    whether a head is used.
     """
     from attnstore.outputs import check_new_store, check_output_folder
-    from attnstore.pipeline import run_pipeline
+    from attnstore.pipeline import RANKING, run_pipeline
     from attnstore.provenance import command_line
 
     params = parse_params(task_params)
@@ -193,8 +196,38 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
     )
     click.echo(f"report: {result.report}")
     click.echo(f"run {result.run_id}, analysis {result.analysis_id} in {result.store}")
-    click.echo("top heads by cluster quality (query heads_by_cluster_quality):")
+    click.echo(f"top heads by cluster quality (query {RANKING}):")
     click.echo(result.top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    click.echo("columns:")
+    docs = _ranking_docs(RANKING)
+    width = max(map(len, result.top.columns))
+    for column in result.top.columns:
+        click.echo(f"  {column:<{width}}  {docs.get(column, '')}".rstrip())
     click.echo("figures:")
     for f in result.figures:
         click.echo(f"  {f}")
+    click.echo(
+        "Clean clusters are not evidence that a head is used: changing the head and measuring "
+        "the accuracy is. Next:"
+    )
+    q = shlex.quote(result.store)
+    report_dir = shlex.quote(str(Path(result.report).parent)) if result.report else "REPORT"
+    for line in (
+        f"attnstore intervene --store {q}   # set each head's z to 0, store the change",
+        f"attnstore query clean_but_inert --store {q}   # clean heads whose change costs nothing",
+        f"attnstore report --store {q} --out {report_dir} --open   # with the effect maps",
+    ):
+        click.echo(f"  {line}")
+
+
+def _ranking_docs(ranking: str) -> dict[str, str]:
+    """What each column of ``run``'s ranking means: the ranking query's header (its
+    ``Columns:``) and the tables' meaning of the key columns; ``sample`` is the pipeline's."""
+    from attnstore.connection import KEY_DOCS, header_column_docs
+    from attnstore.queries import get_query
+
+    docs = {**KEY_DOCS, **header_column_docs(get_query(ranking).sql)}
+    return docs | {
+        "sample": "the sample drawn: the head's typical one, its silhouette nearest the head's "
+        "median (query head_samples)"
+    }
