@@ -262,7 +262,7 @@ class Folder:
             part = f"{t.partition[0][0]}="
             where = root if key is None else root / f"{part}{key}"
             self.no_links(where)
-            for f in [*self.fs.find(where, "**/*.parquet"), *self.fs.find(where, "**/.*.tmp")]:
+            for f in self.fs.find(where, "**/*"):
                 if f.name == COMMIT_FILE or not in_layout(t, f.relative_to(root)):
                     continue  # a record, or a stray file: readers name it, nothing deletes it
                 first = f.relative_to(root).parts[0]

@@ -305,6 +305,18 @@ def test_no_store_in_a_folder_holding_other_things(tiny_checkpoint, tmp_path):
     assert fingerprint(full) == before
 
 
+def test_no_store_in_an_s3_prefix_holding_other_things(s3_bucket):
+    import boto3
+
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key="data/results.csv", Body=b"keep")
+    for where in (f"s3://{s3_bucket}", f"s3://{s3_bucket}/data"):
+        with pytest.raises(StoreError, match="holds other things"):
+            Store(where, create=True)
+    Store(f"s3://{s3_bucket}/store", create=True)  # a new prefix
+    keys = boto3.client("s3").list_objects_v2(Bucket=s3_bucket)["Contents"]
+    assert sorted(o["Key"] for o in keys) == ["data/results.csv", "store/attnstore.json"]
+
+
 def test_a_store_is_made_in_a_new_or_empty_folder_and_reopened(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
