@@ -319,6 +319,16 @@ class ObjectFS:
                 f"access denied while {doing}: these credentials may not read the store; "
                 "reading one needs s3:GetObject and s3:ListBucket on its prefix"
             )
+        headers = (
+            responses[0].get("ResponseMetadata", {}).get("HTTPHeaders", {}) if responses else {}
+        )
+        if code == "500" and "x-amz-request-id" not in headers:  # botocore's 500 for a 200
+            return (  # whose body is no S3 answer: not an S3 API at all
+                f"{self._endpoint()} answered {doing} with something that is not an S3 API "
+                "response; set AWS_ENDPOINT_URL to an S3 API (unset: AWS itself)"
+            )
+        if isinstance(e, ValueError) and "Invalid endpoint" in str(e):
+            return f"{e} (AWS_ENDPOINT_URL); set it to an S3 API's URL, http(s)://host[:port]"
         if isinstance(e, OSError):
             return f"{doing} failed: {e}"
         return None
