@@ -247,15 +247,6 @@ def assert_same_tables(a: Path, b: Path) -> None:
         assert ta.equals(tb), name
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    """One local Ray with this machine's CPUs for the module (it takes seconds to start)."""
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_executor_matches_local(tmp_path, training, ray_local):
     spec = make_spec(checkpoints=[str(training)], tasks=["conjunction"], seeds=[0], samples=[5])
     t0 = time.perf_counter()
