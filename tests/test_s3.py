@@ -41,6 +41,7 @@ from attnstore.queries import get_query, load_queries, query
 from attnstore.schema import PRIMARY, TABLES
 from attnstore.store import Store
 from attnstore.transaction import CRASH_ENV
+from tests.conftest import moto_process
 
 SAMPLES = 6  # prompts per run: enough for every table and query to have rows
 PROVENANCE = ("created_at", "command")  # when and by which command line: differ by design
@@ -232,35 +233,35 @@ def _visible(url: str, reference: dict[str, pd.DataFrame]) -> str:
 
 
 class Watcher(threading.Thread):
-    """A reader that reads every run table of some stores over and over (``Store.read``) while
-    writers work, failing if a table ever holds other than none or all of the run's rows."""
+    """A reader that reads every run table of one store over and over (``Store.read``) while a
+    writer works, failing if a table ever holds other than none or all of the run's rows (one
+    per store, so that slow reads of one store never leave another unwatched)."""
 
-    def __init__(self, urls: list[str], reference: dict[str, pd.DataFrame]) -> None:
+    def __init__(self, url: str, reference: dict[str, pd.DataFrame]) -> None:
         super().__init__(daemon=True)
-        self.urls, self.rows = urls, {name: len(df) for name, df in reference.items()}
-        self.reads = dict.fromkeys(urls, 0)
+        self.url, self.rows = url, {name: len(df) for name, df in reference.items()}
+        self.reads = 0
         self.error: BaseException | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
-        stores: dict[str, Store] = {}
+        store = None
         while not self.done.wait(0.1):
-            for url in self.urls:
-                try:
-                    store = stores.get(url) or stores.setdefault(url, Store(url))
-                    for name, rows in self.rows.items():
-                        assert store.read(name).num_rows in (0, rows), (url, name)
-                        self.reads[url] += 1
-                except StoreError as e:  # no store yet: nothing to see
-                    if "is not an attnstore store" not in str(e):
-                        self.error = e
-                        return
-                except BaseException as e:  # noqa: BLE001 - raised again by finish()
+            try:
+                store = store or Store(self.url)
+                for name, rows in self.rows.items():
+                    assert store.read(name).num_rows in (0, rows), (self.url, name)
+                    self.reads += 1
+            except StoreError as e:  # no store yet: nothing to see
+                if "is not an attnstore store" not in str(e):
                     self.error = e
                     return
+            except BaseException as e:  # noqa: BLE001 - raised again by finish()
+                self.error = e
+                return
 
-    def finish(self) -> dict[str, int]:
-        """Stop; the number of table reads done in each store (an error seen is raised)."""
+    def finish(self) -> int:
+        """Stop; the number of table reads done (an error seen is raised)."""
         self.done.set()
         self.join()
         if self.error is not None:
@@ -302,13 +303,14 @@ def test_sigkill_during_an_s3_commit_then_rerun(stores, tiny_checkpoint, s3_buck
     kills = ["written", "committed", random.Random(0).uniform(0.0, 0.4)]
     prefixes = [f"kill{i}/" for i in range(len(kills))]
     urls = [f"s3://{s3_bucket}/{prefix}" for prefix in prefixes]
-    watcher = Watcher(urls, reference)
+    watchers = [Watcher(url, reference) for url in urls]
     procs = []
     try:
         for url, kill in zip(urls, kills, strict=True):
             env = {CRASH_ENV: kill} if isinstance(kill, str) else {}
             procs.append(_writer([*_extract_args(url, tiny_checkpoint), "--no-analysis"], env))
-        watcher.start()
+        for watcher in watchers:
+            watcher.start()
         _until_writing(procs[2], s3_bucket, prefixes[2])
         time.sleep(kills[2])
         procs[2].send_signal(signal.SIGKILL)
@@ -316,7 +318,7 @@ def test_sigkill_during_an_s3_commit_then_rerun(stores, tiny_checkpoint, s3_buck
             _, err = proc.communicate(timeout=120)
             assert proc.returncode in (137, -signal.SIGKILL), err
     finally:
-        reads = watcher.finish()
+        reads = {watcher.url: watcher.finish() for watcher in watchers}
     for url, prefix, kill in zip(urls, prefixes, kills, strict=True):
         assert reads[url] > 0, kill
         after_kill = _visible(url, reference)
@@ -472,27 +474,11 @@ def test_unreachable_endpoints_fail_in_seconds(tiny_checkpoint, nothing_written)
 
 @pytest.fixture(scope="module")
 def auth_server(s3_server, tmp_path_factory):
-    """A second moto server that checks credentials (a subprocess: moto reads the setting at
-    start), with a bucket and a user who may only read: (endpoint, key id, secret). The first
-    four requests (the setup below) are let through unsigned."""
-    port = _closed_port()
+    """A second moto server that checks credentials (moto reads the setting at start), with a
+    bucket and a user who may only read: (endpoint, key id, secret). The first four requests
+    (the setup below) are let through unsigned."""
     log = tmp_path_factory.mktemp("auth_server") / "log"
-    with open(log, "w") as f:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "4"},
-            stdout=f,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None, log.read_text()
-                time.sleep(0.1)
+    with moto_process(log, {"INITIAL_NO_AUTH_ACTION_COUNT": "4"}) as endpoint:
         iam = boto3.client("iam", endpoint_url=endpoint)
         iam.create_user(UserName="reader")
         key = iam.create_access_key(UserName="reader")["AccessKey"]
@@ -501,9 +487,6 @@ def auth_server(s3_server, tmp_path_factory):
         iam.put_user_policy(UserName="reader", PolicyName="read", PolicyDocument=json.dumps(policy))
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="locked")
         yield endpoint, key["AccessKeyId"], key["SecretAccessKey"]
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_refused_credentials_write_nothing(auth_server, tiny_checkpoint, nothing_written):
