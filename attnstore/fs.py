@@ -203,6 +203,8 @@ class LocalFS:
                 return [e.name for e, _ in zip(it, range(limit), strict=False)]
         except (FileNotFoundError, NotADirectoryError):
             return []
+        except PermissionError as e:
+            raise StoreError(f"cannot look into '{path}': {e.strerror or e}") from e
 
     def writable(self, path: Path) -> bool:
         return os.access(path, os.W_OK)

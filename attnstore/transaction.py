@@ -141,8 +141,8 @@ class Record:
     """What a commit record says, checked (:func:`read_record`)."""
 
     token: str  # the token of the id's committed files
-    rows: dict[str, int] | None  # rows of each of the id's tables; None in records that
-    # predate ROWS_KEY (or that attnstore migrate converted)
+    rows: dict[str, int] | None  # rows of each of the id's tables; None in records written
+    # before commit records counted them (ROWS_KEY)
 
 
 def read_record(fs: LocalFS | ObjectFS, path: Path, table: Table, key: str) -> Record:
@@ -195,9 +195,9 @@ def read_record(fs: LocalFS | ObjectFS, path: Path, table: Table, key: str) -> R
             problem = f"its row counts {_shown(meta[ROWS_KEY])} are not one count per table"
     if problem is not None:
         raise StoreError(
-            f"commit record '{url}' is damaged: {problem}; nothing of {table.level} {key} is "
-            f"read or deleted until it is restored, or moved out of the store with its folder "
-            f"(then {table.level} {key} is gone and can be written again)"
+            f"commit record '{url}' is damaged: {problem}; attnstore reads nothing on its "
+            f"word and deletes nothing until it is restored, or moved out of the store with its "
+            f"folder (then {table.level} {key} is gone and can be written again)"
         )
     return Record(token, rows)
 
