@@ -164,9 +164,10 @@ def test_s3_orphans_younger_than_stale_after_are_kept(s3_bucket):
 
 
 def test_reader_during_a_write_leaves_the_writer_alone(tmp_path, monkeypatch):
-    """A reader that opens the store while a writer has written some files (the window is made
-    deterministic: the reader runs inside the writer's first mkdir) must not take them for
-    abandoned: the writer holds its id's lock. The writer commits every row."""
+    """A reader, and a recovery, that run while a writer has written some files (the window is
+    made deterministic: they run inside the writer's first mkdir) must not take them for
+    abandoned: a reader deletes nothing, and recovery skips an id whose lock a writer holds.
+    The writer commits every row."""
     store = Store(tmp_path, create=True)
     real_mkdir = store.fs.mkdir
     opened = []
@@ -175,7 +176,8 @@ def test_reader_during_a_write_leaves_the_writer_alone(tmp_path, monkeypatch):
         real_mkdir(path)
         if path.parent.name == "inputs" and not opened:
             (path / "part-0123456789abcdef.parquet").write_bytes(b"")
-            opened.append(Store(tmp_path).ids("run"))  # a reader's open runs recovery
+            opened.append(Store(tmp_path).ids("run"))  # a reader: deletes nothing
+            Store(tmp_path).recover()  # skips the id this writer holds
             assert (path / "part-0123456789abcdef.parquet").exists()
             (path / "part-0123456789abcdef.parquet").unlink()
 
