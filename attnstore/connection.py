@@ -46,6 +46,7 @@ SHARED_MACROS: tuple[str, ...] = (
     "full_weights",  # an attention row over all its keys, from its stored causal keys
     "known_head_metrics",  # the per-head metrics a query may name, and their source
     "head_metric_source",  # the source of a metric's name; an unknown name is refused
+    "label_routing",  # an aggregate: the label routing metrics of a group of query rows
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
 # a view may read the macros and the views before it.
@@ -57,7 +58,9 @@ SHARED_VIEWS: tuple[str, ...] = (
     "head_literals",  # per analysis x head x query kind: literal precision, recall, chance
     "head_summary",  # head_fits next to head_literals: every per-head metric
     "run_lineages",  # per run: its lineage (the runs that differ only by train_step)
+    "point_accuracy",  # per run x point: the model's accuracy and the baselines'
     "label_routing_rows",  # per attention query row: y-token mass and positive labels seen
+    "head_label_routing",  # per run x head x query kind: label routing over the last half
     "head_metric_values",  # per run x view x head x query kind x metric: its value
     "head_effects",  # per intervention x head x point: accuracy and logit, unchanged and changed
     "head_effect_summary",  # per intervention x head: the accuracy and logit a head carries
@@ -65,7 +68,9 @@ SHARED_VIEWS: tuple[str, ...] = (
 
 # The shared views that read no analysis (nor intervention): a query reading only these and the
 # run-level tables needs no `attnstore analyze` first.
-RUN_LEVEL_VIEWS: frozenset[str] = frozenset({"run_lineages", "label_routing_rows"})
+RUN_LEVEL_VIEWS: frozenset[str] = frozenset(
+    {"run_lineages", "point_accuracy", "label_routing_rows", "head_label_routing"}
+)
 
 
 def sql_dir() -> Path:

@@ -20,10 +20,14 @@
 -- Grain: intervention_id, analysis_id, layer, head.
 -- Columns:
 --   intervention_id, method, target, analysis_id, view, layer, head,
---   quality              head_fits: mean best silhouette, 0 where none
---   modal_k              head_fits: the k chosen most often
---   late_delta_accuracy  head_effect_summary: change of accuracy over the late points
---   late_delta_logit     head_effect_summary: change of logit * y over the late points
+--   quality              mean over samples of the best silhouette, 0 where none
+--   modal_k              the k chosen most often among the clustered samples (the smaller on
+--                        ties; null where none was clustered)
+--   late_delta_accuracy  mean over the last half of the points (n_points // 2 on) of
+--                        delta_accuracy
+--   late_delta_logit     mean over the last half of the points of delta_logit
+-- quality and modal_k are head_fits', late_delta_accuracy and late_delta_logit
+-- head_effect_summary's.
 with
 fits as (
     select analysis_id, view, layer, head, quality, modal_k,

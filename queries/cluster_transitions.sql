@@ -14,17 +14,16 @@
 --   $sample: int[0..] = 0      the sample (prompt)
 --   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
 --   $layer: int[0..] = null    the lower layer l; null: every layer but the last
--- Grain: layer, head, label, next_head, next_label.
+-- Grain: layer, head, cluster, next_head, next_cluster.
 -- Columns:
---   analysis_id, sample, query_kind,
---   layer, head, label   a cluster at layer l
---   cluster_size         its number of tokens (query rows)
---   next_layer           l + 1
---   next_head, next_label
---                        a cluster at layer l + 1 that some of its tokens fall into
---   n_tokens             tokens in both
+--   analysis_id, sample, query_kind, layer, head, cluster,
+--   cluster_size         query rows in the cluster
+--   next_layer           layer + 1
+--   next_head            a head at layer + 1
+--   next_cluster         a cluster of next_head that some of the cluster's tokens fall into
+--   n_tokens             tokens of the cluster that fall into next_cluster
 --   share                n_tokens / cluster_size
---   points               the points of those tokens, ascending
+--   moved_points         the points of those tokens, ascending
 with
 chosen as (
     select analysis_id,
@@ -33,14 +32,14 @@ chosen as (
 ),
 
 tokens as (
-    select c.analysis_id, c.layer, c.head, c.point, c.label,
+    select c.analysis_id, c.layer, c.head, c.point, c.label as cluster,
     from clusters as c
     join chosen using (analysis_id)
     where c.sample = $sample and c.query_kind = $query_kind
 ),
 
 sizes as (
-    select analysis_id, layer, head, label, count(*) as cluster_size,
+    select analysis_id, layer, head, cluster, count(*) as cluster_size,
     from tokens
     group by all
 ),
@@ -50,12 +49,12 @@ moves as (
         lo.analysis_id,
         lo.layer,
         lo.head,
-        lo.label,
+        lo.cluster,
         hi.layer as next_layer,
         hi.head as next_head,
-        hi.label as next_label,
+        hi.cluster as next_cluster,
         count(*) as n_tokens,
-        list(lo.point order by lo.point) as points,
+        list(lo.point order by lo.point) as moved_points,
     from tokens as lo
     join tokens as hi
         on hi.analysis_id = lo.analysis_id and hi.point = lo.point
@@ -70,14 +69,14 @@ select
     $query_kind as query_kind,
     m.layer,
     m.head,
-    m.label,
+    m.cluster,
     s.cluster_size,
     m.next_layer,
     m.next_head,
-    m.next_label,
+    m.next_cluster,
     m.n_tokens,
     m.n_tokens / s.cluster_size as share,
-    m.points,
+    m.moved_points,
 from moves as m
-join sizes as s using (analysis_id, layer, head, label)
-order by m.layer, m.head, m.label, m.next_head, m.next_label
+join sizes as s using (analysis_id, layer, head, cluster)
+order by m.layer, m.head, m.cluster, m.next_head, m.next_cluster

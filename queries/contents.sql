@@ -6,12 +6,16 @@
 -- Parameters: none.
 -- Grain: run_id, analysis_id.
 -- Columns:
---   run_id, run_created_at, task, checkpoint, n_layers, n_heads, n_dims, n_points,
---   n_samples,
---   accuracy             the model's accuracy over every sample and point
---   analysis_id, analysis_created_at, view, view_params_json, backend, k_min, k_max,
---   n_problems           (layer, head, sample, query kind) problems the analysis covers
---   notes_json           how many problems carry each note (see docs/analysis.md)
+--   run_id,
+--   run_created_at       when the run was committed (UTC)
+--   task, checkpoint, n_layers, n_heads, n_dims, n_points,
+--   n_samples            prompts extracted
+--   model_accuracy       share of the model's predictions that are right
+--   analysis_id,
+--   analysis_created_at  when the analysis was committed (UTC)
+--   view, view_params_json, backend, k_min, k_max, n_problems, notes_json,
+-- model_accuracy is over every sample and point of the run (runs.accuracy); notes_json says
+-- how many problems carry each note (see docs/analysis.md).
 with
 run_rows as (
     select
@@ -24,7 +28,7 @@ run_rows as (
         n_dims,
         n_points,
         n_samples,
-        accuracy,
+        accuracy as model_accuracy,
     from runs
 ),
 
@@ -53,7 +57,7 @@ select
     r.n_dims,
     r.n_points,
     r.n_samples,
-    r.accuracy,
+    r.model_accuracy,
     a.analysis_id,
     a.analysis_created_at,
     a.view,

@@ -2,10 +2,10 @@
 --
 -- Per intervention of the run (attnstore intervene), head and point: the accuracy and
 -- logit * y without and with the head changed, and the head's rank among the layer x head
--- changes at that point. Reads the effects and interventions tables (no analysis needed),
--- with the columns of head_effects. Beside them, the accuracy of the run's stored
--- predictions at the point; a run with no intervention (of $method, $target) yet has one row
--- per point, its intervention columns null.
+-- changes at that point. Reads the shared view head_effects (no analysis needed), whose
+-- columns these are. Beside them, the model's accuracy at the point from the run's stored
+-- predictions (point_accuracy); a run with no intervention (of $method, $target) yet has one
+-- row per point, its intervention columns null.
 --
 -- Parameters:
 --   $run_id = latest_run       the run [default: the latest run in the store]
@@ -16,42 +16,39 @@
 -- Grain: intervention_id, layer, head, point.
 -- Columns:
 --   intervention_id, method, target, layer, head, point,
---   stored_accuracy      share of the run's stored predictions right at the point
+--   model_accuracy       share of the model's predictions that are right
 --   rank_at_point        1 = the head whose change costs the most accuracy at this point
---   base_accuracy        share of prompts predicted right at the point, unchanged model
+--   base_accuracy        share of prompts predicted right, unchanged model
 --   accuracy             the same with the head changed
---   delta_accuracy       accuracy - base_accuracy
---   delta_logit          change of the mean logit * y at the point
---   kept_rows            knockout: query rows at the point kept whole (all mass removed)
+--   delta_accuracy       accuracy - base_accuracy (share of prompts)
+--   delta_logit          logit - base_logit
+--   kept_rows            knockout: query rows at the point left whole
 with
 points as (
-    select point, avg(correct::int) as stored_accuracy,
-    from predictions
+    select point, model_accuracy,
+    from point_accuracy
     where run_id = $run_id
-    group by point
 ),
 
 changed as (
     select
-        i.intervention_id,
-        i.method,
-        i.target,
-        e.layer,
-        e.head,
-        e.point,
-        e.base_accuracy,
-        e.accuracy,
-        e.delta_accuracy,
-        e.delta_logit,
-        e.kept_rows,
-        rank() over (
-            partition by i.intervention_id, e.point order by e.delta_accuracy
-        ) as rank_at_point,
-    from effects as e
-    join interventions as i using (intervention_id)
-    where i.run_id = $run_id
-        and ($method is null or i.method = $method)
-        and ($target is null or i.target = $target)
+        intervention_id,
+        method,
+        target,
+        layer,
+        head,
+        point,
+        base_accuracy,
+        accuracy,
+        delta_accuracy,
+        delta_logit,
+        kept_rows,
+        rank() over (partition by intervention_id, point order by delta_accuracy)
+            as rank_at_point,
+    from head_effects
+    where run_id = $run_id
+        and ($method is null or method = $method)
+        and ($target is null or target = $target)
 )
 
 select
@@ -61,7 +58,7 @@ select
     c.layer,
     c.head,
     p.point,
-    p.stored_accuracy,
+    p.model_accuracy,
     c.rank_at_point,
     c.base_accuracy,
     c.accuracy,

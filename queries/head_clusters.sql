@@ -2,7 +2,8 @@
 --
 -- What a cluster holds: its points, how many of them are positive examples, and the
 -- literals that dominate it (sign + for x_j, - for not x_j, in rank order, * where the
--- literal is in the sample's hidden function). Reads one analysis, $analysis_id.
+-- literal is in the sample's hidden function), beside the problem's fit (best_k,
+-- best_silhouette, svm_accuracy: the fits table's). Reads one analysis, $analysis_id.
 --
 -- Parameters:
 --   $analysis_id = latest_analysis  the analysis [default: the latest of $run_id, of $view]
@@ -15,13 +16,10 @@
 -- Grain: cluster.
 -- Columns:
 --   analysis_id, layer, head, sample, query_kind,
---   best_k               the k chosen for this problem
---   best_silhouette      its silhouette (null where not clustered)
---   svm_accuracy         training accuracy of the SVM from x to the clusters (null: no SVM)
---   cluster              the cluster label
---   size                 query rows (points) in it
---   positive_share       share of its points whose y is +1
---   points               its points, ascending
+--   best_k, best_silhouette, svm_accuracy, cluster,
+--   cluster_size         query rows in the cluster
+--   positive_label_share share of positive labels (y = +1) among the points the row counts
+--   points               the cluster's points, ascending
 --   dominant             its dominant literals, best first: '+x3', '-x0*', ...
 --   n_dominant_in_target dominant literals that belong to the hidden function
 with
@@ -52,8 +50,8 @@ per_cluster as (
     select
         analysis_id,
         cluster,
-        count(*) as size,
-        avg((y > 0)::int) as positive_share,
+        count(*) as cluster_size,
+        avg((y > 0)::int) as positive_label_share,
         list(point order by point) as points,
     from members
     group by all
@@ -86,8 +84,8 @@ select
     p.best_silhouette,
     p.svm_accuracy,
     c.cluster,
-    c.size,
-    c.positive_share,
+    c.cluster_size,
+    c.positive_label_share,
     c.points,
     coalesce(l.dominant, []) as dominant,
     coalesce(l.n_dominant_in_target, 0) as n_dominant_in_target,

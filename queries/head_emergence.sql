@@ -17,7 +17,7 @@
 --                              chance_precision, precision_lift, quality, clustered_share,
 --                              mean_margin, mean_dominant, chance_recall, recall_lift,
 --                              literal_f1, chance_f1) or of heads_by_label_routing
---                              (mean_mass_y, positive_share, chance_share, lift,
+--                              (mean_mass_y, positive_mass_share, chance_share, lift,
 --                              excess_mass); another name is refused
 --   $view: str{raw,shared_keys,per_example} = 'shared_keys'  the analyses' row view
 --   $threshold: float = 0.5    the level the metric must reach and keep
@@ -28,12 +28,13 @@
 -- Grain: lineage, layer, head, query_kind, train_step.
 -- Columns:
 --   lineage              the runs' lineage: 16 hex digits of the md5 of what they share
---   task, seed           the lineage's task and extraction seed
+--   task,
+--   seed                 the prompt seed: draws the prompts and hidden functions
 --   layer, head, query_kind,
---   metric               $metric
---   train_step           the checkpoint's training step
+--   metric               the metric, as known_head_metrics() names it
+--   train_step,
 --   n_runs               runs of the lineage at this step (with the analysis read)
---   value                the metric at this step (the mean over those runs)
+--   value                the metric's value; where a row pools several runs, their mean
 --   above                value >= $threshold (false where value is null)
 --   emerged_at           the first step from which value stays >= $threshold; null: never
 with

@@ -15,10 +15,11 @@
 --   mean_entropy         mean entropy of a row, in nats
 --   mean_norm_entropy    mean entropy / log(keys the row can see): 1 = uniform
 --   mean_max_weight      mean largest weight of a row
---   mean_mass_y          mean mass on y tokens (labels); mean_mass_x is 1 minus it
+--   mean_mass_y          mean attention mass on y tokens (labels) of the query rows counted
 --   argmax_self_share    share of rows whose largest weight is on the query token itself
 --   argmax_prev_share    share of rows whose largest weight is on the token just before
 --   argmax_first_share   share of rows whose largest weight is on the first token
+-- The mean mass on x tokens (inputs) is 1 - mean_mass_y.
 with
 query_rows as (
     select

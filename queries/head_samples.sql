@@ -21,14 +21,11 @@
 --   median_xy_silhouette the median over samples of the head's xy_silhouette (the lower
 --                        middle value for an even count)
 --   typical_sample       the sample whose xy_silhouette is median_xy_silhouette
---   typical_xy_silhouette
---                        its xy_silhouette
+--   typical_xy_silhouette its xy_silhouette
 --   cleanest_sample      the sample of the highest xy_silhouette
---   cleanest_xy_silhouette
---                        its xy_silhouette
+--   cleanest_xy_silhouette its xy_silhouette
 --   least_clean_sample   the sample of the lowest xy_silhouette
---   least_clean_xy_silhouette
---                        its xy_silhouette
+--   least_clean_xy_silhouette its xy_silhouette
 with
 per_sample as (
     select

@@ -9,10 +9,10 @@
 --   $query_kind: str{x,y} = null  'x' or 'y'; null: both
 -- Grain: analysis_id, layer, head, query_kind.
 -- Columns:
---   analysis_id, run_id, view, layer, head, query_kind,
+--   analysis_id, run_id, view, backend, layer, head, query_kind,
 --   n_samples            problems (samples) summarised
 --   mean_silhouette      mean over samples of the best silhouette (null where none)
---   median_silhouette    median of the same
+--   median_silhouette    median over samples of the best silhouette (null where none)
 --   modal_k              the k chosen most often among the clustered samples (the smaller on
 --                        ties; null where none was clustered)
 --   modal_k_share        share of all samples that chose modal_k (0 where none was clustered)
@@ -20,13 +20,13 @@
 --   mean_nmi_y           mean normalised mutual information of the clusters with y
 --   mean_eta2_point      mean share of the point index's variance the clusters explain
 --   literal_precision    dominant literals in the target / dominant literals, pooled over
---                        samples (head_literals says why)
+--                        samples (null where none is dominant)
 --   literal_recall       mean over samples with a nonempty target of target literals found
 --                        dominant / |target| (0 for a sample that could not be clustered)
 --   chance_precision     literal_precision of as many literals drawn at random: expected hits
---                        / dominant literals, pooled over samples (null where none dominant)
+--                        / dominant literals, pooled over samples (null where none is
+--                        dominant)
 --   precision_lift       literal_precision / chance_precision: hits / hits expected by chance
---   backend              the analysis's backend
 --   quality              mean over samples of the best silhouette, 0 where none
 --   clustered_share      share of samples with a clustering (best_k >= 2)
 --   mean_margin          mean of best minus runner-up silhouette: how clearly k is chosen

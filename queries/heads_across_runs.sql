@@ -5,8 +5,9 @@
 -- train_step (its runs with no train_step where none has one). A head_summary metric is read
 -- from the latest analysis of each run with $view (latest_analyses); a label routing metric
 -- is computed as head_emergence computes it (no analysis needed, $view ignored). Each side's
--- value is the mean over its runs. Heads rank by the size of the difference; a head on one
--- side only (models of other shapes) has nulls on the other and comes first.
+-- value is the mean over its runs, named beside it by their tasks, seeds and step. Heads rank
+-- by the size of the difference; a head on one side only (models of other shapes) has nulls
+-- on the other and comes first.
 --
 -- Parameters:
 --   $metric: str = 'quality'   a per-head metric, as head_emergence accepts; another name is
@@ -21,8 +22,11 @@
 -- Columns:
 --   rank                 1 = the largest |difference|
 --   layer, head, query_kind,
---   metric               $metric
---   step_a, step_b       the training step of each side (null: runs with none)
+--   metric               the metric, as known_head_metrics() names it
+--   tasks_a, tasks_b     the tasks of each side's runs, sorted
+--   seeds_a, seeds_b     the prompt seeds of each side's runs, sorted
+--   step_a, step_b       the checkpoint's training step of each side's run(s) (null where
+--                        unknown)
 --   n_runs_a, n_runs_b   runs averaged on each side
 --   value_a, value_b     the metric on each side: the mean over its runs
 --   difference           value_b - value_a
@@ -34,8 +38,9 @@ matching as (
     select
         s.side,
         r.run_id,
+        r.task,
+        r.seed,
         r.train_step,
-        r.n_points,
         max(r.train_step) over (partition by s.side) as last_step,
     from runs as r
     cross join (values ('a'), ('b')) as s (side)
@@ -46,7 +51,7 @@ matching as (
 ),
 
 sides as (
-    select side, run_id, train_step, n_points,
+    select side, run_id, task, seed, train_step,
     from matching
     where train_step is not distinct from coalesce($train_step, last_step)
 ),
@@ -67,6 +72,8 @@ per_side as (
         v.head,
         v.query_kind,
         any_value(s.train_step) as train_step,
+        list(distinct s.task order by s.task) as tasks,
+        list(distinct s.seed order by s.seed) as seeds,
         count(*) as n_runs,
         avg(v.value) as value,
     from run_values as v
@@ -83,6 +90,10 @@ joined as (
         coalesce(a.layer, b.layer) as layer,
         coalesce(a.head, b.head) as head,
         coalesce(a.query_kind, b.query_kind) as query_kind,
+        a.tasks as tasks_a,
+        b.tasks as tasks_b,
+        a.seeds as seeds_a,
+        b.seeds as seeds_b,
         a.train_step as step_a,
         b.train_step as step_b,
         a.n_runs as n_runs_a,
@@ -102,6 +113,10 @@ select
     head,
     query_kind,
     $metric as metric,
+    tasks_a,
+    tasks_b,
+    seeds_a,
+    seeds_b,
     step_a,
     step_b,
     n_runs_a,

@@ -20,11 +20,12 @@
 --   analysis_id, view, backend, layer, head, query_kind,
 --   n_samples            samples (problems) of this head and query kind
 --   quality              mean over samples of the best silhouette, 0 where none
---   mean_silhouette      mean best silhouette over the samples that were clustered
+--   mean_silhouette      mean over samples of the best silhouette (null where none)
 --   clustered_share      share of samples with a clustering (best_k >= 2)
 --   mean_margin          mean of best minus runner-up silhouette: how clearly k is chosen
---   modal_k              the k chosen most often (the smaller on ties)
---   modal_k_share        share of samples that chose modal_k
+--   modal_k              the k chosen most often among the clustered samples (the smaller on
+--                        ties; null where none was clustered)
+--   modal_k_share        share of all samples that chose modal_k (0 where none was clustered)
 --   mean_nmi_y           mean normalised mutual information of the clusters with y
 --   mean_eta2_point      mean share of the point index's variance the clusters explain
 with

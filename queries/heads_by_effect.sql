@@ -4,10 +4,11 @@
 -- ranks the heads by late_delta_accuracy, the change of accuracy over the last half of the
 -- points when the head is changed: the most negative (the most accuracy carried) first.
 -- Beside it, the head's cluster quality (head_fits, each analysis of the run of $view) and
--- its label routing over the same points (as heads_by_label_routing computes it with min_point
--- n_points // 2): does a head whose rows cluster cleanly, or route to positive labels, carry
--- the accuracy? A head of a run with no intervention (of $method, $target) yet is listed
--- once per analysis with null intervention columns: 'attnstore intervene' measures it.
+-- its label routing over the same points (head_label_routing: as heads_by_label_routing
+-- computes it with min_point n_points // 2): does a head whose rows cluster cleanly, or route
+-- to positive labels, carry the accuracy? A head of a run with no intervention (of $method,
+-- $target) yet is listed once per analysis with null intervention columns: 'attnstore
+-- intervene' measures it.
 --
 -- Parameters:
 --   $analysis_id: str = null  one analysis of the run; null: every analysis (of $view)
@@ -21,22 +22,19 @@
 -- Columns:
 --   rank                 1 = the head whose change costs the most accuracy (late points)
 --   intervention_id, method, target, analysis_id, view, layer, head,
---   late_delta_accuracy  mean change of accuracy over the last half of the points
---   mean_delta_accuracy  the same over every point
---   late_delta_logit     mean change of logit * y over the last half of the points
---   quality              head_fits: mean best silhouette, 0 where none
---   modal_k              head_fits: the k chosen most often
---   modal_k_share        head_fits: share of samples that chose modal_k
---   mean_nmi_y           head_fits: mean NMI of the clusters with y
---   mean_mass_y          mean attention mass on y tokens (query rows of the last half)
---   positive_share       share of that y-token mass on positive labels (sum over rows)
+--   late_delta_accuracy  mean over the last half of the points (n_points // 2 on) of
+--                        delta_accuracy
+--   mean_delta_accuracy  mean over points of delta_accuracy
+--   late_delta_logit     mean over the last half of the points of delta_logit
+--   quality              mean over samples of the best silhouette, 0 where none
+--   modal_k              the k chosen most often among the clustered samples (the smaller on
+--                        ties; null where none was clustered)
+--   modal_k_share        share of all samples that chose modal_k (0 where none was clustered)
+--   mean_nmi_y           mean normalised mutual information of the clusters with y
+--   mean_mass_y          mean attention mass on y tokens (labels) of the query rows counted
+--   positive_mass_share  share of the y-token mass on the y tokens of positive labels, pooled
+--                        over the query rows counted
 with
-run as (
-    select run_id, n_points // 2 as min_point,
-    from runs
-    where run_id = $run_id
-),
-
 effects as (
     select *,
     from head_effect_summary
@@ -53,15 +51,9 @@ fits as (
 ),
 
 routing as (
-    select
-        a.layer,
-        a.head,
-        avg(a.mass_y) as mean_mass_y,
-        sum(a.mass_y_pos) / nullif(sum(a.mass_y), 0) as positive_share,
-    from attention as a
-    join run using (run_id)
-    where a.query_kind = $query_kind and a.point >= run.min_point
-    group by a.layer, a.head
+    select layer, head, mean_mass_y, positive_mass_share,
+    from head_label_routing
+    where run_id = $run_id and query_kind = $query_kind
 ),
 
 ranked as (
@@ -98,7 +90,7 @@ select
     r.modal_k_share,
     r.mean_nmi_y,
     g.mean_mass_y,
-    g.positive_share,
+    g.positive_mass_share,
 from ranked as r
 left join routing as g using (layer, head)
 where $top is null or r.rank <= $top

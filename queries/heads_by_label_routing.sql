@@ -4,8 +4,9 @@
 -- own). If a head spread its mass on y tokens evenly over them, the share of that mass on
 -- positive labels would be the share of positive labels it sees (chance_share). Heads rank by
 -- excess_mass: the mean attention mass, per query row, on positive y tokens beyond that
--- chance level (mass_y_pos - mass_y * positive share seen), over the rows of
--- label_routing_rows. Reads the attention table's mass columns only: no analysis needed.
+-- chance level, over the rows of label_routing_rows from $min_point on. Each column is the
+-- shared macro label_routing's (head_label_routing holds them at the default min_point, for
+-- every run). Reads the attention table's mass columns only: no analysis needed.
 --
 -- Parameters:
 --   $run_id = latest_run       the run [default: the latest run in the store]
@@ -17,39 +18,35 @@
 --   rank                 1 = the most excess mass on positive examples
 --   run_id, layer, head, query_kind,
 --   n_rows               query rows counted (samples x points from min_point on)
---   mean_mass_y          mean attention mass on y tokens
---   positive_share       share of the y-token mass on positive labels (sum over rows)
---   chance_share         the same if y mass were spread evenly over the labels seen
---   lift                 positive_share / chance_share
---   excess_mass          mean of mass_y_pos - mass_y * (positive share seen), per row
+--   mean_mass_y          mean attention mass on y tokens (labels) of the query rows counted
+--   positive_mass_share  share of the y-token mass on the y tokens of positive labels, pooled
+--                        over the query rows counted
+--   chance_share         the same share if each row spread its y mass evenly over the labels
+--                        it sees
+--   lift                 positive_mass_share / chance_share (1: chance)
+--   excess_mass          mean over the query rows counted of mass_y_pos - mass_y *
+--                        positive_share_seen: the mass on positive labels beyond chance
 with
 -- the query rows of label_routing_rows (an x query at point 0 sees no label: none there)
-query_rows as (
-    select layer, head, query_kind, mass_y, mass_y_pos, positive_share_seen,
-    from label_routing_rows
-    where run_id = $run_id and query_kind = $query_kind
-        and point >= coalesce($min_point, n_points // 2)
-),
-
 per_head as (
     select
         layer,
         head,
         any_value(query_kind) as query_kind,
         count(*) as n_rows,
-        avg(mass_y) as mean_mass_y,
-        sum(mass_y_pos) / nullif(sum(mass_y), 0) as positive_share,
-        sum(mass_y * positive_share_seen) / nullif(sum(mass_y), 0) as chance_share,
-        avg(mass_y_pos - mass_y * positive_share_seen) as excess_mass,
-    from query_rows
+        label_routing(mass_y, mass_y_pos, positive_share_seen) as routing,
+    from label_routing_rows
+    where run_id = $run_id and query_kind = $query_kind
+        and point >= coalesce($min_point, n_points // 2)
     group by layer, head
 ),
 
 ranked as (
     select
         *,
-        positive_share / nullif(chance_share, 0) as lift,
-        row_number() over (order by excess_mass desc nulls last, layer, head) as rank,
+        row_number() over (
+            order by routing.excess_mass desc nulls last, layer, head
+        ) as rank,
     from per_head
 )
 
@@ -60,11 +57,11 @@ select
     head,
     query_kind,
     n_rows,
-    mean_mass_y,
-    positive_share,
-    chance_share,
-    lift,
-    excess_mass,
+    routing.mean_mass_y,
+    routing.positive_mass_share,
+    routing.chance_share,
+    routing.lift,
+    routing.excess_mass,
 from ranked
 where $top is null or rank <= $top
 order by rank

@@ -26,13 +26,14 @@
 --   mean_svm_accuracy    mean training accuracy of the SVM from x to the clusters
 --   mean_dominant        mean number of distinct dominant literals per sample
 --   literal_precision    dominant literals in the target / dominant literals, pooled over
---                        samples
---   chance_precision     the same for as many literals drawn at random: expected hits /
---                        dominant literals, pooled over samples
+--                        samples (null where none is dominant)
+--   chance_precision     literal_precision of as many literals drawn at random: expected hits
+--                        / dominant literals, pooled over samples (null where none is
+--                        dominant)
 --   precision_lift       literal_precision / chance_precision: hits / hits expected by chance
 --   literal_recall       mean over samples with a nonempty target of target literals found
---                        dominant / |target|
---   chance_recall        the same for as many literals drawn at random
+--                        dominant / |target| (0 for a sample that could not be clustered)
+--   chance_recall        literal_recall of as many literals drawn at random
 --   recall_lift          literal_recall / chance_recall
 --   literal_f1           harmonic mean of literal_precision and literal_recall
 --   chance_f1            harmonic mean of chance_precision and chance_recall

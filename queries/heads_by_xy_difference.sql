@@ -5,7 +5,7 @@
 -- partitions of the same points are (adjusted Rand index, per sample: the shared macro
 -- adjusted_rand_index). quality and modal_k are head_fits'. A head ranks high
 -- when one kind clusters and the other does not, or when both cluster but split the points
--- differently: difference = |quality_x - quality_y| + min(quality_x, quality_y) *
+-- differently: xy_difference = |quality_x - quality_y| + min(quality_x, quality_y) *
 -- (1 - max(mean_ari_xy, 0)).
 --
 -- Parameters:
@@ -23,10 +23,10 @@
 --   quality_gap          quality_x - quality_y
 --   modal_k_x            modal_k of the x queries: the k they choose most often
 --   modal_k_y            the same for the y queries
---   same_k_share         share of samples where both kinds choose the same k
+--   same_k_share         share of samples where the two clusterings compared chose the same k
 --   mean_ari_xy          mean adjusted Rand index of the x and y labels of the same points
 --                        (1: the same partition; 0: no more alike than chance)
---   difference           the ranking score above
+--   xy_difference        the ranking score above
 with
 chosen as (
     select analysis_id,
@@ -95,7 +95,7 @@ scored as (
         k.quality_x - k.quality_y as quality_gap,
         abs(k.quality_x - k.quality_y)
             + least(k.quality_x, k.quality_y) * (1 - greatest(h.mean_ari_xy, 0))
-            as difference,
+            as xy_difference,
     from kinds as k
     join per_head as h using (analysis_id, layer, head)
 ),
@@ -104,7 +104,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by analysis_id order by difference desc nulls last, layer, head
+            partition by analysis_id order by xy_difference desc nulls last, layer, head
         ) as rank,
     from scored
 )
@@ -123,7 +123,7 @@ select
     modal_k_y,
     same_k_share,
     mean_ari_xy,
-    difference,
+    xy_difference,
 from ranked
 where $top is null or rank <= $top
 order by view, analysis_id, rank

@@ -15,7 +15,7 @@
 -- Columns:
 --   run_id, task, sample,
 --   hidden_function      the function as text, e.g. 'x1 ∧ ¬x4 ∧ x7'; null where none
---   n_literals           literals (nonzero weights) in it, over all its terms
+--   n_function_literals  literals (nonzero weights) in it, counted in every term they are in
 with
 run as (
     select run_id, task,
@@ -97,5 +97,5 @@ select
             ) || ' > ' || printf('%g', s.threshold)
         when r.task in ('parity', 'sparse_parity') then coalesce(s.xor, '⊥')
     end as hidden_function,
-    p.n_literals::int as n_literals,
+    p.n_literals::int as n_function_literals,
 from run as r, pieces as p, sums as s

@@ -11,9 +11,18 @@
 --   $intervention_id: str = null  the intervention; null: none
 -- Grain: layer, head.
 -- Columns:
---   run_id, layer, head, intervention_id, method, target, seed, n_points, base_accuracy,
---   accuracy, mean_delta_accuracy, late_delta_accuracy, worst_delta_accuracy,
---   mean_delta_logit, late_delta_logit, kept_rows,
+--   run_id, layer, head, intervention_id, method, target,
+--   resample_seed        seed of the resample permutation; null for other methods
+--   n_points,
+--   mean_base_accuracy   mean over points of base_accuracy (the unchanged model's)
+--   mean_accuracy        mean over points of accuracy (with the head changed)
+--   mean_delta_accuracy  mean over points of delta_accuracy
+--   late_delta_accuracy  mean over the last half of the points (n_points // 2 on) of
+--                        delta_accuracy
+--   worst_delta_accuracy the most negative delta_accuracy of any point
+--   mean_delta_logit     mean over points of delta_logit
+--   late_delta_logit     mean over the last half of the points of delta_logit
+--   total_kept_rows      knockout: query rows left whole, summed over points
 with
 heads as (
     select run_id, layer, head,
@@ -34,16 +43,16 @@ select
     e.intervention_id,
     e.method,
     e.target,
-    e.seed,
+    e.resample_seed,
     e.n_points,
-    e.base_accuracy,
-    e.accuracy,
+    e.mean_base_accuracy,
+    e.mean_accuracy,
     e.mean_delta_accuracy,
     e.late_delta_accuracy,
     e.worst_delta_accuracy,
     e.mean_delta_logit,
     e.late_delta_logit,
-    e.kept_rows,
+    e.total_kept_rows,
 from heads as h
 left join chosen as e using (run_id, layer, head)
 order by h.layer, h.head

@@ -13,13 +13,12 @@
 --   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
 -- Grain: layer, head, next_head.
 -- Columns:
---   analysis_id, query_kind,
---   layer, head          a head at layer l
---   next_layer           l + 1
---   next_head            a head at layer l + 1
+--   analysis_id, query_kind, layer, head,
+--   next_layer           layer + 1
+--   next_head            a head at layer + 1
 --   n_samples            samples compared
 --   mean_ari             mean adjusted Rand index of the two clusterings
---   same_k_share         share of samples where both heads chose the same k
+--   same_k_share         share of samples where the two clusterings compared chose the same k
 with
 chosen as (
     select analysis_id,

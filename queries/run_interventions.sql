@@ -12,12 +12,15 @@
 --   $target: str = null        one target ('z' or a knockout key class); null: every target
 -- Grain: intervention_id.
 -- Columns:
---   run_id, intervention_id, method, target, seed, device, created_at,
+--   run_id, intervention_id, method, target,
+--   resample_seed        seed of the resample permutation; null for other methods
+--   device               where the model ran
+--   created_at           when the intervention was committed (UTC)
 --   recency              1 = the latest intervention of its method and target in the run,
 --                        2 = the one before it, ...
 with
 chosen as (
-    select intervention_id, run_id, method, target, seed, device, created_at,
+    select intervention_id, run_id, method, target, seed as resample_seed, device, created_at,
     from interventions
     where run_id = $run_id
         and ($method is null or method = $method)
@@ -38,7 +41,7 @@ select
     i.intervention_id,
     i.method,
     i.target,
-    i.seed,
+    i.resample_seed,
     i.device,
     i.created_at,
     i.recency,

@@ -14,9 +14,9 @@
 -- Columns:
 --   analysis_id, view, layer, head, query_kind, k,
 --   n_samples            samples with a silhouette at this k (null where k was skipped)
---   mean_silhouette      mean silhouette over those samples
---   median_silhouette    median of the same
---   std_silhouette       standard deviation of the same
+--   mean_silhouette_at_k mean over those samples of the silhouette at this k
+--   median_silhouette_at_k median over those samples of the silhouette at this k
+--   std_silhouette_at_k  standard deviation over those samples of the silhouette at this k
 --   mean_inertia         mean k-means inertia
 --   chosen_share         share of all samples whose best k is this k
 with
@@ -32,9 +32,9 @@ curve as (
         s.query_kind,
         s.k,
         count(s.silhouette) as n_samples,
-        avg(s.silhouette) as mean_silhouette,
-        median(s.silhouette) as median_silhouette,
-        stddev_samp(s.silhouette) as std_silhouette,
+        avg(s.silhouette) as mean_silhouette_at_k,
+        median(s.silhouette) as median_silhouette_at_k,
+        stddev_samp(s.silhouette) as std_silhouette_at_k,
         avg(s.inertia) as mean_inertia,
     from silhouette as s  -- null where k was skipped (above the distinct rows)
     join chosen using (analysis_id)
@@ -69,9 +69,9 @@ select
     c.query_kind,
     c.k,
     c.n_samples,
-    c.mean_silhouette,
-    c.median_silhouette,
-    c.std_silhouette,
+    c.mean_silhouette_at_k,
+    c.median_silhouette_at_k,
+    c.std_silhouette_at_k,
     c.mean_inertia,
     coalesce(k.chosen_share, 0) as chosen_share,
 from curve as c

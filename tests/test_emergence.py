@@ -21,6 +21,7 @@ from attnstore.queries import get_query, query
 from attnstore.store import Store
 from attnstore.training import elimination_baseline, majority_baseline
 from tests.conftest import TINY
+from tests.test_sql_views import query_output, same_values, view_output
 
 STEPS = (10, 20, 30)
 SAMPLES = 6
@@ -142,7 +143,7 @@ def _crafted_connection(series: dict[tuple[int, int], list[float | None]], steps
     # the shared macros and views head_emergence reads, over these tables
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
-    for name in ("run_lineages", "label_routing_rows", "head_metric_values"):
+    for name in ("run_lineages", "label_routing_rows", "head_label_routing", "head_metric_values"):
         con.execute(f"create view {name} as {view_sql(name)}")
     for i, step in enumerate(steps):
         con.execute(
@@ -163,7 +164,7 @@ def _crafted_connection(series: dict[tuple[int, int], list[float | None]], steps
 
 
 def _routing_metrics():
-    return ("mean_mass_y", "positive_share", "chance_share", "lift", "excess_mass")
+    return ("mean_mass_y", "positive_mass_share", "chance_share", "lift", "excess_mass")
 
 
 def test_emerged_at_on_a_hand_made_table():
@@ -236,11 +237,29 @@ def test_accuracy_over_training_equals_the_baselines_of_train(sweep):
         )
         best = np.maximum(got.majority_accuracy, got.elimination_accuracy)
         np.testing.assert_allclose(got.model_vs_best, got.model_accuracy - best)
-    # run_overview of the same run gives the same numbers
-    overview = query(store, "run_overview", run_id=runs[(3, 20)])
-    got = df[df.train_step == 20].reset_index(drop=True)
-    for column in ("model_accuracy", "majority_accuracy", "elimination_accuracy"):
-        np.testing.assert_allclose(got[column], overview[column], rtol=1e-12)
+
+
+def test_accuracy_over_training_is_point_accuracy_at_each_step(sweep):
+    """accuracy_over_training at a step of one run, run_overview of that run and the shared
+    view point_accuracy: a column name they share holds one value for one point."""
+    store, runs = sweep
+    lineages = view_output(store, "run_lineages")[0][["run_id", "lineage", "train_step"]]
+    by_point, grain = view_output(store, "point_accuracy")
+    overview, overview_grain = query_output(
+        store, "run_overview", [{"run_id": r} for r in runs.values()]
+    )
+    over_training, training_grain = query_output(store, "accuracy_over_training", [{}])
+    over_training = over_training.merge(lineages, on=["lineage", "train_step"])
+    assert set(over_training.run_id) == set(runs.values())
+    outputs = {
+        "view point_accuracy": (by_point.merge(lineages, on="run_id"), grain),
+        "run_overview": (overview.merge(lineages, on="run_id"), overview_grain),
+        "accuracy_over_training": (over_training[over_training.n_runs == 1], training_grain),
+    }
+    compared = same_values(outputs)
+    for column in ("positive_label_share", "majority_accuracy", "model_vs_best", "n_samples"):
+        assert ("accuracy_over_training", "view point_accuracy", column) in compared, column
+        assert ("accuracy_over_training", "run_overview", column) in compared, column
 
 
 # --- heads_across_runs -----------------------------------------------------------------------
@@ -254,6 +273,8 @@ def test_heads_across_runs_compares_two_seeds_head_by_head(sweep):
     )
     assert (df.step_a == 30).all() and (df.step_b == 30).all()  # each side's last step
     assert (df.n_runs_a == 1).all() and (df.n_runs_b == 1).all()
+    assert [list(v) for v in df.seeds_a] == [[3]] * len(df) and {*map(tuple, df.seeds_b)} == {(4,)}
+    assert {*map(tuple, df.tasks_a)} == {*map(tuple, df.tasks_b)} == {("conjunction",)}
     a, b = _quality(store, runs[(3, 30)]).quality, _quality(store, runs[(4, 30)]).quality
     got = df.set_index(["layer", "head", "query_kind"]).sort_index()
     np.testing.assert_allclose(got.value_a, a.sort_index(), rtol=1e-12)
@@ -264,13 +285,24 @@ def test_heads_across_runs_compares_two_seeds_head_by_head(sweep):
     early = query(store, "heads_across_runs", view="raw", seed_a=3, seed_b=3, train_step=10)
     assert (early.step_a == 10).all() and (early.difference == 0).all()
     both = query(store, "heads_across_runs", view="raw", train_step=30)  # both seeds a side
-    assert (both.n_runs_a == 2).all()
+    assert (both.n_runs_a == 2).all() and {*map(tuple, both.seeds_a)} == {(3, 4)}
     mean = (a + b) / 2
     np.testing.assert_allclose(
         both.set_index(["layer", "head", "query_kind"]).sort_index().value_a,
         mean.sort_index(),
         rtol=1e-12,
     )
+
+
+def test_compare_runs_names_each_side_by_step_seed_and_task(sweep):
+    store, runs = sweep
+    s = Store(store)
+    df = query(store, "compare_runs", run_a=runs[(3, 10)], run_b=runs[(4, 30)])
+    assert len(df) == TINY["n_layers"] * TINY["n_heads"] * 2
+    assert (df.step_a == 10).all() and (df.step_b == 30).all()
+    assert (df.seed_a == 3).all() and (df.seed_b == 4).all()
+    assert (df.task_a == "conjunction").all() and (df.task_b == "conjunction").all()
+    assert set(df.analysis_a) == {s.analysis(run_id=runs[(3, 10)])["analysis_id"]}
 
 
 # --- the figure ------------------------------------------------------------------------------

@@ -291,7 +291,7 @@ def test_the_named_queries_rank_and_filter_heads(iv_store):
     both = run_query(path, "heads_by_effect", {"method": "zero"})  # one ranking per analysis
     assert len(both) == 8 and set(both.view) == {"raw", "shared_keys"}
     assert ranked.late_delta_accuracy.is_monotonic_increasing
-    assert ranked.quality.notna().all() and ranked.positive_share.notna().all()
+    assert ranked.quality.notna().all() and ranked.positive_mass_share.notna().all()
     every = run_query(path, "clean_but_inert", {"min_quality": -1.0, "max_effect": 1.0})
     assert len(every) == 8  # 4 heads, 2 analyses
     none = run_query(path, "clean_but_inert", {"min_quality": 1.0, "max_effect": 0.0})

@@ -298,7 +298,7 @@ def test_xy_difference_and_label_routing(synthetic):
     assert _heads(xy, 1) == [(0, 2)]
     xy = query(path, "heads_by_xy_difference", run_id="planted")
     assert _heads(xy, 1) == [(1, 2)] and _heads(xy.tail(1)) == [(0, 0)]
-    assert xy.iloc[0].modal_k_x == 3 and xy.iloc[-1].difference == 0
+    assert xy.iloc[0].modal_k_x == 3 and xy.iloc[-1].xy_difference == 0
 
     routing = query(path, "heads_by_label_routing", run_id="planted")
     assert _heads(routing, 1) == [(0, 1, "x")]
@@ -310,16 +310,17 @@ def test_silhouette_curve_and_head_clusters(synthetic):
     path, x, _, cluster = synthetic
     curve = query(path, "silhouette_curve", run_id="planted", layer=1, head=2, query_kind="x")
     assert list(curve.k) == [2, 3, 4, 5]
-    assert curve.k[curve.mean_silhouette.idxmax()] == 3
+    assert curve.k[curve.mean_silhouette_at_k.idxmax()] == 3
     assert curve.set_index("k").chosen_share.to_dict() == {2: 0, 3: 1, 4: 0, 5: 0}
 
     clusters = query(path, "head_clusters", run_id="planted", layer=1, head=2, sample=0)
-    assert sorted(clusters["size"]) == [4, 4, 4]
-    positive = clusters[clusters.positive_share == 1.0]
+    assert sorted(clusters.cluster_size) == [4, 4, 4]
+    positive = clusters[clusters.positive_label_share == 1.0]
     assert len(positive) == 1 and positive.dominant.iloc[0][0] == "+x2*"
     planted = M + np.flatnonzero(cluster[0, M:] == 0)  # the points with x_2 = +1
     assert sorted(map(int, positive.points.iloc[0])) == list(planted)
-    assert (clusters.positive_share[clusters.positive_share != 1.0] == 0).all()
+    share = clusters.positive_label_share
+    assert (share[share != 1.0] == 0).all()
 
 
 def test_cluster_transitions_follow_the_planted_bits(synthetic):
@@ -330,10 +331,10 @@ def test_cluster_transitions_follow_the_planted_bits(synthetic):
         # (0, 2) splits on x_4; (1, 2) on x_2, then x_4: four flows, and only the x_2 = +1
         # cluster above is fed by both clusters below
         assert len(moves) == 4
-        fed = moves.groupby("next_label").label.nunique()
+        fed = moves.groupby("next_cluster").cluster.nunique()
         assert sorted(fed) == [1, 1, 2]
-        both = moves[moves.next_label == fed.idxmax()]
-        points = sorted(int(p) for ps in both.points for p in ps)
+        both = moves[moves.next_cluster == fed.idxmax()]
+        points = sorted(int(p) for ps in both.moved_points for p in ps)
         assert (x[sample, points, 2] == 1).all() and len(points) == 4
     agreement = query(path, "layer_transitions", run_id="planted")
     into_planted = agreement[agreement.next_head == 2].set_index("head").mean_ari

@@ -17,11 +17,21 @@ import pyarrow as pa
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from attnstore.connection import SHARED_MACROS, SHARED_VIEWS, connect, sql_dir
+from attnstore.connection import (
+    KEY_DOCS,
+    SHARED_MACROS,
+    SHARED_VIEWS,
+    connect,
+    header_column_docs,
+    sql_dir,
+    view_sql,
+)
 from attnstore.errors import NotFoundError
-from attnstore.queries import Latest, Query, load_queries, query
+from attnstore.interventions import intervene
+from attnstore.queries import Latest, Query, get_query, load_queries, query
 from attnstore.schema import TABLES
 from attnstore.store import Store
+from attnstore.training import ELIMINATION_TASKS, elimination_baseline, majority_baseline
 from tests.test_queries import synthetic  # noqa: F401  (the planted store, as a fixture)
 
 # A row of these names, in any query's output, is one (analysis or run) x head x query kind.
@@ -127,7 +137,93 @@ def test_every_named_query_binds_on_an_empty_store(tmp_path):
         assert df.empty, name
 
 
-# --- one name, one value ---------------------------------------------------------------------
+# --- one name, one meaning ------------------------------------------------------------------
+
+# Names whose meaning is relative to the row, said in each header: each ranking's own order, a
+# count of what the row summarises, the commit time and device of the row's own record.
+OWN_MEANING = {"rank", "n_samples", "n_rows", "n_runs", "created_at", "device"}
+
+
+def _output_docs(tmp_path) -> dict[str, dict[str, str | None]]:
+    """Every shared view's and named query's output columns ('view NAME' / NAME), each with
+    the meaning its file's header gives it: its own line, else (a column listed without one)
+    the meaning of the stored column of that name (KEY_DOCS), else None."""
+    Store(tmp_path / "empty", create=True)
+    con = connect(tmp_path / "empty")
+    outputs = {}
+    for name in SHARED_VIEWS:
+        columns = [d[0] for d in con.execute(f"select * from {name} limit 0").description]
+        outputs[f"view {name}"] = (columns, header_column_docs(view_sql(name)))
+    for name, q in load_queries().items():
+        described = con.execute(q.sql, _bind_values(q, None) or None).description
+        outputs[name] = ([d[0] for d in described], header_column_docs(q.path.read_text()))
+    return {
+        out: {c: docs.get(c, KEY_DOCS.get(c)) for c in columns}
+        for out, (columns, docs) in outputs.items()
+    }
+
+
+def _stored_meanings() -> dict[str, set[str]]:
+    """Each stored column name, with its meanings in the tables (some have several)."""
+    meanings: dict[str, set[str]] = {}
+    for t in TABLES.values():
+        for column, doc in t.column_docs.items():
+            meanings.setdefault(column, set()).add(doc)
+    return meanings
+
+
+def _meaning_conflicts(outputs: dict[str, dict[str, str | None]]) -> list[str]:
+    """A line per column name (OWN_MEANING aside) that the outputs give two meanings, or whose
+    meaning is none of the stored column's of that name, listing each meaning and where."""
+    by_name: dict[str, dict[str, list[str]]] = {}
+    for out, docs in outputs.items():
+        for column, doc in docs.items():
+            if doc is not None and column not in OWN_MEANING:
+                by_name.setdefault(column, {}).setdefault(doc, []).append(out)
+    stored = _stored_meanings()
+    conflicts = []
+    for column, meanings in sorted(by_name.items()):
+        foreign = column in stored and not set(meanings) <= stored[column]
+        if len(meanings) > 1 or foreign:
+            said = "; ".join(f"{doc!r} ({', '.join(outs)})" for doc, outs in meanings.items())
+            where = f" [stored: {' / '.join(sorted(stored[column]))}]" if foreign else ""
+            conflicts.append(f"{column}: {said}{where}")
+    return conflicts
+
+
+def test_every_output_column_has_a_meaning(tmp_path):
+    """Every column of every shared view and named query is given its meaning by its file's
+    header or, listed without one, by the stored column of its name."""
+    outputs = _output_docs(tmp_path)
+    missing = [(out, c) for out, docs in outputs.items() for c, doc in docs.items() if not doc]
+    assert not missing
+
+
+def test_a_column_name_means_one_thing_in_every_header(tmp_path):
+    """Across every shared view and named query (every grain), a column name has one meaning,
+    word for word, and a stored column's name keeps its stored meaning: no query calls a hit
+    ratio `precision` (runs.precision is a storage type), and the share of the y-token mass
+    on positive labels is no longer called what the share of positive labels is."""
+    conflicts = _meaning_conflicts(_output_docs(tmp_path))
+    assert not conflicts, "\n".join(conflicts)
+
+
+def test_the_meaning_check_names_a_shared_name_with_two_meanings():
+    """positive_share as it was: the y-token mass share in one query, the share of positive
+    labels at a point in another; and precision as a hit ratio beside runs.precision."""
+    before = {
+        "heads_by_label_routing": {"positive_share": "share of the y-token mass on positive"},
+        "run_overview": {"positive_share": "share of labels y = +1 at this point"},
+        "view literal_hits": {"precision": "n_hits / n_dominant"},
+        "head_patterns": {"n_rows": "query rows counted"},
+        "heads_by_effect": {"n_rows": "rows from n_points // 2 on"},
+    }
+    conflicts = _meaning_conflicts(before)
+    assert [c.split(":")[0] for c in conflicts] == ["positive_share", "precision"]
+    assert "run_overview" in conflicts[0] and "storage of attention.weights" in conflicts[1]
+
+
+# --- one name, one value --------------------------------------------------------------------
 
 
 def _grain(q: Query) -> set[str]:
@@ -135,10 +231,16 @@ def _grain(q: Query) -> set[str]:
     return {c.strip() for c in line.removeprefix("Grain:").rstrip(".").split(",")}
 
 
+def _view_grain(name: str) -> list[str]:
+    line = next(ln for ln in view_sql(name).splitlines() if ln.startswith("-- Grain:"))
+    return [c.strip() for c in line.removeprefix("-- Grain:").rstrip(".").split(",")]
+
+
 def _per_head_outputs(path) -> dict[str, pd.DataFrame]:
-    """Every named query whose rows are one (analysis or run) x layer x head x query kind,
-    run on every run of the store and, where query_kind is a parameter, on both kinds.
-    Parameters that several of these queries declare take one value: the first non-null
+    """Every shared view and named query whose rows are one (analysis or run) x layer x head x
+    query kind, the queries run on every run of the store and, where query_kind is a
+    parameter, on both kinds. Parameters that several of these queries declare take one
+    value: min_point the views' (n_points // 2 of the run), another the first non-null
     default among them (a name means one thing in parameters too)."""
     store = Store(path)
     queries = {
@@ -153,7 +255,12 @@ def _per_head_outputs(path) -> dict[str, pd.DataFrame]:
             latest = isinstance(p.default, Latest)  # each query's own, from the store
             if p.name not in ("run_id", "query_kind") and p.default is not None and not latest:
                 shared.setdefault(p.name, p.default)
-    out = {}
+    con = connect(path)
+    out = {
+        f"view {name}": con.execute(f"select * from {name}").df()
+        for name in SHARED_VIEWS
+        if {"layer", "head", "query_kind"} <= set(_view_grain(name)) <= HEAD_GRAIN
+    }
     for name, q in queries.items():
         declared = {p.name for p in q.params}
         frames = []
@@ -162,6 +269,8 @@ def _per_head_outputs(path) -> dict[str, pd.DataFrame]:
                 params = {k: v for k, v in shared.items() if k in declared}
                 params |= {"run_id": run_id} if run_id else {}
                 params |= {"query_kind": kind} if kind else {}
+                if "min_point" in declared:
+                    params["min_point"] = store.run(run_id)["n_points"] // 2
                 frames.append(query(path, name, **params))
         df = pd.concat(frames, ignore_index=True).drop_duplicates(
             subset=[c for c in frames[0].columns if c in HEAD_GRAIN]
@@ -181,12 +290,12 @@ def _same(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 @pytest.mark.parametrize("store", ["tiny_analysed_store", "synthetic"])
 def test_a_column_name_means_one_value_for_one_head(request, store):
-    """Join the outputs of every per-head named query on their grain; every column name two
-    of them share (rank aside) holds the same value for the same head."""
+    """Join the outputs of every per-head view and named query on their grain; every column
+    name two of them share (rank aside) holds the same value for the same head."""
     path = request.getfixturevalue(store)[0]
     outputs = _per_head_outputs(path)
     assert {"head_summary", "heads_by_cluster_quality", "heads_by_literals"} <= set(outputs)
-    assert {"head_patterns", "heads_by_label_routing"} <= set(outputs)
+    assert {"head_patterns", "heads_by_label_routing", "view head_label_routing"} <= set(outputs)
     runs = connect(path).execute("select analysis_id, run_id from analyses").df()
     compared = set()
     names = sorted(outputs)
@@ -216,20 +325,133 @@ def test_a_column_name_means_one_value_for_one_head(request, store):
         (("head_summary", "heads_by_literals"), "literal_recall"),
         (("head_summary", "heads_by_cluster_quality"), "modal_k_share"),
         (("head_patterns", "heads_by_label_routing"), "mean_mass_y"),
+        (("heads_by_label_routing", "view head_label_routing"), "positive_mass_share"),
+        (("heads_by_label_routing", "view head_label_routing"), "lift"),
+        (("head_summary", "view head_fits"), "quality"),
+    ]:
+        assert (*pair, column) in compared, (pair, column)
+
+
+def same_values(outputs: dict[str, tuple[pd.DataFrame, list[str]]]) -> set[tuple]:
+    """For every two outputs, each given with the columns that identify its rows (its grain),
+    where one holds the other's grain: join on that grain (both grains where each holds the
+    other's), and assert that every other column name they share holds the same value in
+    both (rank aside). Returns the (output, output, column) compared."""
+    compared = set()
+    names = sorted(outputs)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            (left, grain_a), (right, grain_b) = outputs[a], outputs[b]
+            keys = [c for c in grain_a if c in right] + [c for c in grain_b if c in left]
+            keys = list(dict.fromkeys(keys))
+            if not (set(grain_a) <= set(keys) or set(grain_b) <= set(keys)):
+                continue
+            shared = (set(left.columns) & set(right.columns)) - set(keys) - OWN_ORDER
+            if not shared:
+                continue
+            joined = left.dropna(subset=keys).merge(
+                right.dropna(subset=keys), on=keys, suffixes=("_a", "_b")
+            )
+            assert len(joined) > 0, (a, b)
+            for column in sorted(shared):
+                same = _same(joined[f"{column}_a"], joined[f"{column}_b"])
+                bad = joined.loc[~same, [*keys, f"{column}_a", f"{column}_b"]]
+                assert same.all(), f"{column}: {a} vs {b}\n{bad.head()}"
+                compared.add((a, b, column))
+    return compared
+
+
+def view_output(path, name: str) -> tuple[pd.DataFrame, list[str]]:
+    """A shared view's rows and its grain."""
+    return connect(path).execute(f"select * from {name}").df(), _view_grain(name)
+
+
+def query_output(path, name: str, calls: list[dict]) -> tuple[pd.DataFrame, list[str]]:
+    """A named query's rows over ``calls`` (one parameter dict each; a column is added for
+    each parameter its output lacks, such as run_id) and its grain, those columns with it."""
+    frames, extra = [], {}
+    for params in calls:
+        df = query(path, name, **params)
+        extra = {k: v for k, v in params.items() if k not in df}
+        frames.append(df.assign(**extra))
+    return pd.concat(frames, ignore_index=True), [*_grain(get_query(name)), *extra]
+
+
+@pytest.fixture(scope="module")
+def effects_store(tiny_analysed_store, tmp_path_factory):
+    """A copy of the tiny analysed store with a zero and a knockout intervention."""
+    src, run_id, _ = tiny_analysed_store
+    path = tmp_path_factory.mktemp("effects") / "store"
+    shutil.copytree(src, path)
+    intervene(path, run_id, methods=["zero", "knockout"], targets=["x_to_y"], batch_size=8)
+    return path, run_id
+
+
+def test_a_column_name_means_one_value_for_one_point(effects_store):
+    """Per run x point (point_accuracy, run_overview) and per intervention x head x point
+    (head_effects, effect_by_position): a column name two of them share holds one value."""
+    path, run_id = effects_store
+    runs = [{"run_id": r} for r in Store(path).ids("run")]
+    outputs = {
+        "view point_accuracy": view_output(path, "point_accuracy"),
+        "view head_effects": view_output(path, "head_effects"),
+        "run_overview": query_output(path, "run_overview", runs),
+        "effect_by_position": query_output(path, "effect_by_position", runs),
+    }
+    compared = same_values(outputs)
+    for pair, column in [
+        (("run_overview", "view point_accuracy"), "positive_label_share"),
+        (("run_overview", "view point_accuracy"), "elimination_accuracy"),
+        (("effect_by_position", "view point_accuracy"), "model_accuracy"),
+        (("effect_by_position", "view head_effects"), "delta_accuracy"),
+        (("effect_by_position", "view head_effects"), "kept_rows"),
+    ]:
+        assert (*pair, column) in compared, (pair, column)
+
+
+def test_a_column_name_means_one_value_for_one_cluster(synthetic):  # noqa: F811
+    """Per problem (problem_fits, literal_hits) and per cluster (head_clusters,
+    cluster_transitions): a column name two of them share holds one value."""
+    path = synthetic[0]
+    problems = [
+        {"run_id": "planted", "layer": layer, "head": head, "sample": sample}
+        for layer, head in ((0, 2), (1, 2), (1, 0))
+        for sample in range(2)
+    ]
+    samples = [{"run_id": "planted", "sample": sample} for sample in range(2)]
+    clusters, grain = query_output(path, "head_clusters", problems)
+    outputs = {
+        "view problem_fits": view_output(path, "problem_fits"),
+        "view literal_hits": view_output(path, "literal_hits"),
+        "head_clusters": (clusters, [*grain, "layer", "head", "sample", "query_kind"]),
+        "cluster_transitions": query_output(path, "cluster_transitions", samples),
+    }
+    compared = same_values(outputs)
+    for pair, column in [
+        (("cluster_transitions", "head_clusters"), "cluster_size"),
+        (("head_clusters", "view problem_fits"), "best_silhouette"),
+        (("view literal_hits", "view problem_fits"), "clustered"),
     ]:
         assert (*pair, column) in compared, (pair, column)
 
 
 def test_compare_runs_and_xy_difference_read_head_fits(synthetic):  # noqa: F811
-    """The suffixed columns are head_fits' columns of each side or kind."""
+    """The suffixed columns are head_fits' columns of each side or kind, and each side's
+    run's task, seed and training step."""
     path = synthetic[0]
+    store = Store(path)
     fits = query(path, "head_summary").set_index(["analysis_id", "layer", "head", "query_kind"])
     diff = query(path, "compare_runs")
     for row in diff.itertuples():
         for side in ("a", "b"):
-            h = fits.loc[(getattr(row, f"analysis_{side}"), row.layer, row.head, row.query_kind)]
+            analysis = getattr(row, f"analysis_{side}")
+            h = fits.loc[(analysis, row.layer, row.head, row.query_kind)]
             for column in ("quality", "modal_k_share", "mean_nmi_y", "mean_eta2_point"):
                 assert _same(pd.Series([getattr(row, f"{column}_{side}")]), pd.Series([h[column]]))
+            run = store.run(store.analysis(analysis)["run_id"])
+            assert getattr(row, f"task_{side}") == run["task"]
+            assert getattr(row, f"seed_{side}") == run["seed"]
+            assert _same(pd.Series([getattr(row, f"step_{side}")]), pd.Series([run["train_step"]]))
     xy = query(path, "heads_by_xy_difference", run_id="planted")
     for row in xy.itertuples():
         for kind in ("x", "y"):
@@ -239,6 +461,37 @@ def test_compare_runs_and_xy_difference_read_head_fits(synthetic):  # noqa: F811
 
 
 # --- definitions -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["tiny_analysed_store", "synthetic"])
+def test_point_accuracy_is_the_baselines_of_training(request, store):
+    """The shared view point_accuracy, run by run, is attnstore.training's: its baselines
+    (majority_baseline, elimination_baseline) on the run's stored prompts, the elimination
+    for training's ELIMINATION_TASKS only, and the model's stored predictions."""
+    path = request.getfixturevalue(store)[0]
+    s = Store(path)
+    got = connect(path).execute("select * from point_accuracy order by run_id, point").df()
+    assert set(got.run_id) == set(s.ids("run"))
+    for run_id, rows in got.groupby("run_id"):
+        run = s.run(run_id)
+        n, n_points = run["n_samples"], run["n_points"]
+        inputs = s.df("inputs", run_id=run_id).sort_values(["sample", "point"])
+        x = np.stack(inputs.x.to_numpy()).reshape(n, n_points, -1).astype(np.float32)
+        y = inputs.y.to_numpy().reshape(n, n_points).astype(np.float32)
+        assert list(rows.point) == list(range(n_points)) and (rows.n_samples == n).all()
+        np.testing.assert_allclose(rows.positive_label_share, (y > 0).mean(0))
+        np.testing.assert_allclose(rows.majority_accuracy, (majority_baseline(y) == y).mean(0))
+        if run["task"] in ELIMINATION_TASKS:
+            eliminated = elimination_baseline(x, y)
+            np.testing.assert_allclose(rows.elimination_accuracy, (eliminated == y).mean(0))
+        else:
+            assert rows.elimination_accuracy.isna().all()
+        predictions = s.df("predictions", run_id=run_id).groupby("point").correct.mean()
+        np.testing.assert_allclose(rows.model_accuracy, predictions.to_numpy())
+        best = np.fmax(rows.majority_accuracy, rows.elimination_accuracy)
+        np.testing.assert_allclose(rows.model_vs_best, rows.model_accuracy - best)
+    listed = re.search(r"task in \(([^)]*)\)", view_sql("point_accuracy"))[1]
+    assert tuple(t.strip(" '") for t in listed.split(",")) == ELIMINATION_TASKS
 
 
 def test_literal_precision_recall_and_chance_follow_their_definition(tiny_analysed_store):

@@ -54,7 +54,7 @@ EFFECT_METRICS = (  # columns of the head_effect_summary view (attnstore interve
     "late_delta_logit",
 )
 # head_emergence's metrics (head_summary's and heads_by_label_routing's); a test checks them
-ROUTING_METRICS = ("mean_mass_y", "positive_share", "chance_share", "lift", "excess_mass")
+ROUTING_METRICS = ("mean_mass_y", "positive_mass_share", "chance_share", "lift", "excess_mass")
 EMERGENCE_METRICS = (
     *HEAD_METRICS,
     "quality",

@@ -183,7 +183,7 @@ def intervention_maps(c: Context) -> list[dict[str, Any]]:
         df = query(
             c.store, "intervention_effects", run_id=c.run_id, intervention_id=r.intervention_id
         )
-        seed = "" if pd.isna(r.seed) else f", seed {int(r.seed)}"
+        seed = "" if pd.isna(r.resample_seed) else f", seed {int(r.resample_seed)}"
         name = f"{EFFECT_MAP}, {r.method} {r.target}{seed} (intervention {r.intervention_id})"
         maps.append(
             {
@@ -335,8 +335,8 @@ def head_clusters(c: Context, layer: int, head: int, sample: int) -> dict[str, A
     columns = [
         "query_kind",
         "cluster",
-        "size",
-        "positive_share",
+        "cluster_size",
+        "positive_label_share",
         "points",
         "dominant",
         "n_dominant_in_target",

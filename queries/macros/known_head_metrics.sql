@@ -1,8 +1,9 @@
 -- known_head_metrics: every per-head metric a query may follow by name, and its source.
 --
 -- The metrics of head_summary (source 'summary', read from an analysis) and of
--- heads_by_label_routing (source 'routing', computed from the attention table), in one list:
--- head_metric_values holds their values, head_emergence and heads_across_runs take one name.
+-- head_label_routing (source 'routing': the label_routing macro's, from the attention table),
+-- in one list: head_metric_values holds their values, head_emergence and heads_across_runs
+-- take one name.
 --
 -- Arguments: none.
 -- Returns: a list of STRUCT(metric VARCHAR, source VARCHAR), source 'summary' or 'routing'.
@@ -16,5 +17,5 @@ create macro known_head_metrics() as [
     ]
 ] || [
     {'metric': m, 'source': 'routing'}
-    for m in ['mean_mass_y', 'positive_share', 'chance_share', 'lift', 'excess_mass']
+    for m in ['mean_mass_y', 'positive_mass_share', 'chance_share', 'lift', 'excess_mass']
 ]

@@ -6,17 +6,18 @@
 -- Parameters: none.
 -- Grain: intervention_id, layer, head.
 -- Columns:
---   intervention_id, run_id, method, target, layer, head,
---   seed                 the intervention's resample seed (null for other methods)
---   n_points             points of the run's prompts
---   base_accuracy        mean over points of the unchanged model's accuracy
---   accuracy             mean over points of the accuracy with the head changed
+--   intervention_id, run_id, method, target,
+--   resample_seed        seed of the resample permutation; null for other methods
+--   layer, head, n_points,
+--   mean_base_accuracy   mean over points of base_accuracy (the unchanged model's)
+--   mean_accuracy        mean over points of accuracy (with the head changed)
 --   mean_delta_accuracy  mean over points of delta_accuracy
---   late_delta_accuracy  the same over the last half of the points
+--   late_delta_accuracy  mean over the last half of the points (n_points // 2 on) of
+--                        delta_accuracy
 --   worst_delta_accuracy the most negative delta_accuracy of any point
 --   mean_delta_logit     mean over points of delta_logit
---   late_delta_logit     the same over the last half of the points
---   kept_rows            knockout: query rows kept whole, summed over points
+--   late_delta_logit     mean over the last half of the points of delta_logit
+--   total_kept_rows      knockout: query rows left whole, summed over points
 with
 per_point as (
     select
@@ -32,17 +33,17 @@ select
     run_id,
     method,
     target,
-    seed,
+    resample_seed,
     layer,
     head,
     any_value(n_points) as n_points,
-    avg(base_accuracy) as base_accuracy,
-    avg(accuracy) as accuracy,
+    avg(base_accuracy) as mean_base_accuracy,
+    avg(accuracy) as mean_accuracy,
     avg(delta_accuracy) as mean_delta_accuracy,
     avg(delta_accuracy) filter (where late) as late_delta_accuracy,
     min(delta_accuracy) as worst_delta_accuracy,
     avg(delta_logit) as mean_delta_logit,
     avg(delta_logit) filter (where late) as late_delta_logit,
-    sum(kept_rows)::bigint as kept_rows,
+    sum(kept_rows)::bigint as total_kept_rows,
 from per_point
-group by intervention_id, run_id, method, target, seed, layer, head
+group by intervention_id, run_id, method, target, resample_seed, layer, head

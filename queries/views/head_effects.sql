@@ -8,24 +8,23 @@
 -- Parameters: none.
 -- Grain: intervention_id, layer, head, point.
 -- Columns:
---   intervention_id, run_id,
---   method               zero, mean, resample or knockout
---   target               'z' (zero, mean, resample) or the knockout's key class
---   seed                 the resample permutation's seed (null for other methods)
+--   intervention_id, run_id, method, target,
+--   resample_seed        seed of the resample permutation; null for other methods
 --   layer, head, point,
---   base_accuracy        share of prompts predicted right at the point, unchanged model
+--   base_accuracy        share of prompts predicted right, unchanged model
 --   accuracy             the same with the head changed
---   delta_accuracy       accuracy - base_accuracy (negative: the head carries accuracy)
---   base_logit           mean logit * y at the point, unchanged model
+--   delta_accuracy       accuracy - base_accuracy (share of prompts)
+--   base_logit           mean over prompts of logit * y, unchanged model
 --   logit                the same with the head changed
 --   delta_logit          logit - base_logit
---   kept_rows            knockout: query rows at the point kept whole (all mass removed)
+--   kept_rows            knockout: query rows at the point left whole
+-- (a negative delta_accuracy: the head carries accuracy)
 select
     i.intervention_id,
     i.run_id,
     i.method,
     i.target,
-    i.seed,
+    i.seed as resample_seed,
     e.layer,
     e.head,
     e.point,

@@ -10,7 +10,7 @@
 --   n_samples            problems (samples) summarised
 --   quality              mean over samples of the best silhouette, 0 where none
 --   mean_silhouette      mean over samples of the best silhouette (null where none)
---   median_silhouette    median of the same
+--   median_silhouette    median over samples of the best silhouette (null where none)
 --   clustered_share      share of samples with a clustering (best_k >= 2)
 --   mean_margin          mean of best minus runner-up silhouette: how clearly k is chosen
 --   modal_k              the k chosen most often among the clustered samples (the smaller on

@@ -19,13 +19,15 @@
 -- Columns:
 --   analysis_id, run_id, view, layer, head, query_kind,
 --   mean_dominant        mean number of distinct dominant literals per sample
---   literal_precision    dominant literals in the target / dominant literals, pooled
---   chance_precision     the same for as many literals drawn at random: expected hits /
---                        dominant literals, pooled (null where no literal is dominant)
+--   literal_precision    dominant literals in the target / dominant literals, pooled over
+--                        samples (null where none is dominant)
+--   chance_precision     literal_precision of as many literals drawn at random: expected hits
+--                        / dominant literals, pooled over samples (null where none is
+--                        dominant)
 --   precision_lift       literal_precision / chance_precision: hits / hits expected by chance
 --   literal_recall       mean over samples with a nonempty target of target literals found
 --                        dominant / |target| (0 for a sample that could not be clustered)
---   chance_recall        the same for as many literals drawn at random
+--   chance_recall        literal_recall of as many literals drawn at random
 --   recall_lift          literal_recall / chance_recall
 --   literal_f1           harmonic mean of literal_precision and literal_recall
 --   chance_f1            harmonic mean of chance_precision and chance_recall
@@ -42,7 +44,7 @@ pooled as (
         avg(n_dominant) as mean_dominant,
         sum(n_hits) / nullif(sum(n_dominant), 0) as literal_precision,
         sum(expected_hits) / nullif(sum(n_dominant), 0) as chance_precision,
-        avg(recall) as literal_recall,
+        avg(literal_recall) as literal_recall,
         avg(chance_recall) as chance_recall,
     from literal_hits
     group by analysis_id, run_id, view, layer, head, query_kind

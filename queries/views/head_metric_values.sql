@@ -1,18 +1,18 @@
 -- head_metric_values: per run, head, query kind and metric of known_head_metrics(): its value.
 --
 -- A summary metric is head_summary's, read from the latest analysis of the run with each view
--- (latest_analyses; one row per view). A routing metric is heads_by_label_routing's column
--- computed as that query does with its default min_point (the rows of label_routing_rows from
--- point n_points // 2 on); it needs no analysis and has view null.
+-- (latest_analyses; one row per view). A routing metric is head_label_routing's column (as
+-- heads_by_label_routing computes it with its default min_point: the rows of
+-- label_routing_rows from point n_points // 2 on); it needs no analysis and has view null.
 --
 -- Parameters: none.
 -- Grain: run_id, view, layer, head, query_kind, metric.
 -- Columns:
---   run_id,
---   view                 the analysis's row view (null for a routing metric)
---   layer, head, query_kind,
---   metric, source       the metric, as known_head_metrics() names it, and its source
---   value                the metric's value (a double)
+--   run_id, view, layer, head, query_kind,
+--   metric               the metric, as known_head_metrics() names it
+--   source               where the metric is read: 'summary' (head_summary, of the view) or
+--                        'routing' (head_label_routing; view null)
+--   value                the metric's value; where a row pools several runs, their mean
 with
 summary_values as (
     select
@@ -50,22 +50,6 @@ summary_values as (
     where a.latest_of_view and m.source = 'summary'
 ),
 
--- heads_by_label_routing's metrics, over the rows of points n_points // 2 on (its default)
-routing_per_head as (
-    select
-        run_id,
-        layer,
-        head,
-        query_kind,
-        avg(mass_y) as mean_mass_y,
-        sum(mass_y_pos) / nullif(sum(mass_y), 0) as positive_share,
-        sum(mass_y * positive_share_seen) / nullif(sum(mass_y), 0) as chance_share,
-        avg(mass_y_pos - mass_y * positive_share_seen) as excess_mass,
-    from label_routing_rows
-    where point >= n_points // 2
-    group by run_id, layer, head, query_kind
-),
-
 routing_values as (
     select
         r.run_id,
@@ -77,12 +61,12 @@ routing_values as (
         m.source,
         case m.metric
             when 'mean_mass_y' then r.mean_mass_y
-            when 'positive_share' then r.positive_share
+            when 'positive_mass_share' then r.positive_mass_share
             when 'chance_share' then r.chance_share
-            when 'lift' then r.positive_share / nullif(r.chance_share, 0)
+            when 'lift' then r.lift
             when 'excess_mass' then r.excess_mass
         end::double as value,
-    from routing_per_head as r
+    from head_label_routing as r
     cross join (select unnest(known_head_metrics(), recursive := true)) as m
     where m.source = 'routing'
 )

@@ -10,10 +10,7 @@
 -- Parameters: none.
 -- Grain: run_id, sample, point, layer, head, query_kind.
 -- Columns:
---   run_id, sample, point, layer, head, query_kind,
---   n_points             points of the run's prompts
---   mass_y               attention mass on y tokens
---   mass_y_pos           attention mass on the y tokens of positive labels
+--   run_id, sample, point, layer, head, query_kind, n_points, mass_y, mass_y_pos,
 --   positive_share_seen  share of positive labels among those the row sees
 with
 labels_seen as (

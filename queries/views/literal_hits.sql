@@ -12,7 +12,7 @@
 -- sum(n_dominant), and its chance level the same ratio for the random literals,
 -- chance_precision = sum(expected_hits) / sum(n_dominant); so precision_lift = sum(n_hits) /
 -- sum(expected_hits), the hits over the hits chance would give. Pool with these counts, not
--- by averaging the per-problem ratios below.
+-- by averaging the per-problem ratios below (the same columns over a problem's one sample).
 --
 -- Target, hits and chance are null for an analysis whose dominant literals carry no in_target
 -- (tasks whose functions are not made of literals: half-spaces, nearest_neighbours).
@@ -21,16 +21,24 @@
 -- Grain: analysis_id, layer, head, sample, query_kind.
 -- Columns:
 --   analysis_id, run_id, view, layer, head, sample, query_kind,
---   clustered            best_k >= 2 (a problem not clustered has no dominant literal)
+--   clustered            best_k >= 2
 --   n_literals           2 * n_dims: every literal, x_j and not x_j
 --   n_dominant           distinct dominant literals over the problem's clusters
 --   n_target             literals in the sample's hidden function
 --   n_hits               dominant literals in the target
 --   expected_hits        n_dominant * n_target / n_literals: the hits of random literals
---   precision            n_hits / n_dominant (null where n_dominant = 0)
---   chance_precision     n_target / n_literals (null where n_dominant = 0)
---   recall               n_hits / n_target (null where n_target = 0)
---   chance_recall        n_dominant / n_literals (null where n_target = 0)
+--   literal_precision    dominant literals in the target / dominant literals, pooled over
+--                        samples (null where none is dominant)
+--   chance_precision     literal_precision of as many literals drawn at random: expected hits
+--                        / dominant literals, pooled over samples (null where none is
+--                        dominant)
+--   literal_recall       mean over samples with a nonempty target of target literals found
+--                        dominant / |target| (0 for a sample that could not be clustered)
+--   chance_recall        literal_recall of as many literals drawn at random
+-- A problem not clustered has no dominant literal. Over one problem's sample,
+-- literal_precision = n_hits / n_dominant, chance_precision = n_target / n_literals,
+-- literal_recall = n_hits / n_target (null where n_target = 0), chance_recall = n_dominant /
+-- n_literals.
 with
 -- per problem: its distinct dominant literals and those in the target, a literal as one int
 -- (2 j for x_j, 2 j + 1 for not x_j); in_target is null throughout for tasks whose functions
@@ -106,8 +114,8 @@ select
     n_target,
     n_hits,
     n_dominant * n_target / n_literals as expected_hits,
-    n_hits / nullif(n_dominant, 0) as precision,
+    n_hits / nullif(n_dominant, 0) as literal_precision,
     case when n_dominant > 0 then n_target / n_literals end as chance_precision,
-    n_hits / nullif(n_target, 0) as recall,
+    n_hits / nullif(n_target, 0) as literal_recall,
     case when n_target > 0 then n_dominant / n_literals end as chance_recall,
 from known

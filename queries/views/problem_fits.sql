@@ -10,16 +10,13 @@
 -- Columns:
 --   analysis_id, run_id, view, backend, layer, head, sample, query_kind,
 --   n_rows               query rows clustered (points in the row view)
---   n_distinct_rows      distinct rows among them
---   best_k               the k chosen (1: not clustered)
+--   n_distinct_rows, best_k,
 --   clustered            best_k >= 2
---   best_silhouette      silhouette at best_k (null where not clustered)
---   runner_up_silhouette the second-best silhouette over the k tried (null where none)
---   quality              best_silhouette, 0 where not clustered
---   svm_accuracy         training accuracy of the SVM from x to the clusters (null: no SVM)
---   nmi_y                normalised mutual information of the clusters with y (null: none)
---   eta2_point           share of the point index's variance the clusters explain (null: none)
---   notes                what the analysis noted about the problem (docs/analysis.md)
+--   best_silhouette, runner_up_silhouette,
+--   quality              mean over samples of the best silhouette, 0 where none
+--   svm_accuracy, nmi_y, eta2_point, notes,
+-- The columns named without a meaning are the fits table's, meant as there. A problem is one
+-- sample, so its quality is its best_silhouette, 0 where not clustered.
 select
     f.analysis_id,
     a.run_id,

@@ -8,10 +8,9 @@
 -- Parameters: none.
 -- Grain: run_id.
 -- Columns:
---   run_id, task, n_points,
---   seed                 the run's prompt seed (runs.seed)
---   n_samples            prompts extracted (runs.n_samples)
---   train_step           the checkpoint's training step (null: none recorded)
+--   run_id, task, n_points, train_step,
+--   seed                 the prompt seed: draws the prompts and hidden functions
+--   n_samples            prompts extracted
 --   lineage              the runs' lineage: 16 hex digits of the md5 of what they share
 select
     run_id,
