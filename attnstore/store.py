@@ -185,10 +185,23 @@ class Store:
     def files(self, table: str | None = None) -> list[Path]:
         """The committed Parquet files of a table (of every table when None): a commit record,
         or a data file whose token is its id's committed one. Every file is checked to sit
-        where the layout puts it: ``<table>/<key>=<id>[/layer=<n>]/part-<token>.parquet``."""
+        where the layout puts it: ``<table>/<key>=<id>[/layer=<n>]/part-<token>.parquet``.
+
+        The records are read before the files are listed and again after: a commit (an
+        ``--overwrite``) in between could otherwise pair the old record with a listing from
+        which its files were already deleted, and a run would read as no rows. A version's
+        files exist from before its record until after the record is replaced, so a listing
+        between two reads of the same records holds every file they commit."""
         out = []
         for name in [table] if table else list(TABLES):
-            out += self._committed(TABLES[name], self.records(TABLES[name].level))
+            t = TABLES[name]
+            for attempt in range(READ_ATTEMPTS):
+                records = self.records(t.level)
+                files = self._committed(t, records)
+                if t.name == PRIMARY[t.level] or self.records(t.level) == records:
+                    break
+                time.sleep(0.05 * (attempt + 1))  # a commit is under way: let it finish
+            out += files
         return out
 
     def _committed(self, t: Table, records: dict[str, Record]) -> list[Path]:

@@ -102,21 +102,25 @@ def answers(found: dict[str, Callable[[], int]], rows: int) -> None:
 
 
 def _vanished(e: Exception) -> bool:
-    """The error of a file an overwrite deleted between a query's listing and its reading."""
+    """The error of a file an overwrite deleted (or replaced: a commit record) between a
+    query's listing and its reading, as the docs name them."""
     text = f"{type(e).__name__}: {e} {e.__cause__!r}"
-    return isinstance(e, FileNotFoundError) or any(
-        w in text for w in ("No such file", "NoSuchKey", "FileNotFoundError", "Not Found")
-    )
+    words = ("No such file", "NoSuchKey", "FileNotFoundError", "Not Found", "no longer exists")
+    return isinstance(e, FileNotFoundError) or any(w in text for w in words)
 
 
 def again(read: Callable[[], int], tries: int = 10) -> int:
-    """``read()``, run again when a file it listed was deleted before it read it."""
+    """``read()``, run again, as the docs say, when a file it listed was deleted (or replaced)
+    before it read it, or when it shows the committed run with no rows."""
     for attempt in range(tries):
         try:
-            return read()
+            rows = read()
         except Exception as e:
             if not _vanished(e) or attempt == tries - 1:
                 raise
+            continue
+        if rows or attempt == tries - 1:
+            return rows
     raise AssertionError("unreachable")
 
 

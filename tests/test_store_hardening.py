@@ -25,7 +25,7 @@ from attnstore.cli import cli
 from attnstore.errors import StoreError
 from attnstore.store import Store
 from attnstore.transaction import COMMIT_KEY, ROWS_KEY
-from tests.test_store_recovery import _write_all
+from tests.test_store_recovery import KEY, _write_all, write
 
 ORPHAN = "0123456789abcdef"  # the token of files no commit record names
 
@@ -427,3 +427,23 @@ def test_rows_counted_in_the_record(store):
     s = Store(path)
     for name, n in rows.items():
         assert s.read(name, run_id=run_id).num_rows == n > 0, name
+
+
+def test_a_read_racing_an_overwrite_reads_a_whole_version(tmp_path, monkeypatch):
+    """An overwrite that commits (and deletes the old files) between the reading of the commit
+    records and the listing of a table's files: the read once paired the old record with a
+    listing of the new files, and the run read as no rows."""
+    path = tmp_path / "store"
+    assert write(path, "run", 3).returncode == 0
+    s = Store(path)
+    real, raced = s._records, []
+
+    def list_after_an_overwrite(t):
+        if t.name == "inputs" and not raced:
+            raced.append(t.name)
+            with Store(path).transaction("run", KEY["run"], overwrite=True) as txn:
+                _write_all(txn, "run", 5)
+        return real(t)
+
+    monkeypatch.setattr(s, "_records", list_after_an_overwrite)
+    assert s.read("inputs").num_rows == 5 and raced
