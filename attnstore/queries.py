@@ -305,6 +305,7 @@ class Query:
                 f"query '{self.name}' ({self.path}) uses ${', $'.join(undeclared)} without "
                 "declaring it under 'Parameters:' in its header"
             )
+        _ = self.thresholds  # a Thresholds: line naming no bounded min_/max_ parameter: named
         accepted = known(list(declared)) if declared else "none"
         for name in values:
             if name not in declared:
@@ -440,21 +441,86 @@ def run_query(
     *,
     timeout_s: float | None = None,
     memory_limit: str | None = None,
+    reader: Reader | None = None,
 ) -> pd.DataFrame:
     """:func:`query` with the parameters as one dict (what the command line passes), and the
-    bounds of :class:`Bounds` (``attnstore query`` gives defaults; none here)."""
+    bounds of :class:`Bounds` (``attnstore query`` gives defaults; none here); on
+    ``reader``'s connection where given (:class:`Reader`), else on a new one."""
     bounds = Bounds(timeout_s, memory_limit)
     q = get_query(name, extra_dirs)
     values = q.bind(params or {})
     _check_read_only(q.sql, f"query '{name}' ({q.path})")
-    s = open_store(store)
+    s = open_store(store) if reader is None else reader.lookups
 
     def run(con):
         bound = _resolve(con, s, q, values)
         used = {n: bound[n] for n in q.used_params}
         return _execute(con, q.sql, used, f"query '{name}'", bounds)
 
-    return _on_fresh_files(s, run, bounds=bounds)
+    return _on_fresh_files(s, run, bounds=bounds, reader=reader)
+
+
+class Reader:
+    """Named queries on one connection, for a caller that runs many on one store (a report
+    runs hundreds): the store's files are listed and its views made once, not per query.
+    ``reader.query(name, **params)`` is :func:`query`, its defaults resolved by the store's
+    lookups as they were when the connection was made (:class:`_Remembered`). A commit that
+    replaced files since is read on a new connection, as :func:`run_query` does. Use it in a
+    ``with`` block, or call :meth:`close`."""
+
+    def __init__(self, store: str | Path | Store, extra_dirs: list[str | Path] | tuple = ()):
+        self.store = open_store(store)
+        self.extra_dirs = extra_dirs
+        self.lookups = _Remembered(self.store)
+        self._con = None
+
+    def query(self, name: str, /, **params: Any) -> pd.DataFrame:
+        return run_query(self.store, name, params, self.extra_dirs, reader=self)
+
+    def connection(self):
+        if self._con is None:
+            self._con = connect(self.store, comments=False)
+        return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+        self.lookups = _Remembered(self.store)
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Remembered:
+    """A store whose one lookup (:meth:`Store.ids`, :meth:`Store.run`, :meth:`Store.analysis`)
+    answers each question once: a :class:`Reader`'s queries ask the same ones again and
+    again. Anything else is the store's."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._answers: dict[tuple, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _ask(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        key = (method, args, tuple(sorted(kwargs.items())))
+        if key not in self._answers:
+            self._answers[key] = getattr(self._store, method)(*args, **kwargs)
+        return self._answers[key]
+
+    def ids(self, *args: Any, **kwargs: Any) -> list[str]:
+        return list(self._ask("ids", *args, **kwargs))
+
+    def run(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return dict(self._ask("run", *args, **kwargs))
+
+    def analysis(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return dict(self._ask("analysis", *args, **kwargs))
 
 
 def sql(
@@ -495,21 +561,28 @@ def _on_fresh_files(
     run: Callable[[Any], pd.DataFrame],
     comments: bool = False,
     bounds: Bounds | None = None,
+    reader: Reader | None = None,
 ) -> pd.DataFrame:
-    """``run(con)`` on a new connection; again on a newer one if a commit (an ``--overwrite``)
-    replaced the store's files between listing and reading them, so that a reader sees the
-    old version or the new one, never an error."""
+    """``run(con)`` on a new connection (``reader``'s where given); again on a newer one if a
+    commit (an ``--overwrite``) replaced the store's files between listing and reading them,
+    so that a reader sees the old version or the new one, never an error."""
     memory = None if bounds is None or bounds.max_bytes is None else f"{bounds.max_bytes}B"
     for attempt in range(READ_ATTEMPTS):
-        con = connect(s, comments=comments, memory_limit=memory)
+        if reader is None:
+            con = connect(s, comments=comments, memory_limit=memory)
+        else:
+            con = reader.connection()
         try:
             return run(con)
         except QueryError as e:
             vanished = "No such file or directory" in str(e.__cause__)
+            if vanished and reader is not None:
+                reader.close()  # the next try lists the files again
             if not vanished or attempt == READ_ATTEMPTS - 1:
                 raise
         finally:
-            con.close()
+            if reader is None:
+                con.close()
     raise AssertionError("unreachable")
 
 
@@ -657,7 +730,7 @@ class Bounds:
         return None if self.memory_limit is None else parse_bytes(self.memory_limit)
 
 
-_BATCH_ROWS = 1 << 16  # rows per Arrow batch of an answer: the grain of the memory check
+_BATCH_ROWS = 8192  # rows per Arrow batch of an answer: the grain of the memory check
 
 
 def _execute(

@@ -1,5 +1,5 @@
-"""Every bad input named in issue 11, through the real command line: exit status 2, one line
-on stderr naming the offending value, no traceback, and the store's files byte-identical.
+"""Every bad input named in issues 11 and 23, through the real command line: exit status 2, one
+line on stderr naming the offending value, no traceback, and the store's files byte-identical.
 
 Each case runs ``attnstore`` (in process, and a few as ``python -m attnstore``) in a fresh
 temporary folder, on a fresh copy of the tiny analysed store.
@@ -11,6 +11,7 @@ import builtins
 import errno
 import io
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -43,9 +44,12 @@ MANIFESTS = {
     '[[figure]]\nkind = "heads"\nout = "store/runs/heads.png"\n',
     "out_jpg.toml": '[[figure]]\nkind = "heads"\nout = "fine.png"\n\n'
     '[[figure]]\nkind = "heads"\nout = "heads.jpg"\n',
+    "seeds.toml": f"[sweep]\nseeds = {list(range(100_000))}\nsamples = [100]\n",
 }
 
 P = "heads_by_cluster_quality"  # a query with one row per head for --param view=raw
+RECURSIVE = "with recursive t(n) as (select 1 union all select n + 1 from t) select count(*) from t"
+GROUPS = "select k, count(*) from (select i % 3000000 as k from range(6000000) t(i)) group by k"
 HEAD = ["--layer", "0", "--head", "0", "--sample", "0"]
 XY = ["--query-kind", "x"]
 
@@ -197,6 +201,61 @@ CASES = [
     ("top 0", ["run", "--store", "{store}", "--checkpoint", "{ckpt}", "--samples", "2",
                "--out", "{tmp}/f", "--top", "0"], "top=0"),
     ("checkpoint not a checkpoint", ["eval", "--checkpoint", "{tmp}/afile"], "afile"),
+    # 8. issue 23: tracebacks, hangs, misleading and silently wrong answers
+    ("train seed -1", ["train", "--out", "{tmp}/m", "--seed", "-1"],
+     "seed=-1 is not accepted; accepted: 0 <= seed <= "),
+    ("train batch-size 0", ["train", "--out", "{tmp}/m", "--batch-size", "0"],
+     "batch_size=0 must be at least 1"),
+    ("train lr inf", ["train", "--out", "{tmp}/m", "--lr", "inf"],
+     "lr=inf is not accepted; accepted: a finite number above 0"),
+    ("train lr nan", ["train", "--out", "{tmp}/m", "--lr", "nan"], "lr=nan is not accepted"),
+    ("train lr -1", ["train", "--out", "{tmp}/m", "--lr", "-1"], "lr=-1.0 is not accepted"),
+    ("train n-dims 100000", ["train", "--out", "{tmp}/m", "--n-dims", "100000"],
+     "is 256,000,000, above the limit of 67,108,864 (attnstore.limits.MAX_PROMPT_VALUES)"),
+    ("train eval too large", ["train", "--out", "{tmp}/m", "--eval-samples", "1000000"],
+     "the evaluation of 1,000,000 prompts x 40 points x 10 dims"),
+    ("analyze k-max 100000", ["analyze", "--store", "{store}", "--k-max", "100000"],
+     "k_max=100000 is above 32767"),
+    ("analyze top-paths 0", ["analyze", "--store", "{store}", "--top-paths", "0"],
+     "top_paths=0; accepted: 1 <= top_paths <= 32767"),
+    ("intervene seed -1", ["intervene", "--store", "{store}", "--seed", "-1"],
+     "seed=-1 is out of range"),
+    ("sql lone surrogate", ["sql", "--store", "{store}", "select '\udcff'"],
+     "SQL: character '\\udcff' at position 8 is not UTF-8 text"),
+    ("query param surrogate", ["query", "head_emergence", "--store", "{store}", "-p",
+                               "metric=x\udcff"],
+     "parameter metric='x\\udcff' of query 'head_emergence': character '\\udcff' at position 1"),
+    ("query param nan", ["query", "head_emergence", "--store", "{store}", "-p", "threshold=nan"],
+     "parameter threshold='nan' of query 'head_emergence': not a finite number"),
+    ("query param inf", ["query", "clean_but_inert", "--store", "{store}", "-p",
+                         "min_quality=-inf"],
+     "min_quality='-inf' of query 'clean_but_inert': not a finite number; accepted: -1 <= "),
+    ("query param past int64", ["query", P, "--store", "{store}", "-p", "top=" + "9" * 30],
+     "out of range; accepted: an int64"),
+    ("sql runs forever", ["sql", "--store", "{store}", RECURSIVE, "--timeout", "1"],
+     "SQL stopped at its time limit of 1 s"),
+    ("query timeout 0", ["query", P, "--store", "{store}", "--timeout", "0"],
+     "time limit 0.0 s is not accepted"),
+    ("sql timeout nan", ["sql", "--store", "{store}", "select 1", "--timeout", "nan"],
+     "time limit nan s is not accepted"),
+    ("sql answer too large", ["sql", "--store", "{store}",
+                              "select repeat('a', 1000) as s from range(100000)",
+                              "--memory-limit", "10MB"],
+     "SQL: its answer holds more than the memory limit of 10MB"),
+    ("sql out of memory", ["sql", "--store", "{store}", GROUPS, "--memory-limit", "2MB"],
+     "SQL needs more memory than its limit of 2MB"),
+    ("sql memory-limit text", ["sql", "--store", "{store}", "select 1", "--memory-limit", "lots"],
+     "memory limit 'lots' is not a size"),
+    ("query memory-limit 1KB", ["query", P, "--store", "{store}", "--memory-limit", "1KB"],
+     "memory limit '1KB' is below 1MB"),
+    ("sweep 10^9 samples", ["sweep", "--store", "{tmp}/sw", "--checkpoints", "{ckpt}",
+                            "--samples", "1000000000"],
+     "samples (the prompts of one run) is 1,000,000,000, above the limit of 1,000,000"),
+    ("sweep 100,000 seeds", ["sweep", "{tmp}/seeds.toml", "--store", "{tmp}/sw",
+                             "--checkpoints", "{ckpt}"],
+     "is 100,000, above the limit of 10,000 (attnstore.limits.MAX_SWEEP_ITEMS)"),
+    ("sweep seed -1", ["sweep", "--store", "{tmp}/sw", "--checkpoints", "{ckpt}", "--seed", "-1"],
+     "sweep: seed=-1 is out of range"),
 ]  # fmt: skip
 
 
@@ -213,6 +272,7 @@ def place(tmp_path, monkeypatch, tiny_analysed_store, tiny_checkpoint):
     (tmp_path / "afile").write_text("a regular file\n")
     (tmp_path / "link").symlink_to(store / "runs")
     (tmp_path / "binary.toml").write_bytes(NOT_UTF8)
+    (tmp_path / "raw.pt").write_bytes(pickle.dumps({"a": [1, 2]}, protocol=4))  # torch warns
     for name, text in MANIFESTS.items():
         (tmp_path / name).write_text(text)
     monkeypatch.chdir(tmp_path)
@@ -282,8 +342,12 @@ def test_bad_input_is_one_line_and_the_store_is_unchanged(args, needle, place):
          "cannot write '/proc/attnstore-test.png'"),
         (["plot", "--manifest", "{tmp}/store_list.toml"], "store = ['store'] is not a string"),
         (["sql", "--store", "{store}", "select 1", "--format", "xls"], "'xls'"),
+        (["eval", "--checkpoint", "{tmp}/raw.pt"], "'{tmp}/raw.pt' is not a checkpoint"),
+        (["sql", "--store", "{store}", "select '\udcff'"], "is not UTF-8 text"),
+        (["sql", "--store", "{store}", RECURSIVE, "--timeout", "2"], "time limit of 2 s"),
     ],
-    ids=["task-param tag", "query into store", "plot under /proc", "manifest store", "usage"],
+    ids=["task-param tag", "query into store", "plot under /proc", "manifest store", "usage",
+         "raw pickle", "SQL bytes not UTF-8", "SQL runs forever"],
 )  # fmt: skip
 def test_python_dash_m(args, needle, place):
     """The same through ``python -m attnstore``: the real exit status and stderr."""
@@ -417,3 +481,105 @@ def test_a_failed_save_leaves_no_temporary_file(place, monkeypatch):
     with pytest.raises(RuntimeError, match="the renderer failed"):
         save_figure(fig, out)
     assert list(out.parent.iterdir()) == []
+
+
+# --- 8. issue 23: a runs row that is not its checkpoint's, S3 endpoints, the environment -------
+
+
+def _rewrite_runs_row(store: Path, **values) -> None:
+    """The store's one runs row with ``values`` in place of its own, written back with its
+    schema and metadata (a commit record edited by hand, not by pandas)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (record,) = store.glob("runs/run_id=*/commit.parquet")
+    t = pq.read_table(record)
+    for name, value in values.items():
+        i = t.schema.get_field_index(name)
+        t = t.set_column(i, t.schema.field(i), pa.array([value], t.schema.field(i).type))
+    pq.write_table(t, record)
+
+
+@pytest.mark.parametrize(
+    "values, needle",
+    [
+        ({"n_layers": 1}, "runs row says n_layers=1, but its checkpoint '{ckpt}' has n_layers=2"),
+        ({"n_heads": 4}, "runs row says n_heads=4, but its checkpoint '{ckpt}' has n_heads=2"),
+        # as many prompt points in inputs as the row says, but more points than the positions
+        ({"n_points": 16, "n_samples": 6}, "runs row says n_points=16, but its checkpoint"),
+    ],
+    ids=["n_layers", "n_heads", "n_points"],
+)
+def test_intervene_refuses_a_runs_row_that_is_not_its_checkpoints(place, values, needle):
+    store = Path(place["store"])
+    _rewrite_runs_row(store, **values)
+    before = snapshot(store)
+    result = run_cli("intervene", "--store", str(store))
+    assert_one_line(result, needle.format(**place), "extract the run again")
+    assert snapshot(store) == before
+
+
+def test_an_endpoint_that_is_not_a_url_is_one_line(place, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "not a url")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    result = run_cli("sql", "--store", "s3://bucket/store", "select 1")
+    assert_one_line(result, "Invalid endpoint: not a url (AWS_ENDPOINT_URL)")
+
+
+@pytest.fixture
+def not_s3():
+    """An HTTP server on 127.0.0.1 that answers every request 200 with a body that is not S3's
+    XML: its URL."""
+    import http.server
+    import threading
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the standard library's name
+            self.send_response(200)
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"garbage")
+
+        do_HEAD = do_PUT = do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_endpoint_that_is_not_s3_is_named_so(place, monkeypatch, not_s3):
+    """Not 'Internal Server Error' (botocore's status for a 200 it cannot parse)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", not_s3)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    result = run_cli("sql", "--store", "s3://bucket/store", "select 1")
+    line = assert_one_line(result, f"{not_s3} answered listing the bucket with something that "
+                           "is not an S3 API response")  # fmt: skip
+    assert "Internal Server Error" not in line
+
+
+def test_a_bad_progress_interval_is_one_line(place, monkeypatch):
+    store = Path(place["store"])
+    before = snapshot(store)
+    monkeypatch.setenv("ATTNSTORE_PROGRESS_SECONDS", "soon")
+    result = run_cli("analyze", "--store", str(store), "--view", "per_example")
+    assert_one_line(result, "ATTNSTORE_PROGRESS_SECONDS='soon' is not accepted")
+    assert snapshot(store) == before
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), "NaN", "-Infinity"])
+def test_query_parameters_refuse_non_finite_floats_in_python_too(place, value):
+    from attnstore import query
+    from attnstore.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a finite number"):
+        query(place["store"], "clean_but_inert", min_quality=value)

@@ -179,3 +179,126 @@ def test_a_group_without_arguments_still_prints_its_help(command):
     result = _run(*command)
     assert "Usage:" in result.output and "Commands:" in result.output, result.output
     assert "Error" not in result.output
+
+
+# --- what the long commands say (issue 19) ----------------------------------------------------
+
+
+@pytest.fixture
+def analysed_copy(tmp_path, tiny_analysed_store):
+    """A copy of the tiny analysed store (two analyses, no intervention): its path and run."""
+    import shutil
+
+    src, run_id, _ = tiny_analysed_store
+    shutil.copytree(src, tmp_path / "store")
+    return tmp_path / "store", run_id
+
+
+def _progress_lines(stderr: str, desc: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith(f"{desc}: ")]
+
+
+def test_long_commands_write_plain_progress_lines_in_a_log(
+    tiny_checkpoint, analysed_copy, tmp_path, monkeypatch
+):
+    """extract, analyze and intervene, with stderr no terminal: done/total, rate and ETA."""
+    monkeypatch.setenv("ATTNSTORE_PROGRESS_SECONDS", "0")
+    args = ["--store", str(tmp_path / "new"), "--checkpoint", str(tiny_checkpoint)]
+    r = _run("extract", *args, "--samples", "6", "--batch-size", "3")
+    assert r.exit_code == 0, r.output
+    assert "\r" not in r.stderr
+    assert _progress_lines(r.stderr, "extract")[-1].startswith("extract: 6/6 (100%), ")
+    assert _progress_lines(r.stderr, "analyze")[-1].startswith("analyze: 6/6 (100%), ")
+    assert " sample/s, ETA 0s" in _progress_lines(r.stderr, "analyze")[-1]
+    r = _run("intervene", "--store", str(analysed_copy[0]))
+    assert r.exit_code == 0, r.output
+    passes = 2  # layers x chunks of the replay, for one intervention
+    assert _progress_lines(r.stderr, "intervene")[-1].startswith(
+        f"intervene: {passes}/{passes} (100%), "
+    )
+
+
+def test_run_says_what_its_columns_mean_and_what_to_do_next(
+    tiny_checkpoint, analysed_copy, tmp_path
+):
+    store, run_id = analysed_copy
+    out = tmp_path / "figures"
+    r = _run(
+        "run", "--store", str(store), "--checkpoint", str(tiny_checkpoint), "--samples", "12",
+        "--seed", "3", "--top", "1", "--out", str(out),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    columns = lines[lines.index("columns:") + 1 : lines.index("figures:")]
+    header = lines[lines.index("columns:") - 2].split()
+    assert [c.split()[0] for c in columns] == header  # one line per column, in order
+    meaning = dict(c.split(None, 1) for c in columns)
+    assert meaning["quality"] == "mean over samples of the best silhouette, 0 where none"
+    assert meaning["layer"] == "the head's layer, from 0"
+    assert "typical" in meaning["sample"]
+    assert "Clean clusters are not evidence that a head is used" in r.stdout
+    assert f"  attnstore intervene --store {store}   #" in r.stdout
+    assert f"  attnstore report --store {store} --out {out / 'report'} --open   #" in r.stdout
+
+
+def test_an_empty_thresholded_answer_says_what_each_threshold_dropped(analysed_copy):
+    """clean_but_inert at min_quality=1 keeps no head; the note counts, by running the query
+    with the thresholds relaxed, the rows there are (2 analyses x 2 layers x 2 heads, x
+    queries, no intervention yet) and what each threshold drops."""
+    store, _ = analysed_copy
+    r = _run("query", "clean_but_inert", "--store", str(store), "-p", "min_quality=1")
+    assert r.exit_code == 0, r.output
+    assert "(no rows)" in r.stdout
+    assert r.stderr.strip() == (
+        "note: no rows pass min_quality=1 and max_effect=0.01; at the loosest thresholds "
+        "(min_quality=-1, max_effect=1) the query has 8 rows, of which min_quality=1 drops 8, "
+        "max_effect=0.01 drops 0"
+    )
+    r = _run("query", "clean_but_inert", "--store", str(store), "-p", "min_quality=-1")
+    assert r.exit_code == 0 and r.stderr == ""  # an answer with rows needs no note
+
+
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        ("-- Thresholds: top.", "threshold 'top' is not a declared int or float parameter"),
+        ("-- Thresholds: min_x.", "threshold 'min_x' is not a declared"),
+        ("-- Thresholds: max_q.", "threshold 'max_q' is not a declared"),  # no high bound
+    ],
+)
+def test_a_thresholds_header_names_bounded_min_or_max_parameters(analysed_copy, tmp_path, line,
+                                                                 needle):  # fmt: skip
+    store, _ = analysed_copy
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "mine.sql").write_text(
+        "-- mine: runs.\n--\n-- Parameters:\n--   $top: int[1..] = 3  rows\n"
+        "--   $max_q: float[0..] = 1.0  a cap\n"
+        f"{line}\n-- Grain: run_id.\n-- Columns:\n--   run_id  the run\n"
+        "select run_id from runs where $top > 0 and $max_q >= 0\n"
+    )
+    r = _run("query", "mine", "--store", str(store), "--query-dir", str(tmp_path / "q"))
+    _one_line_error(r, needle)
+
+
+def test_sweep_names_what_it_writes_and_reads_before_its_first_item(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("ATTNSTORE_PROGRESS_SECONDS", "0")
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'[sweep]\nstore = "elsewhere"\ncheckpoints = ["{tiny_checkpoint}"]\n')
+    monkeypatch.chdir(tmp_path)
+    r = _run("sweep", str(spec), "--samples", "4")
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    store = tmp_path / "elsewhere"
+    assert lines[0].endswith(f": 1 items into the store {store}")
+    assert lines[1] == f"  reads checkpoint {tiny_checkpoint.name}: {tiny_checkpoint}"
+    assert lines[2].startswith("sweep: 1/1 (100%), ")
+    assert "A spec is like code" in _run("sweep", "--help").stdout
+
+
+@pytest.mark.parametrize("command", [("sql",), ("query", "run")], ids=" ".join)
+def test_sql_and_query_say_their_bounds(command):
+    text = " ".join(_run(*command, "--help").stdout.split())
+    assert "--timeout SECONDS" in text and "[default: 60.0]" in text
+    assert "--memory-limit SIZE" in text and "[default: 1GB]" in text

@@ -80,11 +80,45 @@ def test_elimination_is_near_perfect_on_conjunctions():
 
 
 @pytest.mark.parametrize(
-    "field,value", [("n_dims", 0), ("steps", 0), ("lr", -1.0), ("task", "conjuction")]
+    "field,value",
+    [
+        ("n_dims", 0),
+        ("steps", 0),
+        ("lr", -1.0),
+        ("lr", float("inf")),  # trained an all-NaN model
+        ("lr", float("nan")),
+        ("seed", -1),  # a traceback from numpy's SeedSequence
+        ("batch_size", 0),
+        ("n_dims", 200_000),  # 102,400,000 input values a batch: each step takes seconds
+        ("task", "conjuction"),
+    ],
 )
 def test_bad_training_config(tmp_path, field, value):
-    with pytest.raises(ConfigError, match=str(value)):
+    with pytest.raises(ConfigError, match=str(value)) as err:
         train(TrainConfig(**(dict(TINY) | {field: value})), tmp_path, progress=False)
+    assert "eval_samples" not in str(err.value)  # batch_size=0 named alone
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_writes_plain_progress_lines_where_stderr_is_no_terminal(tmp_path, monkeypatch):
+    """A log gets lines of step, rate, time left and loss (no carriage returns), at most every
+    ATTNSTORE_PROGRESS_SECONDS (here 0: one a step)."""
+    import re
+
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    monkeypatch.setenv("ATTNSTORE_PROGRESS_SECONDS", "0")
+    shape = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    args = ["train", *shape, "--steps", "3", "--eval-samples", "10", "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "\r" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("train: ")]
+    assert [ln.split(" (")[0] for ln in lines] == ["train: 1/3", "train: 2/3", "train: 3/3"]
+    rate = r"[0-9.e+]+ step/s"
+    assert re.fullmatch(rf"train: 3/3 \(100%\), {rate}, ETA 0s, loss=0\.\d{{4}}", lines[-1])
 
 
 def test_eval_points_above_positions(tiny_checkpoint):

@@ -120,7 +120,11 @@ def dumps(obj: Any) -> str:
 
 def show_progress() -> bool:
     """Every command reports progress on stderr (:func:`attnstore.progress.progress_bar`): a
-    bar on a terminal, else a plain line every $ATTNSTORE_PROGRESS_SECONDS (30 s) for logs."""
+    bar on a terminal, else a plain line every $ATTNSTORE_PROGRESS_SECONDS (30 s) for logs;
+    a value of it that is not a number of seconds is refused before any work."""
+    from attnstore.progress import plain_seconds
+
+    plain_seconds()
     return True
 
 
