@@ -24,6 +24,7 @@ from attnstore.errors import ConfigError
 if TYPE_CHECKING:
     from attnstore.analysis.run import AnalysisResult
     from attnstore.extraction import ExtractResult
+    from attnstore.plots.data import HeadFigureData
     from attnstore.store import Store
 
 DEFAULT_STORE = "attnstore-store"
@@ -111,12 +112,14 @@ def run_pipeline(
     progress: bool = False,
     command: str = "",
 ) -> PipelineResult:
-    """Extract ``samples`` prompts, analyse them, rank the heads by cluster quality, and write
-    the head figure and silhouette curve of the ``top`` heads (each on its typical sample,
-    query ``head_samples``) plus a layer × head map, into ``out``, and the HTML report of the
-    run into ``out/report`` (:func:`attnstore.report.build_report`), unless the report there
-    was written for what the store holds now (:func:`report_key`)."""
+    """Extract ``samples`` prompts, analyse them, rank the heads by cluster quality, write the
+    HTML report of the run into ``out/report`` (:func:`attnstore.report.build_report`) unless
+    the report there was written for what the store holds now (:func:`report_key`), and the
+    head figure and silhouette curve of the ``top`` heads (each on its typical sample, query
+    ``head_samples``, as the report draws them: in PNG, its files are copied) plus a layer ×
+    head map, into ``out``."""
     from attnstore import plots
+    from attnstore.outputs import write_output
     from attnstore.queries import query
     from attnstore.store import Store
 
@@ -147,26 +150,32 @@ def run_pipeline(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    report, kept = report_once(s, out, run.run_id, aid, progress=progress)
+    drawn = report.parent / "heads"  # the report's figures: every head on its typical sample
     figures = []
     shown = []
     for row in best.itertuples():
         layer, head = int(row.layer), int(row.head)
         sample = int(typical[(layer, head)])
         shown.append(sample)
-        data = plots.head_figure_data(s, run.run_id, aid, layer, head, sample)
         stem = f"head_L{layer}_H{head}_{row.query_kind}_s{sample}"
-        figures.append(plots.save_figure(plots.head_figure(data), out / f"{stem}.{fmt}"))
-        figures.append(
-            plots.save_figure(
-                plots.silhouette_figure(data),
-                out / f"silhouette_{stem.removeprefix('head_')}.{fmt}",
-            )
-        )
+        paths = [out / f"{stem}.{fmt}", out / f"silhouette_{stem.removeprefix('head_')}.{fmt}"]
+        same = [
+            drawn / f"L{layer}_H{head}_s{sample}.png",
+            drawn / f"L{layer}_H{head}_silhouette.png",
+        ]
+        if fmt == "png" and all(f.is_file() for f in same):  # drawn once, for the report
+            for src, dst in zip(same, paths, strict=True):
+                raw = src.read_bytes()
+                figures.append(write_output(dst, lambda f, raw=raw: f.write(raw)))
+            continue
+        data = plots.head_figure_data(s, run.run_id, aid, layer, head, sample)
+        figures.append(plots.save_figure(plots.head_figure(data), paths[0]))
+        figures.append(plots.save_figure(plots.silhouette_figure(data), paths[1]))
     for kind in ("x", "y"):
         fig = plots.heads_figure(s, run.run_id, aid, "mean_silhouette", kind)
         figures.append(plots.save_figure(fig, out / f"heads_mean_silhouette_{kind}.{fmt}"))
     best = best[[c for c in RANK_COLUMNS if c in best.columns]].assign(sample=shown)
-    report, kept = report_once(s, out, run.run_id, aid, progress=progress)
     return PipelineResult(str(store), run.run_id, aid, best, figures, report, kept)
 
 
@@ -228,3 +237,66 @@ def _unchanged(folder: Path, files: Any) -> bool:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def head_figure_data_live(
+    attention: Any,
+    x: Any,
+    y: Any,
+    *,
+    layer: int,
+    head: int,
+    sample: int,
+    view: str = "raw",
+    m: int | None = None,
+    k_min: int = 2,
+    k_max: int = 9,
+    backend: str = "torch",
+    hidden_function: str | None = None,
+) -> HeadFigureData:
+    """Analyse one head and sample in memory, as ``attnstore analyze`` does with ``backend``,
+    and return what the figures show (:mod:`attnstore.plots`): the seed's ``analyze_attn_matrix`` in
+    a call.
+
+    ``attention`` of shape (2N, 2N) (e.g. ``model(x, y, return_attn=True).attention[layer][sample,
+    head]``), ``x`` of shape (N, n_dims), ``y`` of shape (N,); ``view``, ``m`` and the k range
+    as for ``attnstore analyze``; ``hidden_function`` as text, for the title. Values are kept
+    in the store's types, so a figure drawn from this and one drawn from the stored analysis
+    of the same rows are pixel-identical.
+    """
+    import numpy as np
+
+    from attnstore.analysis.backends import get_backend
+    from attnstore.analysis.backends.base import clip_k_values
+    from attnstore.analysis.views import make_view
+    from attnstore.plots.data import HeadFigureData, QueryClusters
+    from attnstore.vocab import QUERY_KINDS
+
+    attention = np.asarray(attention, dtype=np.float32)
+    x, y = np.asarray(x).astype(np.int8), np.asarray(y).astype(np.int8)
+    N = len(y)
+    if attention.shape != (2 * N, 2 * N) or x.shape[0] != N:
+        raise ConfigError(
+            f"attention of shape {attention.shape} and x of shape {x.shape} do not fit "
+            f"y of {N} points; need ({2 * N}, {2 * N}) and ({N}, n_dims)"
+        )
+    v = make_view(view, m, N)
+    points = v.points(N)
+    k_values = clip_k_values(k_min, k_max, len(points))
+    if len(k_values) == 0:
+        raise ConfigError(f"view '{view}' keeps {len(points)} rows: too few for any k >= 2")
+    fit = get_backend(backend)
+    queries = {}
+    for kind in QUERY_KINDS:
+        rows = v.apply(attention[None], kind)  # (1, n_rows, n_keys)
+        r = fit(rows, x[None, points].astype(np.float32), k_values)
+        queries[kind] = QueryClusters(
+            points=points.astype(np.int16),
+            labels=r.labels_[0].astype(np.int16),
+            best_k=int(r.best_k_[0]),
+            k_values=k_values.astype(np.int16),
+            silhouette=r.silhouette_[0].astype(np.float32),
+        )
+    return HeadFigureData(
+        "", "", view, layer, head, sample, attention, x, y, queries, hidden_function
+    )

@@ -76,3 +76,76 @@ def test_imports_run_down_the_layers(path):
     mine = component("attnstore." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
     upward = sorted(c for c in imported(path) if c != mine and RANK[c] >= RANK[mine])
     assert not upward, f"{mine} (layer {RANK[mine]}) imports {upward}"
+
+
+# --- the reading rule -------------------------------------------------------------------------
+# Figures, the report and the pipeline read the store through named queries and shared views
+# only (attnstore.queries), never its files: no Store.read / Store.df / Store.dataset, no
+# connection of their own, no SQL text run from Python. The store's one lookup of a run or an
+# analysis (Store.run, Store.analysis, Store.ids) is allowed.
+READERS = ("plots", "report", "pipeline")
+BACK_DOORS = {"read", "df", "dataset", "connect", "execute", "sql"}
+# plots reads neither the analysis's modules nor the connection: its constants come from vocab.
+PLOTS_MAY_NOT_IMPORT = {"analysis", "connection"}
+
+
+def back_doors(path: Path) -> list[str]:
+    """Calls of a BACK_DOORS name in a file, as a method (x.read(...)) or a function
+    (connect(...)), or a BACK_DOORS function imported (from attnstore.queries import sql)."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", None)
+            if name in BACK_DOORS:
+                out.append(f"line {node.lineno}: {name}(...)")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out += [
+                f"line {node.lineno}: imports {a.name}" for a in node.names if a.name in BACK_DOORS
+            ]
+    return out
+
+
+def _component_of(path: Path) -> str | None:
+    return component("attnstore." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+
+
+READER_MODULES = [p for p in MODULES if _component_of(p) in READERS]
+
+
+@pytest.mark.parametrize("path", READER_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_figures_report_and_pipeline_read_through_named_queries(path):
+    assert not back_doors(path), back_doors(path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if _component_of(p) == "plots"],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_plots_import_neither_analysis_nor_connection(path):
+    assert not imported(path) & PLOTS_MAY_NOT_IMPORT, imported(path) & PLOTS_MAY_NOT_IMPORT
+
+
+def test_the_back_door_check_finds_each_door(tmp_path):
+    """The check itself: each way of reading around the named queries is found."""
+    source = tmp_path / "m.py"
+    source.write_text(
+        "from attnstore.queries import sql\n"
+        "def f(s, con):\n"
+        "    s.read('attention')\n"
+        "    s.df('inputs')\n"
+        "    s.dataset('clusters')\n"
+        "    connect(s)\n"
+        "    con.execute(f'select * from {s}')\n"
+        "    s.run(); s.analysis(); s.ids('run'); s.path.read_text()\n"
+    )
+    found = back_doors(source)
+    assert [f.split(": ")[1] for f in found] == [
+        "imports sql",
+        "read(...)",
+        "df(...)",
+        "dataset(...)",
+        "connect(...)",
+        "execute(...)",
+    ], found

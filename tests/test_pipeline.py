@@ -90,3 +90,38 @@ def test_run_on_a_store_with_interventions(ran, tiny_checkpoint, tmp_path):
     assert (
         "late_delta_accuracy, zero z" in heads and "late_delta_accuracy, knockout x_to_y" in heads
     )
+
+
+def test_run_draws_each_figure_once_and_the_same(ran):
+    """The top heads' PNG figures are the report's own (drawn once), byte for byte what
+    drawing them again gives."""
+    from attnstore import plots
+
+    tmp, result = ran
+    out = tmp / "out"
+    for row in result.top.itertuples():
+        stem = f"L{row.layer}_H{row.head}_{row.query_kind}_s{row.sample}"
+        data = plots.head_figure_data(
+            tmp / "store", result.run_id, result.analysis_id, row.layer, row.head, row.sample
+        )
+        drawn = {
+            f"head_{stem}.png": plots.figure_bytes(plots.head_figure(data), "png"),
+            f"silhouette_{stem}.png": plots.figure_bytes(plots.silhouette_figure(data), "png"),
+        }
+        for name, raw in drawn.items():
+            assert (out / name).read_bytes() == raw, name
+
+
+def test_run_says_when_it_kept_the_report(ran, tiny_checkpoint, tmp_path):
+    src, _ = ran
+    store, out = tmp_path / "store", tmp_path / "out"
+    shutil.copytree(src / "store", store)
+    args = ["run", "--store", str(store), "--checkpoint", str(tiny_checkpoint), "--out", str(out)]
+    args += ["--samples", "6", "--top", "1"]
+    index = out / REPORT_DIR / "index.html"
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0 and first.output.splitlines()[0] == f"report: {index}"
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0, again.output
+    kept = " (kept: the store holds what it held when it was written)"
+    assert again.output.splitlines()[0] == f"report: {index}{kept}"

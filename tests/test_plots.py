@@ -16,6 +16,7 @@ from attnstore import plots
 from attnstore.cli import cli
 from attnstore.connection import connect
 from attnstore.errors import ConfigError, NotFoundError
+from attnstore.pipeline import head_figure_data_live
 from attnstore.plots.registry import EFFECT_METRICS
 from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
@@ -306,7 +307,7 @@ def test_live_analysis_and_stored_rows_draw_the_same_pixels(
             torch.from_numpy(batch.x), torch.from_numpy(batch.y), return_attn=True
         ).attention
     stored = plots.head_figure_data(path, run_id, ids[view], LAYER, HEAD, SAMPLE)
-    live = plots.head_figure_data_live(
+    live = head_figure_data_live(
         attns[LAYER][SAMPLE, HEAD].numpy(),
         batch.x[SAMPLE],
         batch.y[SAMPLE],

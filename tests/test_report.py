@@ -369,3 +369,56 @@ def test_intervention_maps_in_chromium(iv_built, tmp_path):
         assert zmid == 0 and "#67001f" in scale and "#053061" in scale
         browser.close()
     assert not errors, errors
+
+
+# --- what the pages read, and how the figures are drawn ----------------------------------------
+
+
+def test_workers_draw_the_same_bytes(built, tmp_path):
+    """The figures drawn by a pool of workers, and the rest of the report, are the bytes the
+    report drawn in one process has (the tiny store's four heads are drawn in-process)."""
+    from attnstore.report import build_report
+    from attnstore.report.figures import workers
+
+    store, out, _ = built
+    assert workers(4) == 1
+    result = build_report(store, tmp_path / "pool", n_workers=2)
+    assert sum(f.suffix == ".png" for f in result.files) == 8  # 4 heads x 2 figures
+    assert _digests(tmp_path / "pool") == _digests(out)
+
+
+def test_head_pages_show_the_stored_rows(built, tiny_analysed_store):
+    """Each head page's attention, tokens and cluster labels, read through named queries, are
+    the rows of the attention, inputs and clusters tables (read here with pyarrow)."""
+    from attnstore.schema import full_rows
+    from attnstore.store import Store
+
+    store, out, run_id = built
+    s = Store(store)
+    T = 2 * s.run(run_id)["n_points"]
+    for page in sorted((out / "heads").glob("L*_H*.html")):
+        layer, head = map(int, re.findall(r"\d+", page.stem))
+        data = _page_data(page)["head"]
+        for sample, weights in data["samples"].items():
+            rows = s.read("attention", run_id=run_id, layer=layer, head=head, sample=int(sample))
+            rows = rows.sort_by("query_pos")
+            expected = np.rint(full_rows(rows.column("weights"), T) * 1000).astype(int)
+            np.testing.assert_array_equal(np.array(weights), expected)
+            inputs = s.df("inputs", run_id=run_id, sample=int(sample)).sort_values("point")
+            tokens = data["tokens"][sample]
+            assert [t["kind"] for t in tokens] == ["x", "y"] * len(inputs)
+            assert [t["y"] for t in tokens[::2]] == inputs["y"].tolist()
+            signs = ["".join("+" if v > 0 else "−" for v in x) for x in inputs["x"]]
+            assert [t["x"] for t in tokens[1::2]] == signs
+            for view, analysis_id in tiny_analysed_store[2].items():
+                clusters = s.df(
+                    "clusters",
+                    analysis_id=analysis_id,
+                    layer=layer,
+                    head=head,
+                    sample=int(sample),
+                )
+                expected_labels = [None] * T
+                for r in clusters.itertuples():
+                    expected_labels[2 * r.point + (r.query_kind == "y")] = int(r.label)
+                assert data["labels"][view][sample] == expected_labels, (page, view, sample)

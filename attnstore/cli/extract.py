@@ -194,7 +194,8 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
         progress=show_progress(),
         command=command_line(),
     )
-    click.echo(f"report: {result.report}")
+    kept = " (kept: the store holds what it held when it was written)"
+    click.echo(f"report: {result.report}{kept if result.report_kept else ''}")
     click.echo(f"run {result.run_id}, analysis {result.analysis_id} in {result.store}")
     click.echo(f"top heads by cluster quality (query {RANKING}):")
     click.echo(result.top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

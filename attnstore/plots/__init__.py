@@ -3,12 +3,12 @@
 The flow, one module each::
 
     registry  FIGURES: every figure kind, its parameters, its draw function (no matplotlib)
-    data      rows from the store (or a live analysis) → HeadFigureData
+    data      rows from the store, through named queries → HeadFigureData
     head      head_figure, silhouette_figure          (kinds head, silhouette)
     heads     heads_figure, head_map                  (kind heads)
     query     query_figure                            (kind query)
     emergence emergence_figure                        (kind emergence)
-    style     the fixed style; save_figure writes the same bytes every time
+    style     the fixed style; save_figure (figure_bytes) writes the same bytes every time
     outputs   where outputs may go (never into a store), written whole (figures, query files)
     manifest  plot_figure (one registered kind), plot_manifest (a figures.toml)
 
@@ -31,9 +31,9 @@ _EXPORTS = {
     "QueryClusters": "data",
     "draw_figure": "manifest",
     "emergence_figure": "emergence",
+    "figure_bytes": "style",
     "head_figure": "head",
     "head_figure_data": "data",
-    "head_figure_data_live": "data",
     "head_map": "heads",
     "heads_figure": "heads",
     "plot_figure": "manifest",

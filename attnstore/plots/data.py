@@ -1,24 +1,28 @@
-"""What the head figures show, loaded from the store or analysed in memory.
+"""What the head figures show, read from the store through named queries.
 
 ``head_figure_data`` reads one (layer, head, sample) of an analysis into a
-:class:`HeadFigureData`; ``head_figure_data_live`` builds the same object from attention in
-memory with an analysis backend, so a figure drawn live and one drawn from the store can be
-compared pixel for pixel. Which run and analysis a figure shows is the store's one lookup
-(:meth:`Store.run`, :meth:`Store.analysis`). Nothing here imports matplotlib.
+:class:`HeadFigureData`; :func:`attnstore.pipeline.head_figure_data_live` builds the same
+object from attention in memory with an analysis backend, so a figure drawn live and one
+drawn from the store can be compared pixel for pixel. Which run and analysis a figure shows
+is the store's one lookup (:meth:`Store.run`, :meth:`Store.analysis`). Nothing here imports
+matplotlib, nor the analysis.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from attnstore.errors import ConfigError, NotFoundError
+from attnstore.errors import NotFoundError
 from attnstore.plots.registry import QUERY_KINDS
-from attnstore.schema import full_rows
 from attnstore.store import Store, open_store
+
+if TYPE_CHECKING:
+    from attnstore.queries import Reader
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,15 @@ def head_figure_data(
     layer: int,
     head: int,
     sample: int,
+    reader: Reader | None = None,
 ) -> HeadFigureData:
-    """Read one (layer, head, sample) of an analysis from the store; run and analysis default
-    to the latest. A layer, head or sample outside the run raises NotFoundError naming the
-    range there is."""
+    """Read one (layer, head, sample) of an analysis from the store, through the named queries
+    head_attention, sample_inputs, head_cluster_labels, head_silhouette and hidden_function
+    (on ``reader``'s connection where given: a caller drawing many figures opens one); run
+    and analysis default to the latest. A layer, head or sample outside the run raises
+    NotFoundError naming the range there is."""
+    from attnstore.queries import Reader
+
     s = open_store(store)
     run, analysis = run_and_analysis(s, run_id, analysis_id)
     run_id, analysis_id = run["run_id"], analysis["analysis_id"]
@@ -111,35 +120,24 @@ def head_figure_data(
     _span("sample", sample, run["n_samples"], run_id)
     N, D = int(run["n_points"]), int(run["n_dims"])
     T = 2 * N
-
-    att = s.read(
-        "attention",
-        columns=["query_pos", "weights"],
-        run_id=run_id,
-        layer=layer,
-        head=head,
-        sample=sample,
-    ).sort_by("query_pos")
-    if att.num_rows != T:
+    with Reader(s) if reader is None else nullcontext(reader) as r:
+        one = {"layer": layer, "head": head, "sample": sample}
+        att = r.query("head_attention", run_id=run_id, **one)
+        inputs = r.query("sample_inputs", run_id=run_id, sample=sample)
+        labels = r.query("head_cluster_labels", analysis_id=analysis_id, **one)
+        sil = r.query("head_silhouette", analysis_id=analysis_id, **one)
+        function = r.query("hidden_function", run_id=run_id, sample=sample)
+    if len(att) != T:
         raise NotFoundError(
-            f"run {run_id}: layer {layer}, head {head}, sample {sample} has {att.num_rows} "
+            f"run {run_id}: layer {layer}, head {head}, sample {sample} has {len(att)} "
             f"attention rows, expected {T}"
         )
-    attention = full_rows(att.column("weights"), T)
-
-    inp = s.read("inputs", columns=["point", "x", "y"], run_id=run_id, sample=sample)
-    inp = inp.sort_by("point")
-    x = inp.column("x").combine_chunks().flatten().to_numpy().reshape(N, D).astype(np.int8)
-    y = inp.column("y").to_numpy().astype(np.int8)
-
-    problem = dict(analysis_id=analysis_id, layer=layer, head=head, sample=sample)
-    clusters = s.read("clusters", columns=["query_kind", "point", "best_k", "label"], **problem)
-    sil = s.read("silhouette", columns=["query_kind", "k", "silhouette"], **problem)
-    clusters = clusters.to_pandas().sort_values(["query_kind", "point"])
-    sil = sil.to_pandas().sort_values(["query_kind", "k"])
+    attention = rows_of(att["full_weights"], T)
+    x = rows_of(inputs["x"], D).astype(np.int8)  # (N, n_dims)
+    y = inputs["y"].to_numpy().astype(np.int8)
     queries = {}
     for kind in QUERY_KINDS:
-        c, k = clusters[clusters.query_kind == kind], sil[sil.query_kind == kind]
+        c, k = labels[labels.query_kind == kind], sil[sil.query_kind == kind]
         if c.empty:
             raise NotFoundError(
                 f"analysis {analysis_id} has no clusters of {kind} queries for layer {layer}, "
@@ -147,14 +145,11 @@ def head_figure_data(
             )
         queries[kind] = QueryClusters(
             points=c.point.to_numpy(np.int16),
-            labels=c.label.to_numpy(np.int16),
+            labels=c.cluster.to_numpy(np.int16),
             best_k=int(c.best_k.iloc[0]),
             k_values=k.k.to_numpy(np.int16),
             silhouette=k.silhouette.to_numpy(np.float32, na_value=np.nan),
         )
-    from attnstore.queries import run_query
-
-    function = run_query(s, "hidden_function", {"run_id": run_id, "sample": sample})
     return HeadFigureData(
         run_id,
         analysis_id,
@@ -170,59 +165,10 @@ def head_figure_data(
     )
 
 
-def head_figure_data_live(
-    attention: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    layer: int,
-    head: int,
-    sample: int,
-    view: str = "raw",
-    m: int | None = None,
-    k_min: int = 2,
-    k_max: int = 9,
-    backend: str = "torch",
-    hidden_function: str | None = None,
-) -> HeadFigureData:
-    """Analyse one head and sample in memory, as ``attnstore analyze`` does with ``backend``,
-    and return what the figures show: the seed's ``analyze_attn_matrix`` in a call.
-
-    ``attention`` of shape (2N, 2N) (e.g. ``model(x, y, return_attn=True).attention[layer][sample,
-    head]``), ``x`` of shape (N, n_dims), ``y`` of shape (N,); ``view``, ``m`` and the k range
-    as for ``attnstore analyze``; ``hidden_function`` as text, for the title. Values are kept
-    in the store's types, so a figure drawn from this and one drawn from the stored analysis
-    of the same rows are pixel-identical.
-    """
-    from attnstore.analysis.backends import get_backend
-    from attnstore.analysis.backends.base import clip_k_values
-    from attnstore.analysis.views import make_view
-
-    attention = np.asarray(attention, dtype=np.float32)
-    x, y = np.asarray(x).astype(np.int8), np.asarray(y).astype(np.int8)
-    N = len(y)
-    if attention.shape != (2 * N, 2 * N) or x.shape[0] != N:
-        raise ConfigError(
-            f"attention of shape {attention.shape} and x of shape {x.shape} do not fit "
-            f"y of {N} points; need ({2 * N}, {2 * N}) and ({N}, n_dims)"
-        )
-    v = make_view(view, m, N)
-    points = v.points(N)
-    k_values = clip_k_values(k_min, k_max, len(points))
-    if len(k_values) == 0:
-        raise ConfigError(f"view '{view}' keeps {len(points)} rows: too few for any k >= 2")
-    fit = get_backend(backend)
-    queries = {}
-    for kind in QUERY_KINDS:
-        rows = v.apply(attention[None], kind)  # (1, n_rows, n_keys)
-        r = fit(rows, x[None, points].astype(np.float32), k_values)
-        queries[kind] = QueryClusters(
-            points=points.astype(np.int16),
-            labels=r.labels_[0].astype(np.int16),
-            best_k=int(r.best_k_[0]),
-            k_values=k_values.astype(np.int16),
-            silhouette=r.silhouette_[0].astype(np.float32),
-        )
-    return HeadFigureData(
-        "", "", view, layer, head, sample, attention, x, y, queries, hidden_function
-    )
+def rows_of(column: Any, width: int) -> np.ndarray:
+    """A query's column of equal-length lists (full_weights, x) as float32 of shape
+    (n_rows, ``width``)."""
+    out = np.zeros((len(column), width), dtype=np.float32)
+    for i, row in enumerate(column):
+        out[i] = row
+    return out

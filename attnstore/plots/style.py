@@ -8,6 +8,7 @@ default style, whatever style the caller has set; files carry no dates or versio
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,10 +53,13 @@ def save_figure(fig: Figure, path: str | Path, store: str | Path | None = None) 
     not at all, never inside a store or ``store``); a path that cannot be written is a
     ConfigError naming it."""
     path = check_figure_path(path, store)
-    fmt = path.suffix.lower()[1:]
+    raw = figure_bytes(fig, path.suffix.lower()[1:])
+    return write_output(path, lambda f: f.write(raw), store)
 
-    def write(f) -> None:
-        with style():
-            fig.savefig(f, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
 
-    return write_output(path, write, store)
+def figure_bytes(fig: Figure, fmt: str) -> bytes:
+    """``fig`` as the bytes :func:`save_figure` writes in format ``fmt`` (png, svg or pdf)."""
+    buffer = io.BytesIO()
+    with style():
+        fig.savefig(buffer, format=fmt, dpi=DPI, metadata=_METADATA[fmt])
+    return buffer.getvalue()

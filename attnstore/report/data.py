@@ -1,8 +1,9 @@
 """What the report shows, read from the store as plain values ready for JSON.
 
-Every float is rounded (:func:`clean`), so the same store gives the same bytes; nothing here
-knows about HTML. Which run and analysis are shown is the store's one lookup
-(:meth:`Store.run`, :meth:`Store.analysis`).
+Every row is read through a named query (``queries/*.sql``), all of them on one connection
+(:class:`attnstore.queries.Reader`); every float is rounded (:func:`clean`), so the same store
+gives the same bytes; nothing here knows about HTML. Which run and analysis are shown is the
+store's one lookup (:meth:`Store.run`, :meth:`Store.analysis`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from attnstore.plots.data import HeadFigureData, head_figure_data, rows_of
 from attnstore.plots.registry import HEAD_METRICS, QUERY_KINDS
-from attnstore.queries import query
-from attnstore.schema import full_rows
+from attnstore.queries import Reader
 from attnstore.store import Store
 
 DIGITS = 4  # floats in the report's JSON and tables
@@ -66,6 +65,7 @@ class Context:
     of each of the run's row views (view → analysis id)."""
 
     store: Store
+    reader: Reader  # every query of the report runs on its connection
     run: dict[str, Any]
     analysis: dict[str, Any] | None
     views: dict[str, str]
@@ -74,14 +74,19 @@ class Context:
     def run_id(self) -> str:
         return self.run["run_id"]
 
+    def query(self, name: str, /, **params: Any) -> pd.DataFrame:
+        """The named query ``name`` on the report's connection."""
+        return self.reader.query(name, **params)
+
     @property
     def analyze_command(self) -> str:
         return f"attnstore analyze --store {self.store.path} --run {self.run_id}"
 
 
-def context(s: Store, run_id: str | None, analysis_id: str | None) -> Context:
+def context(s: Store, reader: Reader, run_id: str | None, analysis_id: str | None) -> Context:
     """The run (``run_id``, else the analysis's run, else the latest) and its analysis
-    (``analysis_id``, else its latest, else None when it has none), by the store's lookup."""
+    (``analysis_id``, else its latest, else None when it has none), by the store's lookup;
+    its queries run on ``reader``."""
     if analysis_id is None and not s.ids("analysis", run_id=s.run(run_id)["run_id"]):
         run, analysis = s.run(run_id), None
     else:
@@ -92,7 +97,7 @@ def context(s: Store, run_id: str | None, analysis_id: str | None) -> Context:
         views.setdefault(s.analysis(a)["view"], a)
     if analysis is not None:
         views[analysis["view"]] = analysis["analysis_id"]
-    return Context(s, run, analysis, dict(sorted(views.items())))
+    return Context(s, reader, run, analysis, dict(sorted(views.items())))
 
 
 # --- the overview ---------------------------------------------------------------------------
@@ -122,8 +127,8 @@ CARD_FIELDS = (
 
 def overview(c: Context) -> dict[str, Any]:
     """The run's card, accuracy by point (query run_overview) and the store's contents."""
-    acc = query(c.store, "run_overview", run_id=c.run_id).sort_values("point")
-    contents = query(c.store, "contents").sort_values(
+    acc = c.query("run_overview", run_id=c.run_id).sort_values("point")
+    contents = c.query("contents").sort_values(
         ["run_created_at", "run_id", "analysis_created_at", "analysis_id"],
         ascending=False,
         na_position="last",
@@ -139,10 +144,16 @@ def overview(c: Context) -> dict[str, Any]:
 # --- the heads --------------------------------------------------------------------------------
 
 
-def head_maps(c: Context) -> list[dict[str, Any]]:
+def head_maps(c: Context, interventions: pd.DataFrame) -> list[dict[str, Any]]:
     """One layer × head map per head metric and query kind of the analysis (query
-    head_summary), then one per intervention of the run (:func:`intervention_maps`)."""
-    return summary_maps(c) + intervention_maps(c)
+    head_summary), then one per intervention of ``interventions`` (:func:`intervention_maps`)."""
+    return summary_maps(c) + intervention_maps(c, interventions)
+
+
+def interventions(c: Context) -> pd.DataFrame:
+    """The run's interventions (query run_interventions: by method, target, the latest
+    first)."""
+    return c.query("run_interventions", run_id=c.run_id).dropna(subset=["intervention_id"])
 
 
 def _grid(c: Context, df: pd.DataFrame, column: str) -> list[list[float | None]]:
@@ -158,9 +169,7 @@ def summary_maps(c: Context) -> list[dict[str, Any]]:
     if c.analysis is None:
         return []
     aid = c.analysis["analysis_id"]
-    per_kind = {
-        k: query(c.store, "head_summary", analysis_id=aid, query_kind=k) for k in QUERY_KINDS
-    }
+    per_kind = {k: c.query("head_summary", analysis_id=aid, query_kind=k) for k in QUERY_KINDS}
     return [
         {
             "source": "head_summary",
@@ -173,16 +182,13 @@ def summary_maps(c: Context) -> list[dict[str, Any]]:
     ]
 
 
-def intervention_maps(c: Context) -> list[dict[str, Any]]:
-    """Per intervention of the run (query run_interventions: by method, target, the latest
-    first), the change of accuracy over the late points when each head is changed
-    (EFFECT_MAP of query intervention_effects): signed, drawn on a scale centred at 0."""
-    runs = query(c.store, "run_interventions", run_id=c.run_id).dropna(subset=["intervention_id"])
+def intervention_maps(c: Context, runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per intervention of ``runs`` (:func:`interventions`), the change of accuracy over the
+    late points when each head is changed (EFFECT_MAP of query intervention_effects): signed,
+    drawn on a scale centred at 0."""
     maps = []
     for r in runs.itertuples(index=False):
-        df = query(
-            c.store, "intervention_effects", run_id=c.run_id, intervention_id=r.intervention_id
-        )
+        df = c.query("intervention_effects", run_id=c.run_id, intervention_id=r.intervention_id)
         seed = "" if pd.isna(r.resample_seed) else f", seed {int(r.resample_seed)}"
         name = f"{EFFECT_MAP}, {r.method} {r.target}{seed} (intervention {r.intervention_id})"
         maps.append(
@@ -206,7 +212,7 @@ def rankings(c: Context) -> dict[str, dict[str, Any]]:
         params = {"run_id": c.run_id}
         if name != "heads_by_label_routing":
             params["analysis_id"] = c.analysis["analysis_id"]
-        df = query(c.store, name, **params)
+        df = c.query(name, **params)
         drop = ["analysis_id", "run_id", "view", "backend"]
         sort = ["rank", "layer", "head", *(["query_kind"] if "query_kind" in df else [])]
         df = df.sort_values(sort).drop(columns=drop, errors="ignore")
@@ -222,7 +228,7 @@ def head_samples(c: Context) -> dict[tuple[int, int], dict[str, Any]] | None:
     clean sample and their silhouettes (None without an analysis)."""
     if c.analysis is None:
         return None
-    df = query(c.store, "head_samples", analysis_id=c.analysis["analysis_id"])
+    df = c.query("head_samples", analysis_id=c.analysis["analysis_id"])
     return {(int(r["layer"]), int(r["head"])): r for r in df.to_dict("records")}
 
 
@@ -244,82 +250,108 @@ def samples_shown(
     }
 
 
-def tokens(c: Context, samples: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """Per sample, each position's token: kind, point, x as signs, label y."""
-    t = c.store.read(
-        "inputs",
-        columns=["sample", "point", "x", "y"],
-        run_id=c.run_id,
-        where=pc.field("sample").isin(pa.array(samples, pa.int32())),
-    ).to_pandas()
-    out: dict[int, list[dict[str, Any]]] = {}
-    for sample, rows in t.sort_values(["sample", "point"]).groupby("sample"):
-        toks = []
-        for r in rows.itertuples():
-            x = "".join("+" if v > 0 else "−" for v in r.x)
-            common = {"point": int(r.point), "x": x, "y": int(r.y)}
-            toks += [{"kind": "x", **common}, {"kind": "y", **common}]
-        out[int(sample)] = toks
-    return out
+def tokens(c: Context, sample: int) -> list[dict[str, Any]]:
+    """The sample's tokens (query sample_inputs), as :func:`tokens_of` gives them."""
+    rows = c.query("sample_inputs", run_id=c.run_id, sample=sample)
+    return tokens_of(rows["point"], rows["x"], rows["y"])
 
 
-def cluster_labels(c: Context, samples: list[int]) -> pd.DataFrame:
-    """Cluster labels of every head, for ``samples``, in the latest analysis of each view."""
-    frames = []
-    for view, a in c.views.items():
-        df = c.store.read(
-            "clusters",
-            columns=["layer", "head", "sample", "query_kind", "point", "label"],
-            analysis_id=a,
-            where=pc.field("sample").isin(pa.array(samples, pa.int32())),
-        ).to_pandas()
-        frames.append(df.assign(view=view))
-    if not frames:
-        return pd.DataFrame(
-            columns=["layer", "head", "sample", "query_kind", "point", "label", "view"]
-        )
-    return pd.concat(frames, ignore_index=True)
+def tokens_of(points: Any, x: Any, y: Any) -> list[dict[str, Any]]:
+    """A sample's tokens in position order, from its points, inputs x (each n_dims values,
+    ±1) and labels y: each point's x token, then its y token, each with its kind, point, x as
+    signs and label y."""
+    toks = []
+    for point, xs, label in zip(points, x, y, strict=True):
+        signs = "".join("+" if v > 0 else "−" for v in xs)
+        common = {"point": int(point), "x": signs, "y": int(label)}
+        toks += [{"kind": "x", **common}, {"kind": "y", **common}]
+    return toks
 
 
-def attention(c: Context, layer: int, head: int, samples: list[int]) -> dict[int, np.ndarray]:
-    """Per sample, the head's attention of shape (2N, 2N) in thousandths (int)."""
-    t = c.store.read(
-        "attention",
-        columns=["sample", "query_pos", "weights"],
-        run_id=c.run_id,
-        layer=layer,
-        head=head,
-        where=pc.field("sample").isin(pa.array(samples, pa.int32())),
-    ).sort_by([("sample", "ascending"), ("query_pos", "ascending")])
+def attention(c: Context, layer: int, head: int, sample: int) -> np.ndarray:
+    """The head's attention in ``sample`` (query head_attention), of shape (2N, 2N)."""
     T = 2 * int(c.run["n_points"])
-    w = full_rows(t.column("weights"), T)
-    w = np.rint(w.reshape(-1, T, T) * WEIGHT_SCALE).astype(int)
-    order = t.column("sample").to_numpy()[::T]
-    return {int(s): w[i] for i, s in enumerate(order)}
+    rows = c.query("head_attention", run_id=c.run_id, layer=layer, head=head, sample=sample)
+    return rows_of(rows["full_weights"], T)
+
+
+def thousandths(attention: np.ndarray) -> list[list[int]]:
+    """Attention weights as integers in thousandths (WEIGHT_SCALE), as the page carries them."""
+    return np.rint(attention * WEIGHT_SCALE).astype(int).tolist()
 
 
 def head_views(
-    labels: pd.DataFrame, layer: int, head: int, samples: list[int], T: int
-) -> dict[str, dict[int, list[int | None]]]:
-    """Per view and sample, the cluster label of each query position (None: not clustered)."""
-    mine = labels[(labels["layer"] == layer) & (labels["head"] == head)]
+    c: Context, layer: int, head: int, samples: list[int]
+) -> tuple[dict[str, dict[int, list[int | None]]], set[Any]]:
+    """Per view (its latest analysis) and sample, the cluster label of each query position
+    (query head_cluster_labels; None: not clustered), and the query kinds those rows hold
+    (the report checks them before it writes)."""
+    T = 2 * int(c.run["n_points"])
     out: dict[str, dict[int, list[int | None]]] = {}
-    for view, rows in mine.groupby("view"):
+    kinds: set[Any] = set()
+    for view, a in c.views.items():
         per: dict[int, list[int | None]] = {}
         for sample in samples:
+            rows = c.query(
+                "head_cluster_labels", analysis_id=a, layer=layer, head=head, sample=sample
+            )
+            kinds |= set(rows["query_kind"])
             col: list[int | None] = [None] * T
-            for r in rows[rows["sample"] == sample].itertuples():
-                col[2 * int(r.point) + (r.query_kind == "y")] = int(r.label)
+            for r in rows.itertuples():
+                col[2 * int(r.point) + (r.query_kind == "y")] = int(r.cluster)
             per[sample] = col
-        out[str(view)] = per
-    return out
+        out[view] = per
+    return out, kinds
+
+
+@dataclass(frozen=True)
+class HeadPage:
+    """What one head's page shows: the samples it offers (sample → why, the typical first),
+    why (its row of query head_samples), the figure's data on the typical sample and that
+    sample's clusters table (these three None without an analysis), per sample its attention
+    of shape (2N, 2N) and its tokens, per view and sample the cluster labels, and the query
+    kinds those labels hold."""
+
+    layer: int
+    head: int
+    shown: dict[int, str]
+    choice: dict[str, Any] | None
+    figure: HeadFigureData | None
+    clusters: dict[str, Any] | None
+    attention: dict[int, np.ndarray]
+    tokens: dict[int, list[dict[str, Any]]]
+    labels: dict[str, dict[int, list[int | None]]]
+    query_kinds: set[Any]
+
+
+def head_page(
+    c: Context, choices: dict[tuple[int, int], dict[str, Any]] | None, layer: int, head: int
+) -> HeadPage:
+    """Everything one head's page shows, read from the store."""
+    shown = samples_shown(c, choices, layer, head)
+    samples = list(shown)
+    figure = clusters = None
+    if c.analysis is not None:
+        figure = head_figure_data(
+            c.store, c.run_id, c.analysis["analysis_id"], layer, head, samples[0], c.reader
+        )
+        clusters = head_clusters(c, layer, head, samples[0])
+    weights, toks = {}, {}
+    for s in samples:
+        if figure is not None and s == figure.sample:  # read for the figure already
+            weights[s] = figure.attention
+            toks[s] = tokens_of(range(figure.n_points), figure.x, figure.y)
+        else:
+            weights[s], toks[s] = attention(c, layer, head, s), tokens(c, s)
+    labels, kinds = head_views(c, layer, head, samples)
+    choice = None if choices is None else choices[(layer, head)]
+    return HeadPage(layer, head, shown, choice, figure, clusters, weights, toks, labels, kinds)
 
 
 def head_clusters(c: Context, layer: int, head: int, sample: int) -> dict[str, Any]:
     """The clusters of one head and sample, x and y queries (query head_clusters)."""
     frames = [
-        query(
-            c.store,
+        c.query(
             "head_clusters",
             analysis_id=c.analysis["analysis_id"],
             layer=layer,

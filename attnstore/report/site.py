@@ -8,9 +8,11 @@
     DIR/heads/L{l}_H{h}_*.png       its figures (plots.head_figure, plots.silhouette_figure)
     DIR/assets/                     plotly.min.js (from the plotly package), report.js, .css
 
-Python builds the JSON (:mod:`attnstore.report.data`); ``assets/report.js`` renders it with
-Plotly. Each page's data is a ``<script type="application/json">`` block (never run: read with
-``JSON.parse``; ``fetch`` of ``file://`` is blocked in browsers), every script is a file of
+Python builds the JSON (:mod:`attnstore.report.data`, every row through a named query, all on
+one connection); ``assets/report.js`` renders it with Plotly; the PNG figures are drawn in a
+pool of processes (:mod:`attnstore.report.figures`). Each page's data is a ``<script
+type="application/json">`` block (never run: read with ``JSON.parse``; ``fetch`` of
+``file://`` is blocked in browsers), every script is a file of
 ``assets/`` loaded with ``<script src>`` by relative path, nothing comes from the network, and
 the same store gives the same bytes: no dates, sorted keys, rounded floats.
 
@@ -19,7 +21,8 @@ every stored string is escaped (:func:`_h` in HTML, :func:`_json_in_html` in the
 blocks; ``report.js`` writes text with ``textContent`` only), every page carries a
 Content-Security-Policy (:data:`CSP`) that runs no inline script, and a stored value outside
 its declared domain (:data:`DOMAINS`: an unknown view, backend, query kind, intervention method
-or target) is refused in one line before anything is written.
+or target) is refused in one line before anything is written: every page's data is read
+before the first file is written.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from attnstore.analysis.backends import BACKENDS
-from attnstore.analysis.views import QUERY_KINDS, VIEWS
 from attnstore.errors import StoreError, known
 from attnstore.outputs import check_output_folder, write_output
+from attnstore.queries import Reader
 from attnstore.report import data as d
+from attnstore.report.figures import Drawer, workers
 from attnstore.store import Store, open_store
+from attnstore.vocab import BACKENDS, QUERY_KINDS, VIEWS
 
 REPORT_DIR = "report"  # the report's folder inside `attnstore run`'s --out
 ASSETS = ("report.js", "report.css")
@@ -113,22 +117,30 @@ def _intervention_domains() -> dict[str, tuple[str, ...]]:
     return {"method": METHODS, "target": (Z_TARGET, *TARGETS)}
 
 
-def _check_stored_values(c: d.Context, labels: Any) -> None:
+def _check_declared(contents: dict[str, Any], interventions: Any) -> None:
     """Refuse, before anything is written, a stored value outside its domain that the report
-    would show or act on: the views and backends of the store's analyses, the methods and
-    targets of the run's interventions, the query kinds of the cluster labels shown."""
-    for r in c.store.read("analyses", ["analysis_id", "view", "backend"]).to_pylist():
+    would show or act on: the views and backends of the store's analyses (``contents``, the
+    query's table), the methods and targets of the run's ``interventions`` (query
+    run_interventions)."""
+    for row in contents["rows"]:
+        r = dict(zip(contents["columns"], row, strict=True))
+        if r["analysis_id"] is None:  # a run with no analysis
+            continue
         for column in ("view", "backend"):
             where = f"analysis {r['analysis_id']}"
             _refuse_unknown(where, column, r[column], DOMAINS[column])
-    columns = ["intervention_id", "method", "target"]
-    rows = c.store.read("interventions", columns, run_id=c.run_id).to_pylist()
+    rows = interventions.to_dict("records")
     domains = _intervention_domains() if rows else {}
     for r in rows:
         for column in ("method", "target"):
             where = f"intervention {r['intervention_id']}"
             _refuse_unknown(where, column, r[column], domains[column])
-    for kind in sorted(set(labels["query_kind"]), key=str):
+
+
+def _check_query_kinds(heads: list[d.HeadPage]) -> None:
+    """Refuse, before anything is written, a query kind of the cluster labels shown that is
+    not one of QUERY_KINDS."""
+    for kind in sorted(set().union(*(h.query_kinds for h in heads)), key=str):
         _refuse_unknown("table clusters", "query_kind", kind, DOMAINS["query_kind"])
 
 
@@ -198,8 +210,7 @@ def _assets(out: Path, files: list[Path]) -> None:
         _write(out / "assets" / name, text, files)
 
 
-def _index(c: d.Context, out: Path, files: list[Path]) -> None:
-    o = d.overview(c)
+def _index(c: d.Context, o: dict[str, Any], out: Path, files: list[Path]) -> None:
     card = "".join(f"<tr><th>{_h(k)}</th><td>{_cell(v)}</td></tr>" for k, v in o["card"].items())
     body = (
         (_no_analysis(c) if c.analysis is None else "")
@@ -216,9 +227,8 @@ def _index(c: d.Context, out: Path, files: list[Path]) -> None:
     _write(out / "index.html", _page(f"attnstore report: run {c.run_id}", body, data), files)
 
 
-def _heads(c: d.Context, out: Path, files: list[Path]) -> None:
-    maps = d.head_maps(c)
-    ranks = d.rankings(c)
+def _heads(c: d.Context, pages: Pages, out: Path, files: list[Path]) -> None:
+    maps, ranks = pages.maps, pages.rankings
     options = "".join(f'<option value="{i}">{_h(m["name"])}</option>' for i, m in enumerate(maps))
     body = _no_analysis(c) if c.analysis is None else ""
     if maps:
@@ -252,33 +262,26 @@ def _heads(c: d.Context, out: Path, files: list[Path]) -> None:
     _write(out / "heads.html", _page(f"Heads of run {c.run_id}", body, data), files)
 
 
-def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, files) -> None:
-    from attnstore import plots
-
-    stem = f"L{layer}_H{head}"
-    shown = d.samples_shown(c, ctx["choices"], layer, head)
-    samples = list(shown)
-    T = 2 * int(c.run["n_points"])
+def _head(c: d.Context, p: d.HeadPage, drawn: Drawer, out: Path, files: list[Path]) -> None:
+    stem = f"L{p.layer}_H{p.head}"
     body = "" if c.analysis is not None else _no_analysis(c)
-    if c.analysis is not None:
-        sample = samples[0]  # the typical one: the page opens on it
-        fig = plots.head_figure_data(
-            c.store, c.run_id, c.analysis["analysis_id"], layer, head, sample
-        )
-        plots.save_figure(plots.head_figure(fig), out / "heads" / f"{stem}_s{sample}.png")
-        plots.save_figure(plots.silhouette_figure(fig), out / "heads" / f"{stem}_silhouette.png")
-        files += [out / "heads" / f"{stem}_s{sample}.png", out / "heads" / f"{stem}_silhouette.png"]
+    if p.figure is not None:
+        sample = p.figure.sample  # the typical one: the page opens on it
+        figure = out / "heads" / f"{stem}_s{sample}.png"
+        silhouette = out / "heads" / f"{stem}_silhouette.png"
+        for path, raw in zip((figure, silhouette), drawn.result((p.layer, p.head)), strict=True):
+            _write(path, raw, files)
         body += (
-            _why_this_sample(c, ctx["choices"][(layer, head)])
-            + f'<img class="figure" src="{stem}_s{sample}.png" alt="head figure, sample {sample}">'
-            f'<img class="silhouette" src="{stem}_silhouette.png" alt="silhouette against k">'
+            _why_this_sample(c, p.choice)
+            + f'<img class="figure" src="{figure.name}" alt="head figure, sample {sample}">'
+            f'<img class="silhouette" src="{silhouette.name}" alt="silhouette against k">'
             "<h2>Clusters</h2><p>Query <code>head_clusters</code>; dominant literals best first, "
             "* where the literal is in the hidden function.</p>"
-            + _table(d.head_clusters(c, layer, head, sample), "sortable clusters")
+            + _table(p.clusters, "sortable clusters")
         )
     options = "".join(
         f'<option value="{s}">sample {s}{": " if why else ""}{_h(why)}</option>'
-        for s, why in shown.items()
+        for s, why in p.shown.items()
     )
     view_opts = "".join(f'<option value="{_h(v)}">{_h(v)}</option>' for v in c.views) or (
         '<option value="">no analysis</option>'
@@ -290,20 +293,18 @@ def _head(c: d.Context, layer: int, head: int, ctx: dict[str, Any], out: Path, f
         '<div id="attention" class="chart square"></div>'
         '<p id="hover-info" class="hover-info">Hover a cell: query, key, weight, cluster.</p>'
     )
-    att = d.attention(c, layer, head, samples)
-    head_data = {
-        "layer": layer,
-        "head": head,
-        "scale": d.WEIGHT_SCALE,
-        "samples": {str(s): att[s].tolist() for s in samples},
-        "tokens": {str(s): ctx["tokens"][s] for s in samples},
-        "labels": d.head_views(ctx["labels"], layer, head, samples, T),
-    }
+    head_data = d.clean(
+        {
+            "layer": p.layer,
+            "head": p.head,
+            "scale": d.WEIGHT_SCALE,
+            "tokens": {str(s): p.tokens[s] for s in p.shown},
+            "labels": p.labels,
+        }
+    )  # the weights are integers already: as clean() leaves them
+    head_data["samples"] = {str(s): d.thousandths(p.attention[s]) for s in p.shown}
     page = _page(
-        f"Layer {layer}, head {head}",
-        body,
-        {"page": "head", "head": d.clean(head_data)},
-        up="../",
+        f"Layer {p.layer}, head {p.head}", body, {"page": "head", "head": head_data}, up="../"
     )
     _write(out / "heads" / f"{stem}.html", page, files)
 
@@ -323,33 +324,67 @@ def _why_this_sample(c: d.Context, r: dict[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Pages:
+    """Every page's data, read before anything is written: the overview, the run's
+    interventions, the heads page's maps and rankings, and each head's page."""
+
+    overview: dict[str, Any]
+    interventions: Any  # query run_interventions' rows, one per intervention
+    maps: list[dict[str, Any]]
+    rankings: dict[str, dict[str, Any]]
+    heads: list[d.HeadPage]
+
+
+def _read(c: d.Context, draw: Drawer, progress: bool) -> Pages:
+    """Every page's data, each stored value with a declared domain checked as soon as it is
+    read; each head figure handed to ``draw`` as soon as its data is."""
+    from attnstore.progress import progress_bar
+
+    overview, interventions = d.overview(c), d.interventions(c)
+    _check_declared(overview["contents"], interventions)
+    choices = d.head_samples(c)
+    L, H = int(c.run["n_layers"]), int(c.run["n_heads"])
+    heads = []
+    for layer, head in progress_bar(
+        [(layer, head) for layer in range(L) for head in range(H)],
+        desc="report",
+        unit="head",
+        enabled=progress,
+    ):
+        heads.append(d.head_page(c, choices, layer, head))
+        if heads[-1].figure is not None:
+            draw.submit((layer, head), heads[-1].figure)
+    _check_query_kinds(heads)
+    return Pages(overview, interventions, d.head_maps(c, interventions), d.rankings(c), heads)
+
+
 def build_report(
     store: str | Path | Store,
     out: str | Path,
     run_id: str | None = None,
     analysis_id: str | None = None,
     progress: bool = False,
+    n_workers: int | None = None,
 ) -> ReportResult:
     """Write the report of ``run_id`` (default: the latest run, or the run of ``analysis_id``)
     and ``analysis_id`` (default: the run's latest; a run with none still gets a report,
     which names the ``attnstore analyze`` command) into the folder ``out`` (made if need be;
-    never inside a store). Returns the index page's path and every file written."""
+    never inside a store), its figures drawn by ``n_workers`` processes (1: by this one;
+    default: :func:`attnstore.report.figures.workers`). Returns the index page's path and
+    every file written."""
     s = open_store(store)
     out = check_output_folder(out, s.path)
-    c = d.context(s, run_id, analysis_id)
-    choices = d.head_samples(c)
-    L, H = int(c.run["n_layers"]), int(c.run["n_heads"])
-    shown = {(l, h): d.samples_shown(c, choices, l, h) for l in range(L) for h in range(H)}
-    every = sorted({s for v in shown.values() for s in v})
-    ctx = {"choices": choices, "tokens": d.tokens(c, every), "labels": d.cluster_labels(c, every)}
-    _check_stored_values(c, ctx["labels"])
     files: list[Path] = []
-    _assets(out, files)
-    _index(c, out, files)
-    _heads(c, out, files)
-    from attnstore.progress import progress_bar
-
-    for layer, head in progress_bar(list(shown), desc="report", unit="head", enabled=progress):
-        _head(c, layer, head, ctx, out, files)
+    with Reader(s) as reader:
+        c = d.context(s, reader, run_id, analysis_id)
+        drawn = 0 if c.analysis is None else int(c.run["n_layers"]) * int(c.run["n_heads"])
+        with Drawer(workers(drawn) if n_workers is None else n_workers) as draw:
+            pages = _read(c, draw, progress)  # refuses an undeclared value: nothing written
+            _assets(out, files)
+            _index(c, pages.overview, out, files)
+            _heads(c, pages, out, files)
+            for page in pages.heads:
+                _head(c, page, draw, out, files)
     analysis = None if c.analysis is None else c.analysis["analysis_id"]
     return ReportResult(out / "index.html", c.run_id, analysis, files)
