@@ -12,7 +12,7 @@ from attnstore.cli.options import (
     query_param_option,
     store_option,
 )
-from attnstore.errors import ConfigError
+from attnstore.errors import AttnStoreError, ConfigError
 from attnstore.limits import SQL_MEMORY_LIMIT, SQL_TIMEOUT_S
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -203,7 +203,10 @@ def query_run(
     frame = run_query(store, name, values, query_dirs, **bounds)
     _write_frame(frame, fmt, out, store)
     if frame.empty:
-        note = _empty_note(store, name, values, query_dirs, bounds)
+        try:
+            note = _empty_note(store, name, values, query_dirs, bounds)
+        except AttnStoreError as e:  # the answer stands; only the note is missing
+            note = f"note: the rows each threshold dropped could not be counted: {e}"
         if note is not None:
             click.echo(note, err=True)
 
