@@ -15,6 +15,7 @@ killed or two must race) and the library, against moto's S3 server on 127.0.0.1 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -68,13 +69,24 @@ def _new_bucket(name: str) -> str:
     return name
 
 
-def _objects(bucket: str | None = None) -> dict[str, list[str]]:
-    """Every object of ``bucket`` (of every bucket when None) on the test server, by bucket."""
-    s3 = boto3.client("s3")
+@functools.cache
+def _client(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint)
+
+
+def _s3():
+    """A client of the test server, made once (making one costs more than a request)."""
+    return _client(os.environ["AWS_ENDPOINT_URL"])
+
+
+def _objects(bucket: str | None = None, prefix: str = "") -> dict[str, list[str]]:
+    """Every object of ``bucket`` (of every bucket when None) on the test server whose key
+    starts with ``prefix``, by bucket."""
+    s3 = _s3()
     names = [bucket] if bucket else [b["Name"] for b in s3.list_buckets()["Buckets"]]
     out = {}
     for name in names:
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=name)
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix=prefix)
         out[name] = sorted(o["Key"] for page in pages for o in page.get("Contents", []))
     return out
 
@@ -281,13 +293,14 @@ def _writer(args: list, env: dict | None = None) -> subprocess.Popen:
 
 
 def _data_files(bucket: str, prefix: str) -> list[str]:
-    return [k for k in _objects(bucket)[bucket] if k.startswith(prefix) and "/part-" in k]
+    return [k for k in _objects(bucket, prefix)[bucket] if "/part-" in k]
 
 
 def _until_writing(proc: subprocess.Popen, bucket: str, prefix: str) -> None:
-    """Wait until ``proc`` has written its first data file (or has ended)."""
+    """Wait until ``proc`` has written its first data file (or has ended); polls every 50 ms
+    (a listing costs the server CPU that the writers need)."""
     while proc.poll() is None and not _data_files(bucket, prefix):
-        time.sleep(0.01)
+        time.sleep(0.05)
 
 
 def test_sigkill_during_an_s3_commit_then_rerun(stores, tiny_checkpoint, s3_bucket, monkeypatch):
