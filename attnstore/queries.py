@@ -447,13 +447,14 @@ def run_query(
     bounds of :class:`Bounds` (``attnstore query`` gives defaults; none here); on
     ``reader``'s connection where given (:class:`Reader`), else on a new one."""
     bounds = Bounds(timeout_s, memory_limit)
-    q = get_query(name, extra_dirs)
+    q = get_query(name, extra_dirs) if reader is None else reader.named(name)
     values = q.bind(params or {})
-    _check_read_only(q.sql, f"query '{name}' ({q.path})")
-    s = open_store(store) if reader is None else reader.lookups
+    if reader is None:
+        _check_read_only(q.sql, f"query '{name}' ({q.path})")
+    s = open_store(store)
 
     def run(con):
-        bound = _resolve(con, s, q, values)
+        bound = _resolve(con, s if reader is None else reader.lookups, q, values)
         used = {n: bound[n] for n in q.used_params}
         return _execute(con, q.sql, used, f"query '{name}'", bounds)
 
@@ -464,18 +465,27 @@ class Reader:
     """Named queries on one connection, for a caller that runs many on one store (a report
     runs hundreds): the store's files are listed and its views made once, not per query.
     ``reader.query(name, **params)`` is :func:`query`, its defaults resolved by the store's
-    lookups as they were when the connection was made (:class:`_Remembered`). A commit that
-    replaced files since is read on a new connection, as :func:`run_query` does. Use it in a
-    ``with`` block, or call :meth:`close`."""
+    lookups as they were when the connection was made (:class:`_Remembered`), each query
+    file read and checked once. A commit that replaced files since is read on a new
+    connection, as :func:`run_query` does. Use it in a ``with`` block, or call :meth:`close`."""
 
     def __init__(self, store: str | Path | Store, extra_dirs: list[str | Path] | tuple = ()):
         self.store = open_store(store)
         self.extra_dirs = extra_dirs
         self.lookups = _Remembered(self.store)
         self._con = None
+        self._queries: dict[str, Query] = {}
 
     def query(self, name: str, /, **params: Any) -> pd.DataFrame:
         return run_query(self.store, name, params, self.extra_dirs, reader=self)
+
+    def named(self, name: str) -> Query:
+        """The query ``name`` (:func:`get_query`), checked to only read, once per reader."""
+        if name not in self._queries:
+            q = get_query(name, self.extra_dirs)
+            _check_read_only(q.sql, f"query '{name}' ({q.path})")
+            self._queries[name] = q
+        return self._queries[name]
 
     def connection(self):
         if self._con is None:

@@ -7,16 +7,23 @@
 
 ``--big`` builds the store, if it is empty, from a randomly initialised 12-layer, 8-head
 model (n_dims 10, n_ctx 80, d_model 256; task conjunction) with ``--samples`` prompts and the
-default analysis. Then it writes the report into a temporary folder and prints how long that
-took, its size and file count, and, in Debian's Chromium (/usr/bin/chromium, headless,
-network blocked), the time each kind of page takes to open from file:// until its Plotly
-charts are drawn, in one tab: the first load (the first page also starts the tab's renderer)
-and the median of ``--repeats`` loads after it.
+default analysis. Then it writes the report into a temporary folder ``--repeats`` times each
+with its figures drawn by this process alone and by the default pool of workers
+(attnstore/report/figures.py), alternating, and prints the median of each, their ratio, the
+machine's load (the 1-minute load average before and after: two cores are often shared)
+and that the two reports are the same bytes; then the report's size and file count and, in
+Debian's Chromium (/usr/bin/chromium, headless, network blocked), the time each kind of page
+takes to open from file:// until its Plotly charts are drawn, in one tab: the first load
+(the first page also starts the tab's renderer) and the median of ``--repeats`` loads after
+it. ``--no-browser`` leaves the browser out.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,6 +32,7 @@ from pathlib import Path
 
 from attnstore.report import build_report
 from attnstore.report.browser import CHROMIUM, OFFLINE_ARGS
+from attnstore.report.figures import workers
 from attnstore.store import Store
 
 
@@ -89,6 +97,40 @@ def load_times(out: Path, repeats: int, shots: Path | None) -> None:
         browser.close()
 
 
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def write_times(store: Path, out: Path, repeats: int) -> None:
+    """The report written ``repeats`` times by this process alone and by the default pool,
+    alternating; the medians, their ratio and the load."""
+    run = Store(store).run()
+    pool = workers(int(run["n_layers"]) * int(run["n_heads"]))
+    kinds = {"one process": 1, f"{pool} workers (default)": None}
+    times: dict[str, list[float]] = {k: [] for k in kinds}
+    digests = set()
+    load = os.getloadavg()[0]
+    for _ in range(repeats):
+        for kind, n in kinds.items():
+            shutil.rmtree(out, ignore_errors=True)
+            t = time.perf_counter()
+            build_report(store, out, n_workers=n)
+            times[kind].append(time.perf_counter() - t)
+            digests.add(_digest(out))
+    medians = {k: statistics.median(v) for k, v in times.items()}
+    for kind, median in medians.items():
+        print(f"report written in {median:.1f} s with {kind} (median of {repeats})")
+    one, default = medians.values()
+    print(
+        f"  ratio one process / default: {one / default:.2f}; the same bytes: "
+        f"{len(digests) == 1}; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, "
+        f"{os.cpu_count()} cores"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", type=Path, required=True)
@@ -96,18 +138,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--samples", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--screenshots", type=Path, default=None, help="Folder for docs images.")
+    ap.add_argument("--no-browser", action="store_true", help="Time the writing only.")
     args = ap.parse_args(argv)
     build_store(args.store, args.big, args.samples)
     run = Store(args.store).run()
     print(f"run {run['run_id']}: {run['n_layers']} x {run['n_heads']}, {run['n_samples']} samples")
     with tempfile.TemporaryDirectory() as tmp:
-        t = time.perf_counter()
-        build_report(args.store, Path(tmp) / "report")
-        took = time.perf_counter() - t
-        files = [f for f in (Path(tmp) / "report").rglob("*") if f.is_file()]
+        out = Path(tmp) / "report"
+        write_times(args.store, out, args.repeats)
+        files = [f for f in out.rglob("*") if f.is_file()]
         size = sum(f.stat().st_size for f in files)
-        print(f"report: {size / 1e6:.1f} MB in {len(files)} files, written in {took:.0f} s")
-        load_times(Path(tmp) / "report", args.repeats, args.screenshots)
+        print(f"report: {size / 1e6:.1f} MB in {len(files)} files")
+        if not args.no_browser:
+            load_times(out, args.repeats, args.screenshots)
 
 
 if __name__ == "__main__":

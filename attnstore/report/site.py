@@ -377,7 +377,7 @@ def build_report(
     out = check_output_folder(out, s.path)
     files: list[Path] = []
     with Reader(s) as reader:
-        c = d.context(s, reader, run_id, analysis_id)
+        c = d.context(s, reader, run_id, analysis_id)  # the store's lookup: no DuckDB yet
         drawn = 0 if c.analysis is None else int(c.run["n_layers"]) * int(c.run["n_heads"])
         with Drawer(workers(drawn) if n_workers is None else n_workers) as draw:
             pages = _read(c, draw, progress)  # refuses an undeclared value: nothing written
