@@ -422,3 +422,20 @@ def test_head_pages_show_the_stored_rows(built, tiny_analysed_store):
                 for r in clusters.itertuples():
                     expected_labels[2 * r.point + (r.query_kind == "y")] = int(r.label)
                 assert data["labels"][view][sample] == expected_labels, (page, view, sample)
+
+
+def test_a_script_without_a_main_guard_can_write_a_report(built, tmp_path):
+    """The workers are forked, not spawned: a spawned worker runs the calling script again,
+    and a script without `if __name__ == "__main__"` then fails in every worker."""
+    import subprocess
+    import sys
+
+    store, out, _ = built
+    script = tmp_path / "make_report.py"
+    script.write_text(
+        "from attnstore.report import build_report\n"
+        f"build_report({str(store)!r}, {str(tmp_path / 'site')!r}, n_workers=2)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _digests(tmp_path / "site") == _digests(out)
