@@ -374,19 +374,6 @@ def test_intervention_maps_in_chromium(iv_built, tmp_path):
 # --- what the pages read, and how the figures are drawn ----------------------------------------
 
 
-def test_workers_draw_the_same_bytes(built, tmp_path):
-    """The figures drawn by a pool of workers, and the rest of the report, are the bytes the
-    report drawn in one process has (the tiny store's four heads are drawn in-process)."""
-    from attnstore.report import build_report
-    from attnstore.report.figures import workers
-
-    store, out, _ = built
-    assert workers(4) == 1
-    result = build_report(store, tmp_path / "pool", n_workers=2)
-    assert sum(f.suffix == ".png" for f in result.files) == 8  # 4 heads x 2 figures
-    assert _digests(tmp_path / "pool") == _digests(out)
-
-
 def test_head_pages_show_the_stored_rows(built, tiny_analysed_store):
     """Each head page's attention, tokens and cluster labels, read through named queries, are
     the rows of the attention, inputs and clusters tables (read here with pyarrow)."""
@@ -424,18 +411,26 @@ def test_head_pages_show_the_stored_rows(built, tiny_analysed_store):
                 assert data["labels"][view][sample] == expected_labels, (page, view, sample)
 
 
-def test_a_script_without_a_main_guard_can_write_a_report(built, tmp_path):
-    """The workers are forked, not spawned: a spawned worker runs the calling script again,
-    and a script without `if __name__ == "__main__"` then fails in every worker."""
+def test_workers_draw_the_same_bytes_from_a_script_without_a_main_guard(built, tmp_path):
+    """Figures drawn by two workers give the bytes of the report drawn in one process (the
+    tiny store's four heads are drawn in-process). The workers are forked, not spawned: a
+    spawned worker runs the calling script again, and one without `if __name__ ==
+    "__main__"` then fails in every worker."""
+    import os
     import subprocess
     import sys
 
+    from attnstore.report.figures import workers
+
     store, out, _ = built
+    assert workers(4) == 1 and workers(8) == min(2, len(os.sched_getaffinity(0)))
     script = tmp_path / "make_report.py"
     script.write_text(
         "from attnstore.report import build_report\n"
-        f"build_report({str(store)!r}, {str(tmp_path / 'site')!r}, n_workers=2)\n"
+        f"done = build_report({str(store)!r}, {str(tmp_path / 'site')!r}, n_workers=2)\n"
+        "print(sum(f.suffix == '.png' for f in done.files))\n"
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "8"  # 4 heads x 2 figures
     assert _digests(tmp_path / "site") == _digests(out)
