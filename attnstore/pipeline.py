@@ -120,7 +120,7 @@ def run_pipeline(
     head map, into ``out``."""
     from attnstore import plots
     from attnstore.outputs import write_output
-    from attnstore.queries import query
+    from attnstore.queries import Reader
     from attnstore.store import Store
 
     if top < 1:
@@ -144,8 +144,9 @@ def run_pipeline(
     )
     s = Store(store)
     aid = analysis.analysis_id
-    best = query(s, RANKING, analysis_id=aid, top=top)
-    typical = query(s, "head_samples", analysis_id=aid).set_index(["layer", "head"])
+    with Reader(s) as reader:
+        best = reader.query(RANKING, analysis_id=aid, top=top)
+        typical = reader.query("head_samples", analysis_id=aid).set_index(["layer", "head"])
     typical = typical["typical_sample"].to_dict()
 
     out = Path(out)
