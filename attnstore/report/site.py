@@ -12,9 +12,9 @@ Python builds the JSON (:mod:`attnstore.report.data`, every row through a named 
 one connection); ``assets/report.js`` renders it with Plotly; the PNG figures are drawn in a
 pool of processes (:mod:`attnstore.report.figures`). Each page's data is a ``<script
 type="application/json">`` block (never run: read with ``JSON.parse``; ``fetch`` of
-``file://`` is blocked in browsers), every script is a file of
-``assets/`` loaded with ``<script src>`` by relative path, nothing comes from the network, and
-the same store gives the same bytes: no dates, sorted keys, rounded floats.
+``file://`` is blocked in browsers), every script is a file of ``assets/`` loaded with
+``<script src>`` by relative path, nothing comes from the network, and the same store gives
+the same bytes: no dates, sorted keys, rounded floats.
 
 A store someone hands you may hold anything, so a report is written as for a hostile one:
 every stored string is escaped (:func:`_h` in HTML, :func:`_json_in_html` in the JSON
