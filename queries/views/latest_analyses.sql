@@ -10,7 +10,8 @@
 -- Parameters: none.
 -- Grain: analysis_id.
 -- Columns:
---   analysis_id, run_id, view, backend, created_at,
+--   analysis_id, run_id, view, backend,
+--   created_at           when the analysis was committed (UTC)
 --   run_recency          1 = the latest analysis of its run, 2 = the one before, ...
 --   view_recency         the same among the analyses of its run with its view
 --   latest_of_run        run_recency = 1
