@@ -69,6 +69,7 @@ CRASH_ENV = "ATTNSTORE_CRASH_AT"  # tests only: 'written' (before step 3), 'comm
 STALE_AFTER = timedelta(hours=1)  # object stores: an uncommitted file this old is a dead writer's
 ROW_GROUP_ROWS = 1 << 20  # upper bound; writers pass whole batches as row groups
 ID = re.compile(r"[0-9A-Za-z_]{1,64}")  # a run or analysis id: one path segment, no dots
+DIGITS = re.compile(r"[0-9]{1,5}")  # an integer partition value (layer): digits only
 TOKEN = re.compile(r"[0-9a-f]{16}")  # a transaction's token, as new_token() makes it
 DATA_FILE = re.compile(rf"part-({TOKEN.pattern})\.parquet")
 TMP_FILE = re.compile(r"\..+\.[0-9a-f]{32}\.tmp")  # a local write's temporary file
@@ -90,8 +91,9 @@ def in_layout(t: Table, rel: Path) -> bool:
     table; a temporary file of a local atomic write counts too."""
     parts = rel.parts
     if len(parts) != len(t.partition) + 1 or not all(
-        part.startswith(f"{key}=") and ID.fullmatch(part.split("=", 1)[1])
-        for part, (key, _) in zip(parts, t.partition, strict=False)
+        part.startswith(f"{key}=")
+        and (DIGITS if pa.types.is_integer(ty) else ID).fullmatch(part.split("=", 1)[1])
+        for part, (key, ty) in zip(parts, t.partition, strict=False)
     ):
         return False
     if TMP_FILE.fullmatch(parts[-1]):

@@ -447,3 +447,17 @@ def test_a_read_racing_an_overwrite_reads_a_whole_version(tmp_path, monkeypatch)
 
     monkeypatch.setattr(s, "_records", list_after_an_overwrite)
     assert s.read("inputs").num_rows == 5 and raced
+
+
+def test_a_layer_folder_that_is_not_a_number_is_named(store):
+    """`layer=abc` under a run's attention once ended in pyarrow's ArrowInvalid traceback: an
+    integer partition value must be digits, else the file is named as out of place."""
+    path, run_id = store
+    f = next((path / "attention" / f"run_id={run_id}" / "layer=0").glob("part-*.parquet"))
+    odd = f.parent.parent / "layer=abc"
+    odd.mkdir()
+    shutil.copy(f, odd / f.name)
+    before = fingerprint(path)
+    result = cli_run("sql", "--store", path, "select count(*) from attention")
+    one_line_error(result, "layer=abc", "is not where attnstore keeps attention files")
+    assert fingerprint(path) == before
