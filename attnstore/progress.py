@@ -42,9 +42,20 @@ def progress_bar(
 
     if not enabled:
         return tqdm(iterable, total=total, disable=True)
-    if sys.stderr.isatty() or "ipykernel" in sys.modules:
+    if sys.stderr.isatty() or _in_a_kernel():
         return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr)
     return PlainLines(iterable, total=total, desc=desc, unit=unit, every=plain_seconds())
+
+
+def _in_a_kernel() -> bool:
+    """True inside a running Jupyter kernel (not merely where ipykernel was imported, as a
+    test process that ran a notebook has it)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # an IPython too old or half-imported: not a kernel we can draw in
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def plain_seconds() -> float:

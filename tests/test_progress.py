@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import pytest
 
@@ -64,3 +65,13 @@ def test_an_interval_that_is_not_seconds_is_refused(monkeypatch, text):
     monkeypatch.setenv("ATTNSTORE_PROGRESS_SECONDS", text)
     with pytest.raises(ConfigError, match=f"ATTNSTORE_PROGRESS_SECONDS='{text}' is not accepted"):
         plain_seconds()
+
+
+def test_a_process_that_imported_ipykernel_still_prints_plain_lines(monkeypatch, capsys):
+    """The test process imports ipykernel once the notebook test has run: only a running
+    kernel gets tqdm's notebook bar."""
+    import importlib
+
+    importlib.import_module("ipykernel")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert isinstance(progress_bar(total=3, desc="x"), PlainLines)
