@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from attnstore.report import build_report
-from attnstore.report.browser import CHROMIUM, OFFLINE_ARGS
+from attnstore.report.browser import offline_chromium
 from attnstore.report.figures import workers
 from attnstore.store import Store
 
@@ -57,18 +57,10 @@ def build_store(path: Path, big: bool, samples: int) -> None:
 
 
 def load_times(out: Path, repeats: int, shots: Path | None) -> None:
-    from playwright.sync_api import sync_playwright
-
     heads = sorted((out / "heads").glob("*.html"))
     pages = {"index.html": out / "index.html", "heads.html": out / "heads.html"}
     pages[f"heads/{heads[-1].name}"] = heads[-1]
-    with tempfile.TemporaryDirectory() as profile, sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=str(CHROMIUM),
-            args=OFFLINE_ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
+    with tempfile.TemporaryDirectory() as profile, offline_chromium(profile) as browser:
         page = browser.new_page()
         for name, path in pages.items():
             times = []
@@ -94,7 +86,6 @@ def load_times(out: Path, repeats: int, shots: Path | None) -> None:
             page.wait_for_selector(".hovertext", state="attached")
             page.screenshot(path=str(shots / "report-head.png"))
             print(f"screenshots: {shots}/report-heads.png, {shots}/report-head.png")
-        browser.close()
 
 
 def _digest(folder: Path) -> str:

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from attnstore.cli import cli
 from attnstore.queries import query
-from attnstore.report.browser import CHROMIUM, OFFLINE_ARGS
+from attnstore.report.browser import CHROMIUM, offline_chromium
 
 
 def _copy(tiny_analysed_store, tmp_path) -> Path:
@@ -155,20 +155,12 @@ def _writable(folder: Path) -> bool:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: apt-get install chromium")
 def test_in_chromium(built, tmp_path):
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
     _, out, _ = built
     pages = [out / "index.html", out / "heads.html", *sorted((out / "heads").glob("*.html"))]
     requests: list[str] = []
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            args=OFFLINE_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
+    with offline_chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
         page.on("request", lambda r: requests.append(r.url))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -206,7 +198,6 @@ def test_in_chromium(built, tmp_path):
         assert "key" in tip and "weight" in tip and "cluster of the query (raw)" in tip, tip
         assert "weight" in page.locator("#hover-info").text_content()
         page.screenshot(path=str(tmp_path / "head.png"), full_page=True)
-        browser.close()
     assert not errors, errors
     assert requests and all(u.startswith(("file://", "data:")) for u in requests), [
         u for u in requests if not u.startswith(("file://", "data:"))
@@ -343,16 +334,11 @@ def test_head_pages_open_on_the_typical_sample(built, tiny_analysed_store):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: apt-get install chromium")
 def test_intervention_maps_in_chromium(iv_built, tmp_path):
     """An intervention's map is drawn on the diverging scale centred at 0, a metric's not."""
-    from playwright.sync_api import sync_playwright
-
     _, out, _ = iv_built
     maps = _page_data(out / "heads.html")["maps"]
     signed = next(i for i, m in enumerate(maps) if m["signed"])
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), args=OFFLINE_ARGS
-        )
+    with offline_chromium(tmp_path / "profile", viewport=None) as browser:
         page = browser.new_page()
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto((out / "heads.html").as_uri())
@@ -367,7 +353,6 @@ def test_intervention_maps_in_chromium(iv_built, tmp_path):
         page.wait_for_function("document.getElementById('map').data[0].zmid === 0")
         zmid, scale = page.evaluate(trace)
         assert zmid == 0 and "#67001f" in scale and "#053061" in scale
-        browser.close()
     assert not errors, errors
 
 

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from attnstore.cli import cli
-from attnstore.report.browser import CHROMIUM, OFFLINE_ARGS
+from attnstore.report.browser import CHROMIUM, offline_chromium
 from attnstore.report.site import CSP, DOMAINS
 from attnstore.schema import TABLES
 
@@ -159,19 +159,10 @@ def test_hostile_store_runs_no_script_in_chromium(hostile_reports, tmp_path):
     samples and views picked, charts hovered and clicked): no dialog, no script of the data
     run, no console error (a blocked inline script would log a CSP violation), no element the
     data made, the policy first in <head>."""
-    from playwright.sync_api import sync_playwright
-
     outs, _ = hostile_reports
     dialogs: list[str] = []
     console: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=str(CHROMIUM),
-            args=OFFLINE_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-        )
+    with offline_chromium(tmp_path / "profile") as browser:
         page = browser.new_page()
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
@@ -184,7 +175,6 @@ def test_hostile_store_runs_no_script_in_chromium(hostile_reports, tmp_path):
                     page.wait_for_selector(".js-plotly-plot .main-svg")
                 _use(page)
                 states[path] = _state(page)
-        browser.close()
     assert not dialogs, dialogs
     assert not console, console
     assert len(states) == 2 * 6
