@@ -140,7 +140,13 @@ def _table_column_docs() -> dict[str, str]:
     return {name: docs.pop() for name, docs in seen.items() if len(docs) == 1}
 
 
-KEY_DOCS: dict[str, str] = _table_column_docs()
+TABLE_COLUMN_DOCS: dict[str, str] = _table_column_docs()
+
+
+def output_column_docs(sql: str) -> dict[str, str]:
+    """What each column of a view's or query's output means: its header's ``Columns:``, else
+    the stored column's meaning (:data:`TABLE_COLUMN_DOCS`) for a column it passes through."""
+    return {**TABLE_COLUMN_DOCS, **header_column_docs(sql)}
 
 
 def _comment(what: str, text: str) -> str:
@@ -173,7 +179,6 @@ def connect(
         s.verify()
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
     files = {name: con.from_arrow(s.dataset(name)) for name in TABLES}
-    statements = []
     for name, t in TABLES.items():
         key = t.partition[0][0]
         primary = PRIMARY[t.level]
@@ -181,30 +186,39 @@ def connect(
         if name != primary:  # committed rows only: their id is in the primary table
             rel = rel.join(files[primary].select(duckdb.ColumnExpression(key)), key, how="semi")
         rel.create_view(name)
-        statements.append(_comment(f"view {name}", t.doc))
-        statements += [_comment(f'column {name}."{c}"', d) for c, d in t.column_docs.items()]
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
-    docs = {}
     for name in SHARED_VIEWS:
-        sql = view_sql(name)
-        con.execute(f"create view {name} as {sql}")
-        statements.append(_comment(f"view {name}", header_description(sql)))
-        docs[name] = {**KEY_DOCS, **header_column_docs(sql)}
+        con.execute(f"create view {name} as {view_sql(name)}")
     if comments:
-        for view, column in con.execute(
-            "select table_name, column_name from duckdb_columns() where table_name in "
-            "(select unnest($views))",
-            {"views": list(SHARED_VIEWS)},
-        ).fetchall():
-            if column in docs[view]:
-                statements.append(_comment(f'column {view}."{column}"', docs[view][column]))
-        con.execute("\n".join(statements))
+        _add_comments(con)
     if memory_limit is not None:  # DuckDB's own bound, e.g. '1GB'; locked with the rest
         con.execute("set memory_limit = $limit", {"limit": memory_limit})
     con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
     return con
+
+
+def _add_comments(con) -> None:
+    """Every table's and shared view's meaning, and each of their columns', as DuckDB
+    comments, in one batch of statements."""
+    statements = []
+    for name, t in TABLES.items():
+        statements.append(_comment(f"view {name}", t.doc))
+        statements += [_comment(f'column {name}."{c}"', d) for c, d in t.column_docs.items()]
+    docs = {}
+    for name in SHARED_VIEWS:
+        sql = view_sql(name)
+        statements.append(_comment(f"view {name}", header_description(sql)))
+        docs[name] = output_column_docs(sql)
+    for view, column in con.execute(
+        "select table_name, column_name from duckdb_columns() where table_name in "
+        "(select unnest($views))",
+        {"views": list(SHARED_VIEWS)},
+    ).fetchall():
+        if column in docs[view]:
+            statements.append(_comment(f'column {view}."{column}"', docs[view][column]))
+    con.execute("\n".join(statements))
 
 
 def header_description(sql: str) -> str:

@@ -18,9 +18,9 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from attnstore.connection import (
-    KEY_DOCS,
     SHARED_MACROS,
     SHARED_VIEWS,
+    TABLE_COLUMN_DOCS,
     connect,
     header_column_docs,
     sql_dir,
@@ -147,7 +147,7 @@ OWN_MEANING = {"rank", "n_samples", "n_rows", "n_runs", "created_at", "device"}
 def _output_docs(tmp_path) -> dict[str, dict[str, str | None]]:
     """Every shared view's and named query's output columns ('view NAME' / NAME), each with
     the meaning its file's header gives it: its own line, else (a column listed without one)
-    the meaning of the stored column of that name (KEY_DOCS), else None."""
+    the meaning of the stored column of that name (TABLE_COLUMN_DOCS), else None."""
     Store(tmp_path / "empty", create=True)
     con = connect(tmp_path / "empty")
     outputs = {}
@@ -158,7 +158,7 @@ def _output_docs(tmp_path) -> dict[str, dict[str, str | None]]:
         described = con.execute(q.sql, _bind_values(q, None) or None).description
         outputs[name] = ([d[0] for d in described], header_column_docs(q.path.read_text()))
     return {
-        out: {c: docs.get(c, KEY_DOCS.get(c)) for c in columns}
+        out: {c: docs.get(c, TABLE_COLUMN_DOCS.get(c)) for c in columns}
         for out, (columns, docs) in outputs.items()
     }
 

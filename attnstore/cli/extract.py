@@ -224,10 +224,10 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
 def _ranking_docs(ranking: str) -> dict[str, str]:
     """What each column of ``run``'s ranking means: the ranking query's header (its
     ``Columns:``) and the tables' meaning of the key columns; ``sample`` is the pipeline's."""
-    from attnstore.connection import KEY_DOCS, header_column_docs
+    from attnstore.connection import output_column_docs
     from attnstore.queries import get_query
 
-    docs = {**KEY_DOCS, **header_column_docs(get_query(ranking).sql)}
+    docs = output_column_docs(get_query(ranking).sql)
     return docs | {
         "sample": "the sample drawn: the head's typical one, its silhouette nearest the head's "
         "median (query head_samples)"
