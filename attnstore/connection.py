@@ -47,6 +47,9 @@ SHARED_MACROS: tuple[str, ...] = (
     "known_head_metrics",  # the per-head metrics a query may name, and their source
     "head_metric_source",  # the source of a metric's name; an unknown name is refused
     "label_routing",  # an aggregate: the label routing metrics of a group of query rows
+    "mix32",  # a 32-bit integer hash: the bootstrap's randomness (attnstore/stats.py)
+    "bootstrap_draws",  # a table: the prompts each bootstrap replicate draws
+    "bootstrap_interval",  # an aggregate: the percentile interval of replicate means
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
 # a view may read the macros and the views before it.

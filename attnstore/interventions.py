@@ -43,18 +43,9 @@ from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store, open_store
 from attnstore.tasks import SEED_MAX
-
-METHODS = ("zero", "mean", "resample", "knockout")
-Z_TARGET = "z"  # the target of zero, mean and resample: the head's whole z
-# Knockout targets: the (query kind, key kind) attention entries removed, one place.
-TARGETS = {
-    "x_to_y_pos": "x queries -> y tokens whose label is +1",
-    "x_to_y_neg": "x queries -> y tokens whose label is -1",
-    "x_to_y": "x queries -> every y token",
-    "x_to_x": "x queries -> every x token (their own included)",
-    "y_to_y": "y queries -> every y token (their own included)",
-    "y_to_x": "y queries -> every x token",
-}
+from attnstore.vocab import INTERVENTION_METHODS as METHODS  # re-exported: the plots use it
+from attnstore.vocab import KNOCKOUT_TARGETS as TARGETS
+from attnstore.vocab import Z_TARGET
 
 
 @dataclass(frozen=True)

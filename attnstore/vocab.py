@@ -17,3 +17,15 @@ BACKENDS = ("sklearn", "torch")
 DEFAULT_BACKEND = "torch"  # at parity with the sklearn reference (docs/measurements.md)
 # How attention.weights are stored: float32 (exact) or rounded through float16.
 PRECISIONS = ("float32", "float16")
+# What `attnstore intervene` does to a head (attnstore/interventions.py says how).
+INTERVENTION_METHODS = ("zero", "mean", "resample", "knockout")
+Z_TARGET = "z"  # the target of zero, mean and resample: the head's whole z
+# Knockout targets: the (query kind, key kind) attention entries removed, one place.
+KNOCKOUT_TARGETS = {
+    "x_to_y_pos": "x queries -> y tokens whose label is +1",
+    "x_to_y_neg": "x queries -> y tokens whose label is -1",
+    "x_to_y": "x queries -> every y token",
+    "x_to_x": "x queries -> every x token (their own included)",
+    "y_to_y": "y queries -> every y token (their own included)",
+    "y_to_x": "y queries -> every x token",
+}

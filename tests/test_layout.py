@@ -26,7 +26,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "attnstore"
 LAYERS = [
     {"errors", "vocab"},
-    {"limits", "progress", "schema", "fs", "provenance"},
+    {"limits", "progress", "schema", "fs", "provenance", "stats"},
     {"tasks", "model", "transaction"},
     {"store", "checkpoint"},
     {"connection", "outputs", "migration"},
