@@ -17,25 +17,43 @@ copying their CTEs, so a column name means one thing in every query that outputs
 file opens with the same header as a named query (what it holds, its grain, its columns) and
 takes no parameters. A test holds the two tuples to the files in the folders.
 
-**The engine cannot touch files.** The tables are not read by DuckDB's ``read_parquet`` but
-handed to it as pyarrow datasets (:meth:`attnstore.store.Store.dataset`): the store lists its
-own files, so a store path holding ``[ab]`` or ``?`` is never read as a glob, and partition keys
-come only from the folders below each table, never from a parent folder named ``layer=7``.
-No view of the raw files has a name: each table is a relation over its dataset, so no SQL
-sees a file of an uncommitted or replaced version. Then, before any SQL of a query or a user
-runs, ``enable_external_access`` is switched off and the configuration locked: no statement on
-the connection, however wrapped (``EXPLAIN ANALYZE COPY ... TO``, ``read_csv('/etc/passwd')``,
-``glob``, ``ATTACH``, ``INSTALL``), can read or write a file, and none can switch that back on.
+**The engine reads the committed files and nothing else.** Each table is a view over DuckDB's
+own Parquet reader (``read_parquet``) given the exact list of the table's committed files
+(:meth:`attnstore.store.Store.files`), named ``attnstore://<table>/<key>=<id>/.../<file>``:
+a path relative to the store, so a store path holding ``[ab]`` or ``?`` is never read as a
+glob, and partition keys come only from the folders below each table, never from a parent
+folder named ``layer=7``. Those names resolve through :class:`StoreFiles`, a filesystem
+registered on this connection alone that opens only the files of that list, only for reading
+(any other mode, a listing, a glob, a delete, a rename: PermissionError), through the store's
+own pyarrow filesystem (local or S3). The list is exact, so no view joins its primary table to
+hide uncommitted files. Then, before any SQL of a query or a user runs, ``allowed_paths`` is
+set to that list, ``enable_external_access`` switched off and the configuration locked: no
+statement on the connection, however wrapped (``EXPLAIN ANALYZE COPY ... TO``,
+``read_csv('/etc/passwd')``, ``glob``, ``ATTACH``, ``INSTALL``), can open any other file, none
+can write one (a write to a listed file reaches :class:`StoreFiles`, which refuses it), and none
+can switch that back on.
+
+Why not the store's real paths in ``allowed_paths``: DuckDB lets a statement *write* an allowed
+path too (``COPY (select 1) TO '<a store file>' (use_tmp_file false)`` replaced a data file in
+our test), so the native local filesystem cannot be opened to store files safely.
 """
 
 from __future__ import annotations
 
+import errno
 import re
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from attnstore.schema import PRIMARY, TABLES
+import fsspec
+
+from attnstore.schema import TABLES
 from attnstore.store import Store, open_store
+from attnstore.transaction import COMMIT_FILE
 
 # Shared macros, each a file queries/macros/<name>.sql holding one `create macro <name>`
 # statement, created in this order before the views; a macro may call the ones before it.
@@ -167,8 +185,8 @@ def connect(
     and shared view, and each of their columns, carries its one-line meaning as a DuckDB
     comment (``duckdb_columns().comment``; ``attnstore sql "describe attention"`` shows it).
 
-    The files behind each table are not reachable by any name: each table's view is built from
-    a relation over the store's dataset, so no SQL can see uncommitted or replaced files.
+    Each table reads exactly its committed files (:class:`StoreFiles`): no SQL can see an
+    uncommitted or replaced file, nor open any other.
 
     ``comments=False`` leaves the comments out (a named query needs none; they cost about a
     tenth of a second). With ``verify``, every file's footer is read first, so a corrupted file
@@ -181,14 +199,20 @@ def connect(
     if verify:
         s.verify()
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
-    files = {name: con.from_arrow(s.dataset(name)) for name in TABLES}
+    files = StoreFiles(s, [f for name in TABLES for f in s.files(name)])
+    con.register_filesystem(files)
     for name, t in TABLES.items():
-        key = t.partition[0][0]
-        primary = PRIMARY[t.level]
-        rel = files[name].select(*(duckdb.ColumnExpression(c) for c in t.columns))
-        if name != primary:  # committed rows only: their id is in the primary table
-            rel = rel.join(files[primary].select(duckdb.ColumnExpression(key)), key, how="semi")
-        rel.create_view(name)
+        urls = files.urls(name)
+        if urls:
+            hive = ", ".join(f"'{k}': '{_DUCKDB_TYPES[str(ty)]}'" for k, ty in t.partition)
+            con.execute(
+                f"create view {name} as select {', '.join(t.columns)} from read_parquet("
+                f"{_sql_list(urls)}, hive_partitioning = true, hive_types = {{{hive}}})"
+            )
+        else:  # no file yet: the declared columns, no rows
+            con.from_arrow(t.full_schema.empty_table()).select(
+                *(duckdb.ColumnExpression(c) for c in t.columns)
+            ).create_view(name)
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
     for name in SHARED_VIEWS:
@@ -197,9 +221,147 @@ def connect(
         _add_comments(con)
     if memory_limit is not None:  # DuckDB's own bound, e.g. '1GB'; locked with the rest
         con.execute("set memory_limit = $limit", {"limit": memory_limit})
+    # A file's bytes never change while the connection shows it (StoreFiles.modified): its
+    # Parquet footer is read once per connection, not once per query.
+    con.execute("set parquet_metadata_cache = true")
+    con.execute("set allowed_paths = $urls", {"urls": files.urls()})
     con.execute("set enable_external_access = false")
     con.execute("set lock_configuration = true")
     return con
+
+
+# The DuckDB type of each partition column's Arrow type (hive_types of read_parquet).
+_DUCKDB_TYPES = {"string": "VARCHAR", "int16": "SMALLINT"}
+
+
+def _sql_list(items: list[str]) -> str:
+    return "[" + ", ".join("'" + i.replace("'", "''") + "'" for i in items) + "]"
+
+
+class StoreFiles(fsspec.AbstractFileSystem):
+    """A store's committed files as DuckDB reads them (``attnstore://<path in the store>``):
+    only the files it was given, only for reading, through the store's pyarrow filesystem.
+    Everything else DuckDB may ask of a filesystem (write, list, glob a pattern, delete,
+    rename, make a folder) is a PermissionError naming the path."""
+
+    protocol = "attnstore"
+
+    def __init__(self, store: Store, files: list) -> None:
+        super().__init__(skip_instance_cache=True)
+        self._arrow = store.fs.arrow()
+        self._root = store.root
+        self._files: dict[str, dict[str, str]] = {}  # table -> {relative path: real path}
+        for f in files:
+            rel = f.relative_to(store.root).as_posix()
+            self._files.setdefault(rel.split("/", 1)[0], {})[rel] = str(f)
+        self._sizes: dict[str, int] = {}
+        self._open: OrderedDict[str, Any] = OrderedDict()
+
+    def urls(self, table: str | None = None) -> list[str]:
+        """The names of a table's files (every table's when None) as SQL reads them."""
+        tables = [table] if table else list(self._files)
+        return [f"attnstore://{rel}" for t in tables for rel in self._files.get(t, {})]
+
+    def _real(self, path: str, doing: str) -> str:
+        rel = str(path).removeprefix("attnstore://")
+        real = self._files.get(rel.split("/", 1)[0], {}).get(rel)
+        if real is None:
+            raise PermissionError(f"attnstore SQL cannot {doing} '{path}': not a committed file")
+        return real
+
+    def open(self, path, mode="rb", **kwargs):
+        if mode != "rb":
+            raise PermissionError(f"attnstore SQL cannot write '{path}': the store is read-only")
+        return _ReadAt(self._handle(path))
+
+    def _handle(self, path: str):
+        """The open file of ``path``: opened once per connection (an S3 open is a request) and
+        kept among the last :data:`_OPEN_FILES` used. A commit record is read whole on first
+        use and served from memory: an ``--overwrite`` replaces it in place, and the rows the
+        connection shows must stay those of the files it lists."""
+        handle = self._open.pop(path, None)
+        if handle is None:
+            real = self._real(path, "read")
+            try:
+                handle = self._arrow.open_input_file(real)
+            except FileNotFoundError as e:  # replaced by a commit since listed: the caller retries
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from e
+            if real.endswith(_COMMIT_FILE):
+                import pyarrow as pa
+
+                handle = pa.BufferReader(handle.read_at(handle.size(), 0))
+            self._sizes[path] = handle.size()
+        self._open[path] = handle  # most recently used last
+        while len(self._open) > _OPEN_FILES:
+            self._open.pop(next(iter(self._open)))  # closed once no reader holds it
+        return handle
+
+    def size(self, path):
+        if path not in self._sizes:
+            self._handle(path)
+        return self._sizes[path]
+
+    def modified(self, path):
+        """What DuckDB's caches check before they reuse what they read: fixed, because a file's
+        bytes never change while the connection shows them (a data file's name holds its
+        version's token; a commit record is served from memory)."""
+        self._real(path, "read")
+        return _NEVER
+
+    def glob(self, path, **kwargs):
+        self._real(path, "list")  # a committed file's own name, never a pattern
+        return [str(path).removeprefix("attnstore://")]
+
+    def isfile(self, path):
+        try:
+            self._real(path, "read")
+        except PermissionError:
+            return False
+        return True
+
+    def isdir(self, path):
+        return False
+
+    def _refuse(self, path, *args, **kwargs):
+        raise PermissionError(f"attnstore SQL cannot change or list '{path}': read-only")
+
+    ls = rm = rm_file = mv = mkdir = makedirs = touch = cp_file = put_file = _refuse
+
+
+_NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_COMMIT_FILE = "/" + COMMIT_FILE
+_OPEN_FILES = 256  # files a connection keeps open between queries
+
+
+class _ReadAt:
+    """A file DuckDB reads from several threads at once: it seeks, then reads, on one handle,
+    so each thread keeps its own position and every read is a positional ``read_at``."""
+
+    def __init__(self, handle) -> None:
+        self._handle = handle
+        self._at = threading.local()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._at.pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return getattr(self._at, "pos", 0)
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self.tell()
+        if n < 0:
+            n = self._handle.size() - pos
+        data = self._handle.read_at(n, pos)
+        self._at.pos = pos + len(data)
+        return data
+
+    def flush(self) -> None:
+        """Nothing to flush: read-only."""
+
+    def close(self) -> None:
+        """Nothing: the file stays open for the connection's next query (:meth:`StoreFiles.
+        _handle`)."""
 
 
 def _add_comments(con) -> None:

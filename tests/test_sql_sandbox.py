@@ -150,3 +150,54 @@ def test_a_reader_racing_an_overwrite_reads_again(store, monkeypatch):
     n = sql(path, "select count(*) as n from attention").n[0]
     assert len(calls) == 2
     assert n == TINY["n_layers"] * TINY["n_heads"] * TINY_SAMPLES * 2 * TINY["n_points"]
+
+
+def test_the_engine_reads_the_committed_files_only_and_never_writes_them(store):
+    """Below the statement check: on the connection itself, a write to a committed file (by its
+    real path or by the name SQL reads it under, with or without DuckDB's temporary file), an
+    ATTACH of one, and a read of a file in the store that no commit names, all fail, and the
+    store keeps every byte. DuckDB lets a statement write a path it may read
+    (``allowed_paths``): the store's files are reached only through StoreFiles, read-only."""
+    path, run_id = store
+    data = next((path / "attention").glob("**/part-*.parquet"))
+    rel = data.relative_to(path).as_posix()
+    stray = data.with_name("part-0123456789abcdef.parquet")  # in the layout, committed by none
+    shutil.copy(data, stray)
+    before = _snapshot(path)
+    con = connect(path)
+    assert con.execute("select count(*) from attention").fetchone()[0] > 0
+    for text in (
+        f"copy (select 1 as a) to '{data}' (format parquet, use_tmp_file false)",
+        f"copy (select 1 as a) to 'attnstore://{rel}' (format parquet, use_tmp_file false)",
+        f"copy (select 1 as a) to 'attnstore://{rel}' (format parquet)",
+        f"select * from read_parquet('{data}')",
+        f"select * from read_parquet('attnstore://{stray.relative_to(path).as_posix()}')",
+        "select * from read_parquet('attnstore://attention/**/*.parquet')",
+        "select * from glob('attnstore://*')",
+    ):
+        with pytest.raises(Exception, match="Permission|read-only|disabled|not a committed"):
+            con.execute(text).fetchall()
+    # DuckDB 2.0.1 attaches a registered filesystem's name as an in-memory database (its
+    # path stays empty): it may run, and must not reach the file.
+    con.execute(f"attach 'attnstore://{rel}' as other")
+    con.execute("create table other.t as select 1 as a")
+    con.execute("checkpoint other")
+    con.close()
+    assert _snapshot(path) == before
+
+
+def test_the_tables_keep_their_declared_types(store):
+    """Each table's columns, partition keys included, have the types the schema declares."""
+    import duckdb
+
+    from attnstore.schema import TABLES
+
+    path, _ = store
+    con = connect(path)
+    for name, t in TABLES.items():
+        got = con.execute(f"select * from {name} limit 0").to_arrow_table().schema
+        want = duckdb.connect().from_arrow(t.full_schema.empty_table()).select(
+            *(duckdb.ColumnExpression(c) for c in t.columns)
+        ).to_arrow_table().schema
+        assert got.names == want.names, name
+        assert [str(x) for x in got.types] == [str(x) for x in want.types], name
