@@ -17,6 +17,28 @@ BACKENDS = ("sklearn", "torch")
 DEFAULT_BACKEND = "torch"  # at parity with the sklearn reference (docs/measurements.md)
 # How attention.weights are stored: float32 (exact) or rounded through float16.
 PRECISIONS = ("float32", "float16")
+# The per-head metrics a map shows (plot heads --metric, the report's maps): columns of the
+# head_summary view, then of the head_effect_summary view (attnstore intervene makes those).
+HEAD_METRICS = (
+    "mean_silhouette",
+    "median_silhouette",
+    "modal_k",
+    "modal_k_share",
+    "mean_svm_accuracy",
+    "mean_nmi_y",
+    "mean_eta2_point",
+    "literal_precision",
+    "literal_recall",
+    "chance_precision",
+    "precision_lift",
+)
+EFFECT_METRICS = (
+    "mean_delta_accuracy",
+    "late_delta_accuracy",
+    "worst_delta_accuracy",
+    "mean_delta_logit",
+    "late_delta_logit",
+)
 # What `attnstore intervene` does to a head (attnstore/interventions.py says how).
 INTERVENTION_METHODS = ("zero", "mean", "resample", "knockout")
 Z_TARGET = "z"  # the target of zero, mean and resample: the head's whole z

@@ -14,9 +14,9 @@ import argparse
 import tempfile
 
 from attnstore.analysis.run import analyze
-from attnstore.analysis.views import VIEWS
 from attnstore.connection import connect
 from attnstore.extraction import extract
+from attnstore.vocab import VIEWS
 
 SUMMARY = """
 with per_view as (

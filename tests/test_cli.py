@@ -142,9 +142,8 @@ def test_extract_prints_run_id_last(tiny_checkpoint, tmp_path):
 
 def test_cli_names_match_the_library():
     """The CLI keeps names only (so --help loads no heavy module); they must not drift."""
-    from attnstore.analysis.backends import BACKENDS
-    from attnstore.analysis.views import VIEWS
     from attnstore.cli import options
+    from attnstore.vocab import BACKENDS, VIEWS
 
     assert options.BACKENDS == BACKENDS and options.VIEWS == VIEWS
 

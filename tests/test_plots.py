@@ -17,8 +17,8 @@ from attnstore.cli import cli
 from attnstore.connection import connect
 from attnstore.errors import ConfigError, NotFoundError
 from attnstore.pipeline import head_figure_data_live
-from attnstore.plots.registry import EFFECT_METRICS
 from attnstore.store import Store
+from attnstore.vocab import EFFECT_METRICS, HEAD_METRICS
 from tests.conftest import TINY, TINY_SAMPLES
 
 LAYER, HEAD, SAMPLE = 1, 0, 7
@@ -268,13 +268,13 @@ def test_heads_figure_maps_head_summary(tiny_analysed_store):
 
 
 def test_head_metrics_are_head_summary_columns(tiny_analysed_store):
-    """The registry names the metrics without importing anything heavy; they must be
-    columns of the head_summary view that heads_figure reads."""
+    """vocab names the metrics without importing anything heavy; they must be columns of
+    the head_summary (head_effect_summary) view that heads_figure reads."""
     path, _, _ = tiny_analysed_store
     with connect(path) as con:
         columns = {row[0] for row in con.execute("describe head_summary").fetchall()}
-    assert set(plots.HEAD_METRICS) <= columns
-    assert plots.FIGURES["heads"].params[2].choices == plots.HEAD_METRICS + EFFECT_METRICS
+    assert set(HEAD_METRICS) <= columns
+    assert plots.FIGURES["heads"].params[2].choices == HEAD_METRICS + EFFECT_METRICS
     with connect(path) as con:
         effects = {row[0] for row in con.execute("describe head_effect_summary").fetchall()}
     assert set(EFFECT_METRICS) <= effects

@@ -22,8 +22,9 @@ from attnstore.analysis.backends.base import ClusterResult
 from attnstore.analysis.literals import dominant_literals, target_literals
 from attnstore.analysis.metrics import eta2, nmi
 from attnstore.analysis.pathways import PATH_COLUMNS, cluster_paths, suffixes
-from attnstore.analysis.views import QUERY_KINDS, View
+from attnstore.analysis.views import View
 from attnstore.schema import SCHEMA_VERSION, TABLES
+from attnstore.vocab import QUERY_KINDS
 
 
 def analyse_chunk(

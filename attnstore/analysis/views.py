@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnstore.errors import ConfigError, known
-from attnstore.vocab import QUERY_KINDS, VIEWS
+from attnstore.vocab import VIEWS
 
-__all__ = ["QUERY_KINDS", "VIEWS", "View"]
+__all__ = ["View", "make_view"]
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,7 @@ from typing import Any
 import click
 
 from attnstore.errors import AttnStoreError, ConfigError
-
-# Names only (the analysis modules load torch); a test checks they match the library.
-BACKENDS = ("sklearn", "torch")
-VIEWS = ("per_example", "raw", "shared_keys")
-DEFAULT_BACKEND = "torch"  # at parity with the sklearn reference (docs/measurements.md)
-DEFAULT_VIEW = "shared_keys"  # removes the causal-position artefact (docs/analysis.md)
+from attnstore.vocab import BACKENDS, DEFAULT_BACKEND, DEFAULT_VIEW, VIEWS
 
 
 class UserError(click.ClickException):

@@ -24,10 +24,8 @@ from typing import Any
 _EXPORTS = {
     "FIGURES": "registry",
     "FigureKind": "registry",
-    "HEAD_METRICS": "registry",
     "HeadFigureData": "data",
     "Param": "registry",
-    "QUERY_KINDS": "registry",
     "QueryClusters": "data",
     "draw_figure": "manifest",
     "emergence_figure": "emergence",

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from attnstore.errors import NotFoundError
-from attnstore.plots.registry import QUERY_KINDS
 from attnstore.store import Store, open_store
+from attnstore.vocab import QUERY_KINDS
 
 if TYPE_CHECKING:
     from attnstore.queries import Reader

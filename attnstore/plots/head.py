@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from attnstore.plots.data import HeadFigureData, QueryClusters, head_figure_data
-from attnstore.plots.registry import QUERY_KINDS
 from attnstore.plots.style import DPI, style
 from attnstore.store import Store
+from attnstore.vocab import QUERY_KINDS
 
 _NOT_CLUSTERED = "0.85"  # colour of label-strip rows a row view left out
 _CLUSTERS = mpl.colormaps["viridis"]  # cluster labels 0..best_k-1 (the default cmap)

@@ -16,9 +16,9 @@ from matplotlib.figure import Figure
 
 from attnstore.errors import ConfigError, NotFoundError, known
 from attnstore.plots.data import run_and_analysis
-from attnstore.plots.registry import EFFECT_METRICS, HEAD_METRICS, QUERY_KINDS
 from attnstore.plots.style import DPI, style
 from attnstore.store import Store, open_store
+from attnstore.vocab import EFFECT_METRICS, HEAD_METRICS, QUERY_KINDS
 
 
 def heads_figure(

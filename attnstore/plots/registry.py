@@ -31,28 +31,8 @@ from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from attnstore.errors import ConfigError, known
-from attnstore.vocab import DEFAULT_VIEW, QUERY_KINDS, VIEWS
+from attnstore.vocab import DEFAULT_VIEW, EFFECT_METRICS, HEAD_METRICS, QUERY_KINDS, VIEWS
 
-HEAD_METRICS = (  # columns of the head_summary view; a test checks they are there
-    "mean_silhouette",
-    "median_silhouette",
-    "modal_k",
-    "modal_k_share",
-    "mean_svm_accuracy",
-    "mean_nmi_y",
-    "mean_eta2_point",
-    "literal_precision",
-    "literal_recall",
-    "chance_precision",
-    "precision_lift",
-)
-EFFECT_METRICS = (  # columns of the head_effect_summary view (attnstore intervene); tested
-    "mean_delta_accuracy",
-    "late_delta_accuracy",
-    "worst_delta_accuracy",
-    "mean_delta_logit",
-    "late_delta_logit",
-)
 # head_emergence's metrics (head_summary's and heads_by_label_routing's); a test checks them
 ROUTING_METRICS = ("mean_mass_y", "positive_mass_share", "chance_share", "lift", "excess_mass")
 EMERGENCE_METRICS = (

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from attnstore.plots.data import HeadFigureData, head_figure_data, rows_of
-from attnstore.plots.registry import HEAD_METRICS, QUERY_KINDS
 from attnstore.queries import Reader
 from attnstore.store import Store
+from attnstore.vocab import HEAD_METRICS, QUERY_KINDS
 
 DIGITS = 4  # floats in the report's JSON and tables
 RANKINGS = (

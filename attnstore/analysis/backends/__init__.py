@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the backends load torch and scikit-learn; naming them here 
 
     from attnstore.analysis.backends.base import ClusterResult
 
-__all__ = ["BACKENDS", "get_backend"]
+__all__ = ["FitFunction", "get_backend"]
 
 FitFunction = Callable[["np.ndarray", "np.ndarray", "np.ndarray"], "ClusterResult"]
 
