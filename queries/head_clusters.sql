@@ -12,8 +12,8 @@
 --   $layer: int[0..]           the head's layer
 --   $head: int[0..]            the head
 --   $sample: int[0..] = 0      the sample (prompt)
---   $query_kind: str{x,y} = 'x'  the query rows: 'x' or 'y'
--- Grain: cluster.
+--   $query_kind: str{x,y} = null  the query rows: 'x' or 'y'; null: both
+-- Grain: query_kind, cluster.
 -- Columns:
 --   analysis_id, layer, head, sample, query_kind,
 --   best_k, best_silhouette, svm_accuracy, cluster,
@@ -30,25 +30,26 @@ chosen as (
 ),
 
 problem as (
-    select f.analysis_id, f.best_k, f.best_silhouette, f.svm_accuracy,
+    select f.analysis_id, f.query_kind, f.best_k, f.best_silhouette, f.svm_accuracy,
     from fits as f
     join chosen using (analysis_id)
     where f.layer = $layer and f.head = $head and f.sample = $sample
-        and f.query_kind = $query_kind
+        and f.query_kind = coalesce($query_kind, f.query_kind)
 ),
 
 members as (
-    select c.analysis_id, c.label as cluster, c.point, i.y,
+    select c.analysis_id, c.query_kind, c.label as cluster, c.point, i.y,
     from clusters as c
     join chosen as ch using (analysis_id)
     join inputs as i on i.run_id = ch.run_id and i.sample = c.sample and i.point = c.point
     where c.layer = $layer and c.head = $head and c.sample = $sample
-        and c.query_kind = $query_kind
+        and c.query_kind = coalesce($query_kind, c.query_kind)
 ),
 
 per_cluster as (
     select
         analysis_id,
+        query_kind,
         cluster,
         count(*) as cluster_size,
         avg((y > 0)::int) as positive_label_share,
@@ -60,6 +61,7 @@ per_cluster as (
 literals as (
     select
         d.analysis_id,
+        d.query_kind,
         d.cluster,
         list(
             (case when d.sign > 0 then '+' else '-' end) || 'x' || d.literal
@@ -70,7 +72,7 @@ literals as (
     from dominant_literals as d
     join chosen using (analysis_id)
     where d.layer = $layer and d.head = $head and d.sample = $sample
-        and d.query_kind = $query_kind and d.is_dominant
+        and d.query_kind = coalesce($query_kind, d.query_kind) and d.is_dominant
     group by all
 )
 
@@ -79,7 +81,7 @@ select
     $layer as layer,
     $head as head,
     $sample as sample,
-    $query_kind as query_kind,
+    c.query_kind,
     p.best_k,
     p.best_silhouette,
     p.svm_accuracy,
@@ -90,6 +92,6 @@ select
     coalesce(l.dominant, []) as dominant,
     coalesce(l.n_dominant_in_target, 0) as n_dominant_in_target,
 from per_cluster as c
-join problem as p using (analysis_id)
-left join literals as l using (analysis_id, cluster)
-order by c.cluster
+join problem as p using (analysis_id, query_kind)
+left join literals as l using (analysis_id, query_kind, cluster)
+order by c.query_kind, c.cluster

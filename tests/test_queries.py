@@ -313,7 +313,7 @@ def test_silhouette_curve_and_head_clusters(synthetic):
     assert curve.k[curve.mean_silhouette_at_k.idxmax()] == 3
     assert curve.set_index("k").chosen_share.to_dict() == {2: 0, 3: 1, 4: 0, 5: 0}
 
-    clusters = query(path, "head_clusters", run_id="planted", layer=1, head=2, sample=0)
+    clusters = query(path, "head_clusters", run_id="planted", layer=1, head=2, query_kind="x")
     assert sorted(clusters.cluster_size) == [4, 4, 4]
     positive = clusters[clusters.positive_label_share == 1.0]
     assert len(positive) == 1 and positive.dominant.iloc[0][0] == "+x2*"
@@ -321,6 +321,12 @@ def test_silhouette_curve_and_head_clusters(synthetic):
     assert sorted(map(int, positive.points.iloc[0])) == list(planted)
     share = clusters.positive_label_share
     assert (share[share != 1.0] == 0).all()
+    both = query(path, "head_clusters", run_id="planted", layer=1, head=2)  # x, then y
+    kinds = [
+        query(path, "head_clusters", run_id="planted", layer=1, head=2, query_kind=k) for k in "xy"
+    ]
+    assert set(both.query_kind) == {"x", "y"}
+    pd.testing.assert_frame_equal(both, pd.concat(kinds, ignore_index=True))
 
 
 def test_cluster_transitions_follow_the_planted_bits(synthetic):

@@ -349,19 +349,10 @@ def head_page(
 
 
 def head_clusters(c: Context, layer: int, head: int, sample: int) -> dict[str, Any]:
-    """The clusters of one head and sample, x and y queries (query head_clusters)."""
-    frames = [
-        c.query(
-            "head_clusters",
-            analysis_id=c.analysis["analysis_id"],
-            layer=layer,
-            head=head,
-            sample=sample,
-            query_kind=kind,
-        )
-        for kind in QUERY_KINDS
-    ]
-    df = pd.concat(frames, ignore_index=True).sort_values(["query_kind", "cluster"])
+    """The clusters of one head and sample, x and y queries in one call (query head_clusters,
+    by query kind and cluster)."""
+    aid = c.analysis["analysis_id"]
+    df = c.query("head_clusters", analysis_id=aid, layer=layer, head=head, sample=sample)
     for col in ("points", "dominant"):
         df[col] = [" ".join(map(str, v)) if v is not None else "" for v in df[col]]
     columns = [
