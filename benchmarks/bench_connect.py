@@ -1,7 +1,8 @@
-"""What the locked-down connection costs: every named query on ``attnstore.connect()`` (tables
-handed to DuckDB as pyarrow datasets, file access switched off) against the same SQL on a plain
-DuckDB connection whose table views read the files with ``read_parquet`` (what attnstore did
-before, and what a user's own DuckDB session does), alternating the two in one run.
+"""What the locked-down connection costs: every named query on ``attnstore.connect()`` (DuckDB's
+Parquet reader over each table's committed files through the read-only StoreFiles, file access
+switched off) against the same SQL on a plain DuckDB connection whose table views read the same
+committed files by their real paths with ``read_parquet`` (what a user's own DuckDB session
+does once it has the file list), alternating the two in one run.
 
     python benchmarks/bench_connect.py --store /tmp/qbench     # a store bench_queries.py built
 
@@ -20,26 +21,25 @@ import duckdb
 
 from attnstore.connection import SHARED_MACROS, SHARED_VIEWS, connect, macro_sql, view_sql
 from attnstore.queries import _resolve, load_queries
-from attnstore.schema import PRIMARY, TABLES
+from attnstore.schema import TABLES
 from attnstore.store import Store
 
 
 def read_parquet_connection(store: Store):
-    """The same views over DuckDB's own Parquet reader (hive partitioning from the paths)."""
+    """The same views over DuckDB's own Parquet reader given the committed files' real paths
+    (hive partitioning from the paths), nothing locked."""
     con = duckdb.connect()
     types = {"run_id": "VARCHAR", "analysis_id": "VARCHAR", "layer": "SMALLINT"}
     for name, t in TABLES.items():
         cols = ", ".join(f'"{c}"' for c in t.columns)
         if store.files(name):
             hive = ", ".join(f"'{k}': {types[k]}" for k, _ in t.partition)
-            glob = str(store.path / name) + "/**/*.parquet"
-            src = f"read_parquet('{glob}', hive_partitioning = true, hive_types = {{{hive}}})"
+            files = [str(f) for f in store.files(name)]
+            src = f"read_parquet({files!r}, hive_partitioning = true, hive_types = {{{hive}}})"
         else:
             con.register(f"__empty_{name}", t.full_schema.empty_table())
             src = f"__empty_{name}"
-        key, primary = t.partition[0][0], PRIMARY[t.level]
-        where = "" if name == primary else f" where {key} in (select {key} from {primary})"
-        con.execute(f"create view {name} as select {cols} from {src}{where}")
+        con.execute(f"create view {name} as select {cols} from {src}")
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
     for name in SHARED_VIEWS:
