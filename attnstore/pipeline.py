@@ -268,7 +268,6 @@ def head_figure_data_live(
     import numpy as np
 
     from attnstore.analysis.backends import get_backend
-    from attnstore.analysis.backends.base import clip_k_values
     from attnstore.analysis.views import make_view
     from attnstore.plots.data import HeadFigureData, QueryClusters
     from attnstore.vocab import QUERY_KINDS
@@ -283,9 +282,7 @@ def head_figure_data_live(
         )
     v = make_view(view, m, N)
     points = v.points(N)
-    k_values = clip_k_values(k_min, k_max, len(points))
-    if len(k_values) == 0:
-        raise ConfigError(f"view '{view}' keeps {len(points)} rows: too few for any k >= 2")
+    k_values = v.k_values(N, k_min, k_max)
     fit = get_backend(backend)
     queries = {}
     for kind in QUERY_KINDS:

@@ -22,12 +22,31 @@ from attnstore.analysis.backends.base import (
     svm_accuracy,
     svm_predict,
 )
+from attnstore.analysis.views import MIN_ROWS, make_view
+from attnstore.errors import ConfigError
 
 
 def test_k_range_is_clipped_to_the_rows():
     np.testing.assert_array_equal(clip_k_values(2, 9, 4), [2, 3])
     np.testing.assert_array_equal(clip_k_values(3, 5, 40), [3, 4, 5])
     assert len(clip_k_values(2, 9, 2)) == 0
+
+
+def test_an_analysis_needs_min_rows():
+    """The one rule, at its boundary: MIN_ROWS rows allow k = 2 only, one row fewer is refused
+    by the view (raw: its k; the other views: their m), naming the rows and what is needed."""
+    assert MIN_ROWS == 3
+    np.testing.assert_array_equal(make_view("raw").k_values(MIN_ROWS), [2])
+    with pytest.raises(ConfigError, match=r"keeps 2 rows .* of 2 points: .*at least 3 rows"):
+        make_view("raw").k_values(MIN_ROWS - 1)
+    for name in ("shared_keys", "per_example"):
+        kept = make_view(name, m=3, n_points=3 + MIN_ROWS)  # rows of points 3, 4, 5
+        np.testing.assert_array_equal(kept.k_values(3 + MIN_ROWS), [2])
+        with pytest.raises(ConfigError, match=f"m must be between 1 and n_points - {MIN_ROWS}"):
+            make_view(name, m=4, n_points=3 + MIN_ROWS)
+    np.testing.assert_array_equal(make_view("raw").k_values(5, k_min=4), [4])  # 4 <= 5 - 1
+    with pytest.raises(ConfigError, match=r"any k >= 5 .*at least 6 rows"):
+        make_view("raw").k_values(5, k_min=5)
 
 
 def test_empty_result_has_room_for_every_k():

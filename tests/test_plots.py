@@ -333,6 +333,25 @@ def test_live_analysis_and_stored_rows_draw_the_same_pixels(
         assert pixels[0].shape[2] == 4 and np.array_equal(*pixels), draw.__name__
 
 
+def test_a_live_head_needs_the_rows_an_analysis_needs():
+    """head_figure_data_live refuses a prompt too short for the analysis with the analysis's
+    own rule and words (attnstore.analysis.views: View.k_values), at its boundary."""
+    from attnstore.analysis.views import MIN_ROWS, make_view
+
+    def live(n_points: int):
+        x, y = np.ones((n_points, 3)), np.ones(n_points)
+        attention = np.tril(np.ones((2 * n_points, 2 * n_points)))
+        attention /= attention.sum(-1, keepdims=True)
+        return head_figure_data_live(attention, x, y, layer=0, head=0, sample=0, view="raw")
+
+    assert live(MIN_ROWS).queries["x"].k_values.tolist() == [2]
+    with pytest.raises(ConfigError) as refused:
+        live(MIN_ROWS - 1)
+    with pytest.raises(ConfigError) as rule:
+        make_view("raw").k_values(MIN_ROWS - 1)
+    assert str(refused.value) == str(rule.value)
+
+
 def test_drawing_ignores_the_callers_style(raw_data, tmp_path):
     plain = imread(plots.save_figure(plots.head_figure(raw_data), tmp_path / "plain.png"))
     with mpl.rc_context({"image.cmap": "gray", "axes.grid": True, "font.size": 20}):

@@ -28,7 +28,11 @@ import numpy as np
 from attnstore.errors import ConfigError, known
 from attnstore.vocab import VIEWS
 
-__all__ = ["View", "make_view"]
+__all__ = ["MIN_ROWS", "View", "make_view"]
+
+# An analysis needs this many rows per problem: k-means tries k >= 2 clusters, and the
+# silhouette of k clusters needs k <= n_rows - 1 (clip_k_values).
+MIN_ROWS = 3
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,23 @@ class View:
 
     def params(self, n_points: int) -> dict:
         return {} if self.name == "raw" else {"m": self.m_for(n_points)}
+
+    def k_values(self, n_points: int, k_min: int = 2, k_max: int = 9) -> np.ndarray:
+        """The k to try on the rows the view keeps of ``n_points`` points, shape (K,):
+        ``k_min..k_max`` clipped to ``2..n_rows - 1``; ConfigError where none is left (fewer
+        than MIN_ROWS rows, or not more than ``k_min``)."""
+        from attnstore.analysis.backends.base import clip_k_values  # loads torch
+
+        n_rows = len(self.points(n_points))
+        k_values = clip_k_values(k_min, k_max, n_rows)
+        if len(k_values) == 0:
+            least = max(k_min, 2)
+            raise ConfigError(
+                f"view '{self.name}' keeps {n_rows} rows per problem of {n_points} points: too "
+                f"few for any k >= {least} (silhouette needs k <= n_rows - 1, so at least "
+                f"{max(MIN_ROWS, least + 1)} rows); use more points"
+            )
+        return k_values
 
     def apply(self, attn: np.ndarray, kind: str) -> np.ndarray:
         """Rows for ``kind`` ('x' or 'y') from attention of shape (..., 2N, 2N); returns shape
@@ -75,9 +96,9 @@ def make_view(name: str, m: int | None = None, n_points: int | None = None) -> V
     view = View(name, m)
     if n_points is not None:
         mm = view.m_for(n_points)
-        if not 1 <= mm <= n_points - 3:
+        if not 1 <= mm <= n_points - MIN_ROWS:
             raise ConfigError(
                 f"view '{name}' with m={mm} leaves {n_points - mm} rows of {n_points} points; "
-                f"m must be between 1 and n_points - 3 = {n_points - 3}"
+                f"m must be between 1 and n_points - {MIN_ROWS} = {n_points - MIN_ROWS}"
             )
     return view
