@@ -149,3 +149,67 @@ def test_the_back_door_check_finds_each_door(tmp_path):
         "connect(...)",
         "execute(...)",
     ], found
+
+
+# --- one definition each ----------------------------------------------------------------------
+# The words the commands' choices are made of (views, query kinds, backends, precisions, the
+# metric lists, the defaults) are written once, in attnstore/vocab.py; every other module
+# imports them: it neither assigns one of their names nor spells one of their tuples out, nor
+# gives a parameter named after a default (view, backend) that default's value as a literal.
+def vocabulary() -> dict[str, object]:
+    import attnstore.vocab
+
+    return {n: v for n, v in vars(attnstore.vocab).items() if n.isupper()}
+
+
+def copies(source: str) -> list[str]:
+    """Where a module's ``source`` writes one of vocab's constants again, by line."""
+    words = vocabulary()
+    tuples = {frozenset(v): n for n, v in words.items() if isinstance(v, tuple)}
+    defaults = {n.removeprefix("DEFAULT_").lower(): v for n, v in words.items() if "DEFAULT_" in n}
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id in words:
+                    out.append(f"line {node.lineno}: assigns {t.id}")
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                name, value = node.target.id, node.value  # a dataclass field's default
+                if isinstance(value, ast.Constant) and value.value == defaults.get(name, ...):
+                    out.append(f"line {node.lineno}: {name} = {value.value!r}")
+        elif isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            values = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+            if len(values) == len(node.elts) and frozenset(values) in tuples:
+                out.append(f"line {node.lineno}: spells {tuples[frozenset(values)]} out")
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            positional = [*a.posonlyargs, *a.args]
+            with_default = positional[len(positional) - len(a.defaults) :]
+            pairs = [*zip(with_default, a.defaults, strict=True)]
+            keywords = zip(a.kwonlyargs, a.kw_defaults, strict=True)
+            pairs += [(arg, d) for arg, d in keywords if d is not None]
+            for arg, d in pairs:
+                if isinstance(d, ast.Constant) and d.value == defaults.get(arg.arg, ...):
+                    out.append(f"line {node.lineno}: {arg.arg}={d.value!r}")
+    return sorted(out, key=lambda line: int(line.split(":")[0].removeprefix("line ")))
+
+
+def test_copies_are_found():
+    """The check finds each kind of copy (it would pass on any file if it found none)."""
+    source = (
+        "VIEWS = ('raw',)\n"
+        "for kind in ('y', 'x'): pass\n"
+        "def f(view='shared_keys', backend='sklearn'): pass\n"
+        "class C:\n    backend: str = 'torch'\n"
+    )
+    found = copies(source)
+    assert [line.split(":")[0] for line in found] == ["line 1", "line 2", "line 3", "line 5"]
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in MODULES if p.name != "vocab.py"], ids=lambda p: str(p.relative_to(PACKAGE))
+)
+def test_shared_constants_are_written_once_in_vocab(path):
+    found = copies(path.read_text())
+    assert not found, found
