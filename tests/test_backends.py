@@ -26,7 +26,11 @@ from attnstore.analysis.backends.base import (
     clip_k_values,
 )
 from attnstore.analysis.backends.sklearn import fit_sklearn
-from attnstore.analysis.backends.torch import fit_torch, pairwise_sq_distances, silhouette_scores
+from attnstore.analysis.backends.torch import (
+    _silhouette_from_distances,
+    fit_torch,
+    pairwise_sq_distances,
+)
 from attnstore.analysis.backends.torch_kmeans import _kmeans_plusplus, _lloyd
 from attnstore.analysis.backends.torch_svm import linear_svc_ovr
 from attnstore.errors import ConfigError
@@ -91,6 +95,15 @@ def _tight_svc(x: np.ndarray, labels: np.ndarray) -> LinearSVC:
 
 
 # ---- the pieces, on given labels -------------------------------------------------------------
+
+
+def silhouette_scores(rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The torch backend's mean silhouette of each problem, as
+    ``sklearn.metrics.silhouette_score``: rows of shape (n_problems, n_rows, n_keys), labels of
+    shape (n_problems, n_rows) in 0..k-1; NaN for a problem whose labels have fewer than two
+    distinct values. Float64, shape (n_problems,)."""
+    dist = pairwise_sq_distances(rows).sqrt_()
+    return _silhouette_from_distances(dist, labels, int(labels.max()) + 1)
 
 
 def test_silhouette_matches_sklearn(data):

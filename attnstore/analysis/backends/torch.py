@@ -236,14 +236,6 @@ def count_distinct(d2: torch.Tensor) -> torch.Tensor:
     return N - ((d2 == 0) & earlier).any(2).sum(1)
 
 
-def silhouette_scores(rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean silhouette of each problem, as ``sklearn.metrics.silhouette_score``: rows of shape
-    (n_problems, n_rows, n_keys), labels of shape (n_problems, n_rows) in 0..k-1; NaN for a
-    problem whose labels have fewer than two distinct values. Float64, shape (n_problems,)."""
-    dist = pairwise_sq_distances(rows).sqrt_()
-    return _silhouette_from_distances(dist, labels, int(labels.max()) + 1)
-
-
 def _silhouette_from_distances(dist: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """Silhouettes from distances (P, N, N) and labels (P, N) in 0..k-1: ``(b - a) / max(a, b)``
     with a the mean distance to the rest of the own cluster and b the least mean distance to
