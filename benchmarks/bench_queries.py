@@ -36,6 +36,7 @@ import attnstore
 from attnstore.connection import SHARED_VIEWS, connect
 from attnstore.queries import Query, _resolve, load_queries
 from attnstore.store import Store
+from attnstore.vocab import BACKENDS, DEFAULT_BACKEND
 
 RANKINGS = (
     "heads_by_cluster_quality",
@@ -119,7 +120,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--store", type=Path, help="Store folder [default: a temporary one].")
     ap.add_argument("--samples", type=int, default=1000)
-    ap.add_argument("--backend", default="torch", choices=("sklearn", "torch"))
+    ap.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
     ap.add_argument("--views", default="raw,shared_keys", help="Comma-separated row views.")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument(
