@@ -74,18 +74,33 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class HeadEdit:
-    """A change to some heads of one layer, chosen per prompt of the batch (interventions).
+    """A change to some heads of one layer, chosen per prompt of the batch (interventions,
+    patches).
 
-    The chosen heads ``heads[b, h]`` first lose the attention entries ``remove[b]``
-    (query_pos, key_pos), each touched row renormalised (a row that would lose all its mass is
-    kept as it is), then have their z replaced by ``z[b, h]``. ``heads=None`` changes nothing
-    but runs the layer's attention explicitly, as every edited layer runs it, so that an edit
-    that changes nothing gives exactly the same numbers.
+    The chosen heads ``heads[b, h]`` first have their queries, keys and values replaced by
+    ``q[b, h]``, ``k[b, h]``, ``v[b, h]`` (where given), then lose the attention entries
+    ``remove[b]`` (query_pos, key_pos), each touched row renormalised (a row that would lose
+    all its mass is kept as it is), then have their z replaced by ``z[b, h]``. ``positions``
+    restricts every change to the token positions ``positions[b]`` (query rows for
+    ``remove``); None: all. ``heads=None`` changes nothing but runs the layer's attention
+    explicitly, as every edited layer runs it, so that an edit that changes nothing gives
+    exactly the same numbers.
     """
 
     heads: torch.Tensor | None = None  # (B, H) bool: the heads changed in each prompt
     z: torch.Tensor | None = None  # (B, H, T, d_head): their replacement z
     remove: torch.Tensor | None = None  # (B, T, T) bool: the attention entries they lose
+    q: torch.Tensor | None = None  # (B, H, T, d_head): their replacement queries
+    k: torch.Tensor | None = None  # (B, H, T, d_head): their replacement keys
+    v: torch.Tensor | None = None  # (B, H, T, d_head): their replacement values
+    positions: torch.Tensor | None = None  # (B, T) bool: where they change; None: everywhere
+
+    def where(self) -> torch.Tensor:
+        """Where the edit applies, shape (B, H, 1, 1) or (B, H, T, 1) bool."""
+        where = self.heads[:, :, None, None]  # (B, H, 1, 1)
+        if self.positions is not None:
+            where = where & self.positions[:, None, :, None]  # (B, H, T, 1)
+        return where
 
 
 class CausalSelfAttention(nn.Module):
@@ -111,20 +126,25 @@ class CausalSelfAttention(nn.Module):
         if not return_attn and edit is None:  # the fused kernel: same function, ~25% faster
             z = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, d_head)
             return self.out(z.transpose(1, 2).reshape(B, T, D)), None, None
+        chosen = None if edit is None else edit.heads  # (B, H) bool
+        where = None if chosen is None else edit.where()  # (B, H, 1 or T, 1)
+        if chosen is not None:
+            q = q if edit.q is None else torch.where(where, edit.q, q)  # (B, H, T, d_head)
+            k = k if edit.k is None else torch.where(where, edit.k, k)
+            v = v if edit.v is None else torch.where(where, edit.v, v)
         # In place, the same numbers as out of place: a third fewer passes over (B, H, T, T).
         scores = (q @ k.transpose(-2, -1)).div_(math.sqrt(self.d_head))  # (B, H, T, T)
         scores.masked_fill_(~self.mask[:T, :T], torch.finfo(scores.dtype).min)
         attn = F.softmax(scores, dim=-1)  # (B, H, query_pos, key_pos)
-        chosen = None if edit is None else edit.heads  # (B, H) bool
         if chosen is not None and edit.remove is not None:
-            removed = (edit.remove & self.mask[:T, :T])[:, None] & chosen[:, :, None, None]
+            removed = (edit.remove & self.mask[:T, :T])[:, None] & where  # (B, H, T, T)
             kept = attn.masked_fill(removed, 0.0)  # (B, H, T, T)
             mass = kept.sum(-1, keepdim=True)  # (B, H, T, 1)
             touched = removed.any(-1, keepdim=True) & (mass > 0)
             attn = torch.where(touched, kept / mass.clamp(min=1e-30), attn)
         z = attn @ v  # (B, H, T, d_head)
         if chosen is not None and edit.z is not None:
-            z = torch.where(chosen[:, :, None, None], edit.z, z)
+            z = torch.where(where, edit.z, z)
         return self.out(z.transpose(1, 2).reshape(B, T, D)), attn, z
 
 
