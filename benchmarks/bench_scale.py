@@ -1,0 +1,304 @@
+"""What a store costs as it grows: stores of 1, 10, 50 and 200 runs, this code next to the
+version before the store-at-scale work, in one run.
+
+    python benchmarks/bench_scale.py                          # sizes 1 10 50 200, baseline fbe883a
+    python benchmarks/bench_scale.py --sizes 1 10 --baseline none --samples 8
+    python benchmarks/bench_scale.py --s3                     # also S3 requests (local moto)
+
+One store is grown with this code to each size in turn: each run is one extraction of the
+bundled model (``--samples`` prompts, its own prompt seed) and one analysis, what a sweep item
+does. At each size the store is copied once per version, and a fresh process running that
+version (PYTHONPATH at its code; the baseline from a temporary git worktree) measures on its
+copy, imports excluded:
+
+- ``files``: Parquet files in the store;
+- ``open``: ``Store(path)``; ``connect``: ``attnstore.connect(store)``;
+- ``+run``: one more extraction and analysis into the store (the cost of a sweep's next item);
+- three named queries on an open connection (``Reader``), median of ``--repeats``, each
+  next to the same SQL on a plain DuckDB connection whose views read the same committed files
+  by their real paths with ``read_parquet`` (ratio: named / plain);
+- ``query e2e``: ``attnstore.query()`` end to end (open, connect, resolve, run) for the first.
+
+Then the ratios the store is held to: ``+run`` at the largest size over the same at 10 runs
+(target 1.2x), named over plain (target 1.5x), and the build: the time to grow the store to its
+largest size against that many runs built as sweeps of 10 (the time of the first 10 runs,
+repeated; target 1.5x, linear rather than quadratic).
+
+``--s3`` also copies each store into a bucket of a local moto server (127.0.0.1, a free port)
+and counts the requests it logs for ``connect()`` and for each query, per version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = (
+    ("heads_by_cluster_quality", {}),
+    ("head_attention", {"layer": 0, "head": 0}),
+    ("head_emergence", {}),
+)
+
+CHILD = r"""
+import json, statistics, sys, time
+args = json.loads(sys.argv[1])
+import attnstore, duckdb
+from attnstore.connection import SHARED_MACROS, SHARED_VIEWS, connect, macro_sql, view_sql
+from attnstore.queries import Reader, _resolve, query
+from attnstore.schema import TABLES
+from attnstore.store import Store
+
+def plain_connection(store):
+    con = duckdb.connect()
+    types = {"run_id": "VARCHAR", "analysis_id": "VARCHAR", "intervention_id": "VARCHAR",
+             "layer": "SMALLINT"}
+    for name, t in TABLES.items():
+        cols = ", ".join(f'"{c}"' for c in t.columns)
+        files = [store.fs.url(f) if args["s3"] else str(f) for f in store.files(name)]
+        if files:
+            hive = ", ".join(f"'{k}': {types[k]}" for k, _ in t.partition)
+            src = f"read_parquet({files!r}, hive_partitioning = true, hive_types = {{{hive}}})"
+        else:
+            con.register(f"__empty_{name}", t.full_schema.empty_table())
+            src = f"__empty_{name}"
+        con.execute(f"create view {name} as select {cols} from {src}")
+    for name in SHARED_MACROS:
+        con.execute(macro_sql(name))
+    for name in SHARED_VIEWS:
+        con.execute(f"create view {name} as {view_sql(name)}")
+    return con
+
+def requests():
+    return sum(1 for _ in open(args["log"])) if args["log"] else 0
+
+out = {"package": attnstore.__file__}
+path = args["store"]
+n0 = requests()
+t = time.perf_counter(); s = Store(path); out["open_s"] = time.perf_counter() - t
+out["open_requests"] = requests() - n0
+if not args["s3"]:
+    out["files"] = sum(1 for _ in __import__("pathlib").Path(path).rglob("*.parquet"))
+n0 = requests()
+t = time.perf_counter(); con = connect(s); out["connect_s"] = time.perf_counter() - t
+out["connect_requests"] = requests() - n0
+con.close()
+queries = {}
+with Reader(s) as reader:
+    plain = None if args["s3"] else plain_connection(s)
+    for name, params in args["queries"]:
+        q = reader.named(name)
+        values = _resolve(reader.connection(), s, q, q.bind(params))
+        bound = {n: values[n] for n in q.used_params}
+        n0 = requests()
+        reader.connection().execute(q.sql, bound or None).fetchall()
+        row = {"requests": requests() - n0, "named_s": [], "plain_s": []}
+        for i in range(args["repeats"]):
+            t = time.perf_counter(); reader.connection().execute(q.sql, bound or None).fetchall()
+            row["named_s"].append(time.perf_counter() - t)
+            if plain is not None:
+                t = time.perf_counter(); plain.execute(q.sql, bound or None).fetchall()
+                row["plain_s"].append(time.perf_counter() - t)
+        queries[name] = row
+out["queries"] = queries
+name, params = args["queries"][0]
+t = time.perf_counter(); query(path, name, **params); out["e2e_s"] = time.perf_counter() - t
+if args["grow"]:
+    from attnstore.analysis.run import analyze
+    from attnstore.extraction import extract
+    t = time.perf_counter()
+    r = extract(path, checkpoint="default", samples=args["samples"], seed=args["seed"])
+    analyze(path, r.run_id)
+    out["add_run_s"] = time.perf_counter() - t
+print(json.dumps(out))
+"""
+
+
+def child(code: Path, store: str, **args) -> dict:
+    """The CHILD measurements in a fresh process running the package at ``code``."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    payload = json.dumps({"store": store, "s3": store.startswith("s3://"), **args})
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, payload],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tempfile.gettempdir(),  # not the repository: the package comes from PYTHONPATH
+    )
+    if out.returncode:
+        raise SystemExit(f"measuring with {code} failed:\n{out.stderr[-4000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if Path(r["package"]).resolve().parent.parent != code.resolve():
+        raise SystemExit(f"the child imported {r['package']}, not the code in {code}")
+    return r
+
+
+def grow(store: Path, runs: int, samples: int, built: list[float]) -> None:
+    """Add runs to ``store`` with this code until it holds ``runs``; each one's seconds
+    appended to ``built``."""
+    from attnstore.analysis.run import analyze
+    from attnstore.extraction import extract
+
+    while len(built) < runs:
+        t = time.perf_counter()
+        r = extract(store, checkpoint="default", samples=samples, seed=len(built))
+        analyze(store, r.run_id)
+        built.append(time.perf_counter() - t)
+        if len(built) % 10 == 0:
+            print(f"  grown to {len(built)} runs", file=sys.stderr)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50, 200])
+    ap.add_argument("--samples", type=int, default=16, help="prompts per run")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of each query (median)")
+    ap.add_argument(
+        "--baseline",
+        default="fbe883a",
+        help="commit to compare with (the main before the store-at-scale work), or 'none'",
+    )
+    ap.add_argument("--s3", action="store_true", help="also count requests on a local S3")
+    args = ap.parse_args()
+    sizes = sorted(set(args.sizes))
+    work = Path(tempfile.mkdtemp(prefix="attnstore-scale-"))
+    versions = {"current": ROOT}
+    if args.baseline != "none":
+        tree = work / "baseline"
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), args.baseline],
+            check=True,
+            capture_output=True,
+        )
+        versions = {args.baseline: tree, "current": ROOT}
+    server = None
+    try:
+        if args.s3:
+            sys.path.insert(0, str(ROOT))
+            from tests.conftest import moto_process
+
+            log = work / "moto.log"
+            server = moto_process(log)
+            endpoint = server.__enter__()
+            os.environ.update(
+                AWS_ENDPOINT_URL=endpoint,
+                AWS_ACCESS_KEY_ID="testing",
+                AWS_SECRET_ACCESS_KEY="testing",
+                AWS_DEFAULT_REGION="us-east-1",
+            )
+            import s3fs
+
+            s3 = s3fs.S3FileSystem()
+            s3.mkdir("scale")
+        store, built, rows = work / "grown", [], []
+        header()
+        for size in sizes:
+            grow(store, size, args.samples, built)
+            for name, code in versions.items():
+                copy = work / f"copy-{name}"
+                shutil.rmtree(copy, ignore_errors=True)
+                shutil.copytree(store, copy)
+                r = child(
+                    code,
+                    str(copy),
+                    queries=QUERIES,
+                    repeats=args.repeats,
+                    grow=True,
+                    samples=args.samples,
+                    seed=100_000 + size,
+                    log=None,
+                )
+                r.update(version=name, size=size)
+                if args.s3:
+                    prefix = f"scale/{name}-{size}"
+                    s3.put(str(store), prefix, recursive=True)
+                    r["s3"] = child(
+                        code,
+                        f"s3://{prefix}",
+                        queries=QUERIES,
+                        repeats=1,
+                        grow=False,
+                        log=str(log),
+                    )
+                rows.append(r)
+                report_row(r)
+        summary(rows, built, versions)
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+        if args.baseline != "none":
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "baseline")],
+                capture_output=True,
+            )
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:8.0f}"
+
+
+def header() -> None:
+    names = "  ".join(f"{q[:14]:>14s} named/plain" for q, _ in QUERIES)
+    print(
+        f"{'version':>8s} {'runs':>5s} {'files':>6s} {'open ms':>8s} {'conn ms':>8s} "
+        f"{'+run s':>7s} {'e2e ms':>8s}  {names}"
+    )
+
+
+def report_row(r: dict) -> None:
+    cells = []
+    for q, _ in QUERIES:
+        row = r["queries"][q]
+        named = statistics.median(row["named_s"])
+        plain = statistics.median(row["plain_s"])
+        cells.append(f"{named * 1e3:8.1f} ms {named / plain:5.2f}x")
+    print(
+        f"{r['version'][:8]:>8s} {r['size']:5d} {r['files']:6d} {_ms(r['open_s'])} "
+        f"{_ms(r['connect_s'])} {r['add_run_s']:7.2f} {_ms(r['e2e_s'])}  " + "  ".join(cells)
+    )
+    if "s3" in r:
+        s3 = r["s3"]
+        per_query = ", ".join(f"{q} {s3['queries'][q]['requests']}" for q, _ in QUERIES)
+        print(
+            f"{'':>8s} S3: open {s3['open_requests']} requests, connect "
+            f"{s3['connect_requests']} ({s3['connect_s']:.2f} s), queries: {per_query}"
+        )
+    sys.stdout.flush()
+
+
+def summary(rows: list[dict], built: list[float], versions: dict) -> None:
+    print()
+    for name in versions:
+        mine = {r["size"]: r for r in rows if r["version"] == name}
+        if 10 in mine and len(mine) > 1:
+            big = max(mine)
+            print(
+                f"{name}: one more run into {big} runs / into 10 runs: "
+                f"{mine[big]['add_run_s'] / mine[10]['add_run_s']:.2f}x (target 1.2x)"
+            )
+        ratios = [
+            statistics.median(q["named_s"]) / statistics.median(q["plain_s"])
+            for r in mine.values()
+            for q in r["queries"].values()
+        ]
+        print(f"{name}: named / plain DuckDB, median over sizes and queries: "
+              f"{statistics.median(ratios):.2f}x (target 1.5x)")
+    if len(built) >= 20:
+        tens = sum(built[:10]) * len(built) / 10
+        print(
+            f"build of {len(built)} runs: {sum(built):.0f} s against {len(built) // 10} sweeps "
+            f"of 10 runs {tens:.0f} s: {sum(built) / tens:.2f}x (target 1.5x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
