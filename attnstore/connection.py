@@ -68,6 +68,7 @@ SHARED_MACROS: tuple[str, ...] = (
     "mix32",  # a 32-bit integer hash: the bootstrap's randomness (attnstore/stats.py)
     "bootstrap_draws",  # a table: the prompts each bootstrap replicate draws
     "bootstrap_interval",  # an aggregate: the percentile interval of replicate means
+    "normal_interval",  # an aggregate: a mean ± 1.96 standard errors
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
 # a view may read the macros and the views before it.

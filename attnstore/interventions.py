@@ -121,7 +121,7 @@ def intervene(
         return results
     loaded = _load(run, device)
     replay = Replay(loaded, x, y, batch_size, device, seed)
-    L, N = loaded.config.n_layers, x.shape[1]
+    L, S, N = loaded.config.n_layers, x.shape[0], x.shape[1]
     bar = progress_bar(
         total=len(todo) * L * len(replay.chunks), desc="intervene", unit="pass", enabled=progress
     )
@@ -129,8 +129,11 @@ def intervene(
     for method, target in todo:
         effects, kept = tables[method, target]
         with s.transaction("intervention", ids[method, target], overwrite=overwrite) as txn:
-            txn.expect_rows(interventions=1, effects=L * loaded.config.n_heads * N)
-            txn.write("effects", effects)
+            txn.expect_rows(
+                interventions=1, effects=0, prompt_effects=L * loaded.config.n_heads * S * N
+            )
+            txn.write("effects", TABLES["effects"].schema.empty_table())  # the old per-point rows
+            txn.write("prompt_effects", effects)
             row = _interventions_row(
                 ids[method, target], run, method, target, seed, params, kept, command
             )
@@ -244,54 +247,39 @@ class Replay:
 
     @torch.no_grad()
     def effects(self, pairs: list[tuple[str, str]], bar=None) -> dict[tuple[str, str], Any]:
-        """Per (method, target): its effects table (rows: layer, head, point) and the number
-        of query rows a knockout kept whole."""
+        """Per (method, target): its prompt_effects table (rows: layer, head, sample, point)
+        and the number of query rows a knockout kept whole."""
         if any(m in ("mean", "resample") for m, _ in pairs) and not self.z:
             self._measure_z()
         L, H, N, S = self.L, self.H, self.N, self.S
-        zeros = dict(dtype=torch.float64)
-        base_right, base_signed = torch.zeros(L, H, N, **zeros), torch.zeros(L, H, N, **zeros)
-        right = {p: torch.zeros(L, H, N, **zeros) for p in pairs}
-        signed = {p: torch.zeros(L, H, N, **zeros) for p in pairs}
-        kept = {p: torch.zeros(L, H, N, dtype=torch.int64) for p in pairs}
+        base = Outcomes(1, H, S, N)  # copy h's unchanged model: the same for every layer
+        changed = {p: Outcomes(L, H, S, N) for p in pairs}
         blocks = self.model.blocks
         for lo, hi in self.chunks:
             B = hi - lo
-            y = self.y[lo:hi].double()  # (B, N)
+            y = self.y[lo:hi]  # (B, N)
             h = self._replicate(lo, hi)
             for layer, block in enumerate(blocks):
                 h_next, attn, _ = block(h, False, HeadEdit())
                 for p in pairs:
-                    edit, kept_p = self._edit(*p, layer, lo, hi, self._own_heads(attn, B))
+                    edit, kept = self._edit(*p, layer, lo, hi, self._own_heads(attn, B))
                     g, _, _ = block(h, False, edit)
                     for above in blocks[layer + 1 :]:
                         g, _, _ = above(g, False, HeadEdit())
-                    logits = self.model.unembed(g).view(H, B, N).double()
-                    right[p][layer] += _right(logits, y).sum(1).cpu()
-                    signed[p][layer] += (logits * y).sum(1).cpu()
-                    kept[p][layer] += kept_p
+                    logits = self.model.unembed(g).view(H, B, N)
+                    changed[p].put(layer, lo, hi, logits, y, kept)
                     if bar is not None:
                         bar.update(1)
                 h = h_next
-            base = self.model.unembed(h).view(H, B, N).double()  # copy h: the unchanged model
-            base_right += _right(base, y).sum(1).cpu()  # the same for every layer
-            base_signed += (base * y).sum(1).cpu()
-        return {
-            p: (
-                _effects_table(
-                    base_right / S, right[p] / S, base_signed / S, signed[p] / S, kept[p]
-                ),
-                int(kept[p].sum()),
-            )
-            for p in pairs
-        }
+            base.put(0, lo, hi, self.model.unembed(h).view(H, B, N), y)
+        return {p: (changed[p].table(base), int(changed[p].kept.sum())) for p in pairs}
 
     def _edit(
         self, method: str, target: str, layer: int, lo: int, hi: int, attn: torch.Tensor
     ) -> tuple[HeadEdit, torch.Tensor]:
-        """The edit of copy h's head h for prompts lo..hi-1, and per (head, point) the query
-        rows a knockout keeps whole (zeros for the other methods); ``attn`` is the unchanged
-        attention of each copy's own head, shape (B, H, T, T)."""
+        """The edit of copy h's head h for prompts lo..hi-1, and per (head, prompt, point) the
+        query rows a knockout keeps whole (None for the other methods); ``attn`` is the
+        unchanged attention of each copy's own head, shape (B, H, T, T)."""
         H, B, T, dh = self.H, hi - lo, self.T, self.d_head
         heads = torch.eye(H, dtype=torch.bool, device=self.device).repeat_interleave(B, dim=0)
         if method == "knockout":
@@ -303,23 +291,18 @@ class Replay:
             z = self.mean_z[layer].unsqueeze(0).expand(H * B, H, T, dh)
         else:  # resample: prompt b takes the z of prompt perm[b]
             z = self.z[layer][self.perm[lo:hi]].repeat(H, 1, 1, 1)  # (H * B, H, T, d_head)
-        return HeadEdit(heads, z=z), torch.zeros(H, self.N, dtype=torch.int64)
+        return HeadEdit(heads, z=z), None
 
 
 def _kept_rows(attn: torch.Tensor, remove: torch.Tensor) -> torch.Tensor:
-    """Per (head, point): query rows whose every attended key a knockout would remove, so that
-    the row is kept whole, from attention of shape (B, H, T, T) and the removed entries of
-    shape (B, T, T)."""
+    """Per (head, prompt, point): query rows whose every attended key a knockout would remove,
+    so that the row is kept whole (0, 1 or 2), from attention of shape (B, H, T, T) and the
+    removed entries of shape (B, T, T); shape (H, B, N)."""
     B, H, T, _ = attn.shape
     causal = torch.ones(T, T, dtype=torch.bool, device=attn.device).tril()
     removed = (remove & causal)[:, None]  # (B, 1, T, T)
     whole = removed.any(-1) & (attn.masked_fill(removed, 0.0).sum(-1) == 0)  # (B, H, T)
-    return whole.view(B, H, T // 2, 2).sum((0, 3)).cpu()  # (H, N)
-
-
-def _right(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """1.0 where the prediction (+1 if logit > 0, else -1) is y: logits (H, B, N), y (B, N)."""
-    return (torch.where(logits > 0, 1.0, -1.0) == y).double()
+    return whole.view(B, H, T // 2, 2).sum(3).transpose(0, 1).cpu()  # (H, B, N)
 
 
 def _remove_mask(target: str, y: torch.Tensor) -> torch.Tensor:
@@ -342,26 +325,43 @@ def _remove_mask(target: str, y: torch.Tensor) -> torch.Tensor:
     return q[:, :, None] & k[:, None, :]  # (B, T, T)
 
 
-def _effects_table(base_acc, acc, base_logit, logit, kept) -> pa.Table:
-    """Rows per (layer, head, point) from arrays of shape (n_layers, n_heads, n_points)."""
-    L, H, N = acc.shape
-    grid = np.stack(np.meshgrid(np.arange(L), np.arange(H), np.arange(N), indexing="ij"))
-    cols = {
-        "layer": grid[0].reshape(-1).astype(np.int16),
-        "head": grid[1].reshape(-1).astype(np.int16),
-        "point": grid[2].reshape(-1).astype(np.int16),
-    }
-    for name, v in [
-        ("base_accuracy", base_acc),
-        ("accuracy", acc),
-        ("base_logit", base_logit),
-        ("logit", logit),
-    ]:
-        cols[name] = v.numpy().reshape(-1)
-    cols["delta_accuracy"] = cols["accuracy"] - cols["base_accuracy"]
-    cols["delta_logit"] = cols["logit"] - cols["base_logit"]
-    cols["kept_rows"] = kept.numpy().reshape(-1).astype(np.int32)
-    return pa.table(cols)
+class Outcomes:
+    """Per (layer, head, prompt, point): whether the model is right, its logit * y, and the
+    query rows a knockout kept whole; filled chunk by chunk."""
+
+    def __init__(self, L: int, H: int, S: int, N: int) -> None:
+        self.correct = np.zeros((L, H, S, N), dtype=bool)
+        self.signed_logit = np.zeros((L, H, S, N), dtype=np.float32)
+        self.kept = np.zeros((L, H, S, N), dtype=np.int8)
+
+    def put(self, layer: int, lo: int, hi: int, logits, y, kept=None) -> None:
+        """Prompts lo..hi-1 from logits of shape (H, B, N), labels y (B, N) and the kept
+        rows of shape (H, B, N) (None: none). The prediction is +1 if logit > 0, else -1;
+        logit * y is exact in float32 (y is ±1)."""
+        self.correct[layer, :, lo:hi] = (torch.where(logits > 0, 1.0, -1.0) == y).cpu().numpy()
+        self.signed_logit[layer, :, lo:hi] = (logits * y).cpu().numpy()
+        if kept is not None:
+            self.kept[layer, :, lo:hi] = kept.numpy()
+
+    def table(self, base: Outcomes) -> pa.Table:
+        """Rows per (layer, head, sample, point), in grain order, next to ``base``'s outcomes
+        (the unchanged model: one layer, broadcast to every layer)."""
+        L, H, S, N = self.correct.shape
+        grid = np.meshgrid(np.arange(L), np.arange(H), np.arange(S), np.arange(N), indexing="ij")
+        shape = (L, H, S, N)
+        return pa.table(
+            {
+                "layer": grid[0].reshape(-1).astype(np.int16),
+                "head": grid[1].reshape(-1).astype(np.int16),
+                "sample": grid[2].reshape(-1).astype(np.int32),
+                "point": grid[3].reshape(-1).astype(np.int16),
+                "base_correct": np.broadcast_to(base.correct, shape).reshape(-1),
+                "correct": self.correct.reshape(-1),
+                "base_signed_logit": np.broadcast_to(base.signed_logit, shape).reshape(-1),
+                "signed_logit": self.signed_logit.reshape(-1),
+                "kept_rows": self.kept.reshape(-1),
+            }
+        )
 
 
 def _interventions_row(

@@ -458,7 +458,32 @@ TABLES: dict[str, Table] = {
                 ("kept_rows", i32, "knockout: query rows at the point left whole"),
             ],
             ["intervention_id", "layer", "head", "point"],
-            "Per changed head and point: accuracy and signed logit without and with the change.",
+            "Per changed head and point, means over prompts: written by attnstore before "
+            "prompt_effects (no longer written; an intervention with these rows only is "
+            "measured again with attnstore intervene --overwrite).",
+        ),
+        _t(
+            "prompt_effects",
+            INTERVENTION,
+            [
+                ("layer", i16, "the head's layer, from 0"),
+                ("head", i16, "the head within its layer, from 0"),
+                ("sample", i32, "the prompt, from 0"),
+                ("point", i16, "the point within the prompt, from 0"),
+                ("base_correct", boolean, "the unchanged model predicts the point's y"),
+                ("correct", boolean, "the model with the change predicts the point's y"),
+                (
+                    "base_signed_logit",
+                    f32,
+                    "logit * y at the point, unchanged model (positive: right)",
+                ),
+                ("signed_logit", f32, "logit * y at the point with the change"),
+                ("kept_rows", i8, "knockout: the prompt's query rows at the point left whole"),
+            ],
+            ["intervention_id", "layer", "head", "sample", "point"],
+            "Per changed head, prompt and point: the prediction's correctness and logit * y "
+            "without and with the change (the grain of paired intervals); layer and head -1: "
+            "the set of heads of the intervention (--heads), changed together.",
         ),
     ]
 }

@@ -20,6 +20,7 @@ from attnstore.extraction import extract
 from attnstore.interventions import METHODS, TARGETS, intervene
 from attnstore.model import HeadEdit
 from attnstore.queries import run_query
+from attnstore.stats import normal_interval, paired_bootstrap
 from attnstore.store import Store
 
 
@@ -38,8 +39,19 @@ def _copy(src: Path, tmp_path: Path, name: str = "store") -> Path:
 
 
 def _effects(path: Path, intervention_id: str):
-    t = Store(path).read("effects", intervention_id=intervention_id)
-    return t.sort_by([("layer", "ascending"), ("head", "ascending"), ("point", "ascending")])
+    """The per-point view of an intervention (head_effects), as pandas, in grain order."""
+    with connect(path, comments=False) as con:
+        return con.execute(
+            "select * exclude (run_id, method, target, resample_seed) from head_effects "
+            "where intervention_id = $i order by layer, head, point",
+            {"i": intervention_id},
+        ).df()
+
+
+def _prompt_effects(path: Path, intervention_id: str):
+    t = Store(path).read("prompt_effects", intervention_id=intervention_id)
+    order = [(c, "ascending") for c in ("layer", "head", "sample", "point")]
+    return t.sort_by(order).to_pandas()
 
 
 @pytest.fixture(scope="module")
@@ -102,27 +114,32 @@ def test_mean_over_a_run_of_one_prompt_changes_nothing(tiny_checkpoint, tmp_path
     run_id = extract(path, checkpoint=str(tiny_checkpoint), samples=1, seed=5).run_id
     [r] = intervene(path, run_id, methods=["mean"])
     t = _effects(path, r.intervention_id)
-    assert t.num_rows == 2 * 2 * 8
+    assert len(t) == 2 * 2 * 8
     for col in ("delta_accuracy", "delta_logit"):
-        assert set(t.column(col).to_pylist()) == {0.0}
+        assert set(t[col]) == {0.0}
+    # one prompt: the estimate and no interval
+    assert t.delta_accuracy_lower.isna().all() and t.delta_logit_upper.isna().all()
+    with connect(path, comments=False) as con:
+        summary = con.execute("select * from head_effect_summary").df()
+    assert (summary.n_prompts == 1).all() and summary.late_delta_accuracy_lower.isna().all()
 
 
 def test_a_knockout_of_an_empty_key_class_changes_nothing(iv_store):
     """At point 0 an x query sees no y token: removing x -> y attention there is a no-op."""
     path, _, ids = iv_store
     for target in ("x_to_y_pos", "x_to_y"):
-        t = _effects(path, ids["knockout", target]).to_pandas()
+        t = _effects(path, ids["knockout", target])
         first = t[t.point == 0]
         assert (first.delta_accuracy == 0).all() and (first.delta_logit == 0).all()
         # the x query of point 0 attends only to itself: nothing removed, nothing kept whole
         assert (first.kept_rows == 0).all()
     # an x query that attended only to y tokens does not exist; x_to_y keeps no row whole
-    assert (_effects(path, ids["knockout", "x_to_y"]).column("kept_rows").to_numpy() == 0).all()
+    assert (_effects(path, ids["knockout", "x_to_y"]).kept_rows == 0).all()
 
 
 def test_the_unchanged_model_is_the_run_as_extracted(iv_store):
     path, run_id, ids = iv_store
-    t = _effects(path, ids["zero", "z"]).to_pandas()
+    t = _effects(path, ids["zero", "z"])
     stored = Store(path).df("predictions", run_id=run_id).groupby("point").correct.mean()
     for (layer, head), rows in t.groupby(["layer", "head"]):
         base = rows.set_index("point").base_accuracy
@@ -147,9 +164,11 @@ def test_every_method_writes_one_row_per_head_and_point(iv_store):
         assert r["run_id"] == run_id and r["n_samples"] == 12
         assert r["seed"] == (1 if r["method"] == "resample" else None)
     for i in ids.values():
-        assert _effects(path, i).num_rows == 2 * 2 * 8
+        assert len(_effects(path, i)) == 2 * 2 * 8
+        assert len(_prompt_effects(path, i)) == 2 * 2 * 12 * 8
+        assert s.read("effects", intervention_id=i).num_rows == 0  # the old per-point table
     # zeroing a head of the trained tiny model changes some prediction somewhere
-    assert np.abs(_effects(path, ids["zero", "z"]).column("delta_logit").to_numpy()).max() > 0
+    assert np.abs(_effects(path, ids["zero", "z"]).delta_logit).max() > 0
 
 
 def test_the_same_command_gives_the_same_ids_and_rows(tiny_analysed_store, tmp_path):
@@ -159,7 +178,7 @@ def test_the_same_command_gives_the_same_ids_and_rows(tiny_analysed_store, tmp_p
     ra, rb = intervene(a, run_id, **kw), intervene(b, run_id, **kw)
     assert ra == rb
     for r in ra:
-        assert _effects(a, r.intervention_id).equals(_effects(b, r.intervention_id))
+        assert _prompt_effects(a, r.intervention_id).equals(_prompt_effects(b, r.intervention_id))
     before = _snapshot(a)
     again = intervene(a, run_id, **kw)
     assert [r.existed for r in again] == [True, True]
@@ -278,10 +297,123 @@ def test_the_views_join_effects_to_their_run(iv_store):
             "select * from head_effect_summary where intervention_id = $i", {"i": ids["zero", "z"]}
         ).df()
     assert len(summary) == 4 and (summary.n_points == 8).all()
-    t = _effects(path, ids["zero", "z"]).to_pandas()
+    t = _effects(path, ids["zero", "z"])
     late = t[t.point >= 4].groupby(["layer", "head"]).delta_accuracy.mean()
     got = summary.set_index(["layer", "head"]).late_delta_accuracy
-    np.testing.assert_allclose(got.sort_index(), late.sort_index())
+    np.testing.assert_allclose(got.sort_index(), late.sort_index(), atol=1e-12)
+
+
+def test_the_summary_intervals_are_the_paired_bootstrap_of_stats(iv_store):
+    """head_effect_summary's intervals (SQL) are attnstore.stats.paired_bootstrap of each
+    prompt's own change over the late points (numpy): one definition, two engines."""
+    path, _, ids = iv_store
+    t = _prompt_effects(path, ids["resample", "z"])
+    late = t[t.point >= 4]
+    with connect(path, comments=False) as con:
+        summary = con.execute(
+            "select * from head_effect_summary where intervention_id = $i order by layer, head",
+            {"i": ids["resample", "z"]},
+        ).df()
+    for row in summary.itertuples():
+        mine = late[(late.layer == row.layer) & (late["head"] == row.head)]
+        per_prompt = mine.groupby("sample")
+        changed = per_prompt.correct.mean().to_numpy()
+        base = per_prompt.base_correct.mean().to_numpy()
+        want = paired_bootstrap(changed, base)
+        assert row.n_prompts == 12
+        assert row.late_delta_accuracy == pytest.approx(want.estimate, abs=1e-12)
+        assert row.late_delta_accuracy_lower == pytest.approx(want.lower, abs=1e-12)
+        assert row.late_delta_accuracy_upper == pytest.approx(want.upper, abs=1e-12)
+        logit = per_prompt.signed_logit.mean().to_numpy().astype(float)
+        base_logit = per_prompt.base_signed_logit.mean().to_numpy().astype(float)
+        want = paired_bootstrap(logit, base_logit)
+        assert row.late_delta_logit_lower == pytest.approx(want.lower, abs=1e-6)
+        assert row.late_delta_logit_upper == pytest.approx(want.upper, abs=1e-6)
+    assert (summary.late_delta_accuracy_lower <= summary.late_delta_accuracy).all()
+    assert (summary.late_delta_accuracy <= summary.late_delta_accuracy_upper).all()
+
+
+def test_the_per_point_intervals_are_the_standard_error_of_stats(iv_store):
+    path, _, ids = iv_store
+    t = _prompt_effects(path, ids["zero", "z"])
+    per_point = _effects(path, ids["zero", "z"])
+    for row in per_point.sample(10, random_state=0).itertuples():
+        mine = t[(t.layer == row.layer) & (t["head"] == row.head) & (t.point == row.point)]
+        want = normal_interval(mine.correct.astype(float), mine.base_correct.astype(float))
+        assert row.delta_accuracy_lower == pytest.approx(want.lower, abs=1e-12)
+        assert row.delta_accuracy_upper == pytest.approx(want.upper, abs=1e-12)
+
+
+def test_the_same_store_gives_the_same_intervals(iv_store):
+    path, _, _ = iv_store
+    a = run_query(path, "heads_by_effect", {"view": "shared_keys"})
+    b = run_query(path, "heads_by_effect", {"view": "shared_keys"})
+    assert a.equals(b)
+
+
+def test_an_intervention_without_per_prompt_outcomes_names_the_command_that_measures_it(
+    iv_store, tmp_path
+):
+    """A store written before prompt_effects: its intervention holds per-point rows of
+    `effects` only, and its commit record counts no prompt_effects. Every effect read refuses
+    it in one line naming `attnstore intervene ... --overwrite`; the rest of the store reads."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from attnstore.transaction import ROWS_KEY
+
+    path, run_id, ids = iv_store
+    old = _copy(path, tmp_path)
+    legacy = ids["knockout", "x_to_y"]
+    folder = old / "prompt_effects" / f"intervention_id={legacy}"
+    shutil.rmtree(folder)
+    record = old / "interventions" / f"intervention_id={legacy}" / "commit.parquet"
+    t = pq.read_table(record)
+    meta = dict(t.schema.metadata)
+    meta[ROWS_KEY.encode()] = json.dumps({"effects": 32, "interventions": 1}).encode()
+    effects = next((path / "effects" / f"intervention_id={legacy}").glob("part-*.parquet"))
+    token = effects.name.removeprefix("part-").removesuffix(".parquet")
+    per_point = _effects(path, legacy).assign(intervention_id=legacy)
+    write_old_effects(old, legacy, token, per_point)
+    pq.write_table(t.replace_schema_metadata(meta), record)
+    before = _snapshot(old)
+    with connect(old, comments=False) as con:  # the store still opens and reads
+        assert con.execute("select count(*) from interventions").fetchone()[0] == 5
+    runner = CliRunner()
+    for query, params in [
+        ("heads_by_effect", []),
+        ("intervention_effects", ["-p", f"intervention_id={legacy}"]),
+        ("effect_by_position", []),
+    ]:
+        r = runner.invoke(cli, ["query", query, "--store", str(old), *params])
+        assert r.exit_code == 2, r.output
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and legacy in lines[0], lines
+        assert f"attnstore intervene --run {run_id} --method knockout --target x_to_y" in lines[0]
+        assert "--overwrite" in lines[0] and "Traceback" not in r.output
+    assert _snapshot(old) == before
+    # measuring it again with --overwrite makes the store whole (the same id)
+    [again] = intervene(old, run_id, methods=["knockout"], targets=["x_to_y"], overwrite=True)
+    assert again.intervention_id == legacy
+    assert len(run_query(old, "heads_by_effect", {"view": "shared_keys"})) > 0
+
+
+def write_old_effects(store: Path, intervention_id: str, token: str, per_point) -> None:
+    """Replace an intervention's (empty) effects file by the per-point rows an attnstore
+    before prompt_effects wrote, under the same committed token."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from attnstore.schema import TABLES
+    from attnstore.transaction import file_metadata
+
+    t = TABLES["effects"]
+    folder = store / "effects" / f"intervention_id={intervention_id}"
+    [old] = folder.glob("part-*.parquet")
+    data = pa.Table.from_pandas(per_point[t.schema.names], preserve_index=False).cast(t.schema)
+    data = data.replace_schema_metadata(file_metadata(t, intervention_id, token))
+    pq.write_table(data, old)
 
 
 def test_the_named_queries_rank_and_filter_heads(iv_store):
