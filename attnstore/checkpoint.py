@@ -10,6 +10,10 @@ A checkpoint is addressed by one string, the ``--checkpoint`` of every command:
 - a ``state.pt`` (a dict with ``model_state_dict``) or ``model_N.pt`` (a plain state dict) of
   the public incontext-bool code, together with that run's ``config.yaml``.
 
+Each of these may also live in an object store, ``s3://bucket/prefix/...`` (a training folder,
+one of its ``steps/step-<step>``, or one file): it is copied to this machine's checkpoint cache
+(:func:`local_checkpoint`) and loaded from there, so a sweep's workers need no shared disk.
+
 Nothing is ever unpickled: safetensors files hold only tensors, and ``.pt`` files are read with
 ``torch.load(weights_only=True)``.
 """
@@ -18,7 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import tempfile
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,7 +35,8 @@ from typing import Any
 
 import torch
 
-from attnstore.errors import CheckpointError, ConfigError, known
+from attnstore.errors import CheckpointError, ConfigError, StoreError, known
+from attnstore.fs import filesystem_for, is_url
 from attnstore.model import InContextModel, ModelConfig, check_device
 
 DEFAULT = "default"
@@ -84,7 +93,8 @@ def save_step(model: InContextModel, card: dict[str, Any], out_dir: str | Path, 
 
 def training_steps(folder: str | Path) -> list[tuple[int, Path]]:
     """The checkpoints a training folder kept (``train --save-every``): (step, folder) pairs in
-    step order; none for a folder trained without it."""
+    step order; none for a folder trained without it. (:func:`url_training_steps` for one in
+    an object store.)"""
     root = Path(folder) / STEPS_DIR
     out = []
     for entry in sorted(root.iterdir()) if root.is_dir() else []:
@@ -92,6 +102,100 @@ def training_steps(folder: str | Path) -> list[tuple[int, Path]]:
         if m and (entry / WEIGHTS_FILE).is_file():
             out.append((int(m.group(1)), entry))
     return sorted(out)
+
+
+CACHE_ENV = "ATTNSTORE_CHECKPOINT_CACHE"  # where checkpoints from URLs are copied
+
+
+def checkpoint_cache() -> Path:
+    """The folder checkpoints given as URLs are copied into: ``$ATTNSTORE_CHECKPOINT_CACHE``,
+    else ``attnstore-checkpoints`` in the system's temporary folder."""
+    return Path(os.environ.get(CACHE_ENV) or Path(tempfile.gettempdir()) / "attnstore-checkpoints")
+
+
+def _object_store(url: str):
+    """(pyarrow filesystem, path in it) of a checkpoint URL; one line for a scheme attnstore
+    cannot read checkpoints from."""
+    try:
+        fs, root = filesystem_for(url)
+    except StoreError as e:
+        raise CheckpointError(
+            f"checkpoint '{url}': {str(e).split(': ', 1)[-1]}; a checkpoint URL is s3://bucket/..."
+        ) from e
+    return fs, fs.arrow(), str(root).rstrip("/")
+
+
+def _files_below(url: str) -> dict[str, Any]:
+    """Every object below a checkpoint URL, by its path relative to it (one listing)."""
+    import pyarrow.fs as pafs
+
+    fs, arrow, root = _object_store(url)
+    with fs.errors(root, "listing checkpoints in"):
+        info = arrow.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return {i.path[len(root) + 1 :]: i for i in info if i.type == pafs.FileType.File}
+
+
+def url_training_steps(url: str) -> list[tuple[int, str]]:
+    """:func:`training_steps` of a training folder in an object store: (step, URL) pairs."""
+    out = []
+    for rel in _files_below(url):
+        parts = rel.split("/")
+        if len(parts) == 3 and parts[0] == STEPS_DIR and parts[2] == WEIGHTS_FILE:
+            m = STEP_DIR.fullmatch(parts[1])
+            if m:
+                out.append((int(m.group(1)), f"{url.rstrip('/')}/{STEPS_DIR}/{parts[1]}"))
+    return sorted(out)
+
+
+def url_has_weights(url: str) -> bool:
+    """Whether a folder in an object store holds a model (its ``model.safetensors``)."""
+    return WEIGHTS_FILE in _files_below(url)
+
+
+def local_checkpoint(spec: str | Path) -> str | Path:
+    """A checkpoint given as a URL, copied into :func:`checkpoint_cache` (once per version of
+    its objects: the copy is named by the URL, and the size and time of each object) and the
+    local path returned; any other checkpoint string unchanged. A folder's model and card are
+    copied (not its ``steps/``: each step is a checkpoint of its own); a file is copied with
+    the ``card.json`` or ``config.yaml`` beside it, where there is one."""
+    text = str(spec)
+    if not is_url(text):
+        return spec
+    url = text.rstrip("/")
+    fs, arrow, root = _object_store(url)
+    name = url.rsplit("/", 1)[-1]
+    if name.endswith((".safetensors", ".pt")):
+        parent = url.rsplit("/", 1)[0]
+        below = _files_below(parent)
+        wanted = [n for n in (name, CARD_FILE, "config.yaml") if n in below]
+        source, root = parent, root.rsplit("/", 1)[0]
+    else:
+        below = _files_below(url)
+        wanted = [n for n in (WEIGHTS_FILE, CARD_FILE) if n in below]
+        source = url
+    if not wanted or (wanted[0] != name and wanted[0] != WEIGHTS_FILE):
+        raise CheckpointError(
+            f"checkpoint '{spec}' does not exist; give an s3:// folder written by 'attnstore "
+            "train' (or one of its steps/step-N), a .safetensors file, or an incontext-bool .pt"
+        )
+    stamp = json.dumps([source, [(n, below[n].size, str(below[n].mtime)) for n in wanted]])
+    folder = checkpoint_cache() / hashlib.sha256(stamp.encode()).hexdigest()[:24]
+    if not folder.is_dir():
+        staging = folder.with_name(f".{folder.name}.{uuid.uuid4().hex}")
+        staging.mkdir(parents=True)
+        try:
+            for n in wanted:
+                with fs.errors(f"{root}/{n}", "reading a checkpoint from"):
+                    with arrow.open_input_stream(f"{root}/{n}") as src:
+                        (staging / n).write_bytes(src.read())
+            try:
+                staging.rename(folder)  # whole or not at all; a concurrent copy may win
+            except OSError:
+                if not folder.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder / name if name.endswith((".safetensors", ".pt")) else folder
 
 
 def train_step(loaded: LoadedModel) -> int | None:
@@ -115,7 +219,7 @@ def load_checkpoint(
             "the checkpoint is empty; give 'default', a folder written by 'attnstore train', a "
             ".safetensors file, or an incontext-bool .pt file"
         )
-    path = default_checkpoint_dir() if str(spec) == DEFAULT else Path(spec)
+    path = default_checkpoint_dir() if str(spec) == DEFAULT else Path(local_checkpoint(spec))
     if not path.exists():
         raise CheckpointError(
             f"checkpoint '{spec}' does not exist; give 'default', a folder written by "

@@ -253,3 +253,48 @@ def test_model_config_that_is_not_utf8_or_not_yaml(hf_model, tmp_path):
 def test_empty_checkpoint_is_refused():
     with pytest.raises(CheckpointError, match="the checkpoint is empty"):
         load_checkpoint("")
+
+
+def _upload(folder, bucket, prefix):
+    import boto3
+
+    s3 = boto3.client("s3")
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        s3.upload_file(str(f), bucket, f"{prefix}/{f.relative_to(folder).as_posix()}")
+
+
+def test_a_checkpoint_in_an_object_store_is_the_same_model(s3_bucket, tmp_path, monkeypatch):
+    """A training folder in S3: its steps listed from the bucket, each step and the final model
+    loaded through the local cache with the bytes (and so the identity) of the local files, a
+    second load reusing the copy; a URL holding no model is one line."""
+    from attnstore.checkpoint import (
+        CACHE_ENV,
+        WEIGHTS_FILE,
+        save_step,
+        training_steps,
+        url_training_steps,
+    )
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    model = InContextModel(ModelConfig(N_DIMS, 2 * N_POINTS, N_LAYERS, N_HEADS, D_MODEL))
+    folder = tmp_path / "trained"
+    save_checkpoint(model, {"format": "attnstore-card-v1", "step": 30}, folder)
+    for step in (0, 10):
+        save_step(model, {"format": "attnstore-card-v1", "step": step}, folder, step)
+    _upload(folder, s3_bucket, "runs/seed-1")
+    url = f"s3://{s3_bucket}/runs/seed-1"
+    steps = url_training_steps(url)
+    assert [s for s, _ in steps] == [s for s, _ in training_steps(folder)] == [0, 10]
+    assert steps[1][1] == f"{url}/steps/step-00000010"
+    local = load_checkpoint(folder)
+    remote = load_checkpoint(url)
+    assert remote.sha256 == local.sha256 and remote.card == local.card
+    assert load_checkpoint(steps[0][1]).card["step"] == 0
+    assert load_checkpoint(f"{url}/{WEIGHTS_FILE}").sha256 == local.sha256
+    copies = sorted((tmp_path / "cache").iterdir())
+    load_checkpoint(url)
+    assert sorted((tmp_path / "cache").iterdir()) == copies  # reused, not copied again
+    for missing in (f"s3://{s3_bucket}/nothing-here", f"s3://{s3_bucket}/runs/seed-1/steps"):
+        with pytest.raises(CheckpointError, match="does not exist") as err:
+            load_checkpoint(missing)
+        assert "\n" not in str(err.value)
