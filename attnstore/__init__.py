@@ -14,7 +14,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "AnalysisConfig": "attnstore.analysis.run",
     "AttnStoreError": "attnstore.errors",
+    "ExtractConfig": "attnstore.extraction",
     "InContextModel": "attnstore.model",
     "ModelConfig": "attnstore.model",
     "Store": "attnstore.store",

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from attnstore.model import check_device
 from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store
-from attnstore.vocab import PRECISIONS
+from attnstore.vocab import PRECISIONS, QUERY_KINDS
 
 
 @dataclass(frozen=True)
@@ -67,98 +67,100 @@ def run_id_for(
     return content_id(fields)
 
 
-def check_precision(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ConfigError(
-            f"precision '{precision}' is not one of {', '.join(PRECISIONS)} (float32 stores the "
-            "weights exactly, float16 rounds them)"
-        )
-    return precision
+@dataclass(frozen=True)
+class ExtractConfig:
+    """What an extraction runs, checked once, when it is made (a ConfigError names the value).
+
+    ``checkpoint``: what :func:`attnstore.checkpoint.load_checkpoint` takes ('default', a folder,
+    a file), with ``model_config`` for incontext-bool .pt files; ``task`` and ``points``: those
+    the checkpoint was trained on when None; ``task_params`` override the task's; ``samples``
+    prompts drawn from ``seed``; ``n_dims``, if given, must match the checkpoint's;
+    ``precision`` of the stored weights (float32 or float16); ``batch_size`` prompts per
+    forward pass on ``device``; ``sweep_id``, the sweep the run belongs to (``attnstore
+    sweep``), recorded in its ``runs`` row.
+    """
+
+    checkpoint: str | Path = "default"
+    model_config: str | Path | None = None
+    task: str | None = None
+    task_params: dict[str, Any] | None = None
+    samples: int = 1000
+    points: int | None = None
+    seed: int = 0
+    n_dims: int | None = None
+    precision: str = "float32"
+    batch_size: int = 128
+    device: str = "cpu"
+    sweep_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision '{self.precision}' is not one of {', '.join(PRECISIONS)} (float32 "
+                "stores the weights exactly, float16 rounds them)"
+            )
+        if self.samples < 1:
+            raise ConfigError(f"samples={self.samples} must be at least 1")
+        if self.points is not None and self.points < 1:
+            raise ConfigError(f"points={self.points} must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be at least 1")
+        check_device(self.device)
 
 
 @dataclass(frozen=True)
 class Extraction:
     """An extraction checked and ready to write (:func:`prepare`); nothing is written yet."""
 
-    checkpoint: str
+    config: ExtractConfig
     loaded: LoadedModel
     task: str
     batch: tasks.TaskBatch  # the prompts, drawn up front
-    seed: int
     run_id: str
-    precision: str = "float32"  # of the stored attention weights
-    sweep_id: str | None = None  # the sweep this run is written by (attnstore sweep)
 
     @property
     def n_points(self) -> int:
         return self.batch.x.shape[1]
 
 
-def prepare(
-    checkpoint: str = "default",
-    model_config: str | Path | None = None,
-    task: str | None = None,
-    samples: int = 1000,
-    points: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    task_params: dict[str, Any] | None = None,
-    n_dims: int | None = None,
-    precision: str = "float32",
-    sweep_id: str | None = None,
-) -> Extraction:
-    """Load the checkpoint, check every parameter and draw the prompts; touches no store.
-
-    ``task`` and ``points`` default to those the checkpoint was trained on; ``n_dims``, if
-    given, must match the checkpoint's; ``precision`` is float32 or float16; ``sweep_id``, the
-    sweep the run belongs to (``attnstore sweep``), is recorded in its ``runs`` row.
-    """
-    check_precision(precision)
-    if samples < 1:
-        raise ConfigError(f"samples={samples} must be at least 1")
-    if points is not None and points < 1:
-        raise ConfigError(f"points={points} must be at least 1")
-    check_device(device)
-    loaded = load_checkpoint(checkpoint, model_config, device=device)
+def prepare(config: ExtractConfig) -> Extraction:
+    """Load the checkpoint and draw the prompts of ``config``; touches no store."""
+    c = config
+    loaded = load_checkpoint(c.checkpoint, c.model_config, device=c.device)
     cfg = loaded.config
     card = loaded.card
-    task = task or card.get("task", "conjunction")
+    task = c.task or card.get("task", "conjunction")
     params = dict(card.get("task_params", {})) if task == card.get("task") else {}
-    params = tasks.task_params(task, **{**params, **(task_params or {})})
-    if n_dims is not None and n_dims != cfg.n_dims:
+    params = tasks.task_params(task, **{**params, **(c.task_params or {})})
+    if c.n_dims is not None and c.n_dims != cfg.n_dims:
         raise ConfigError(
-            f"n_dims={n_dims} contradicts the checkpoint, whose model reads n_dims={cfg.n_dims}"
+            f"n_dims={c.n_dims} contradicts the checkpoint, whose model reads n_dims={cfg.n_dims}"
         )
-    points = points or card.get("train", {}).get("n_points") or cfg.max_points
+    points = c.points or card.get("train", {}).get("n_points") or cfg.max_points
     if points > cfg.max_points:
         raise ConfigError(
             f"points={points} exceeds what the checkpoint's positions allow ({cfg.max_points})"
         )
-    batch = tasks.sample_task(task, samples, points, cfg.n_dims, seed, **params)
-    run_id = run_id_for(loaded.sha256, task, batch.params, points, samples, seed, precision)
-    return Extraction(str(checkpoint), loaded, task, batch, seed, run_id, precision, sweep_id)
+    batch = tasks.sample_task(task, c.samples, points, cfg.n_dims, c.seed, **params)
+    run_id = run_id_for(loaded.sha256, task, batch.params, points, c.samples, c.seed, c.precision)
+    return Extraction(c, loaded, task, batch, run_id)
 
 
 def write(
     store: str | Path,
     extraction: Extraction,
-    batch_size: int = 128,
-    device: str = "cpu",
     overwrite: bool = False,
     progress: bool = False,
     command: str = "",
 ) -> ExtractResult:
     """Run the model on the prepared prompts and write the run into ``store`` (made if need
     be), in one transaction; a run already there is left as it is unless ``overwrite``."""
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} must be at least 1")
     e = extraction
     s = Store(store, create=True)
-    s.verify()  # a corrupted store is named before the model runs
-    if e.run_id in s.keys("run") and not overwrite:
+    if s.has("run", e.run_id) and not overwrite:  # its record alone: any store size
         return ExtractResult(e.run_id, existed=True)
     try:
-        _write_run(s, e, batch_size, device, overwrite, progress, command)
+        _write_run(s, e, overwrite, progress, command)
     except CommitConflict:
         if overwrite:
             raise
@@ -168,7 +170,7 @@ def write(
     return ExtractResult(e.run_id, existed=False)
 
 
-def _write_run(s: Store, e: Extraction, batch_size, device, overwrite, progress, command):
+def _write_run(s: Store, e: Extraction, overwrite, progress, command):
     cfg, batch = e.loaded.config, e.batch
     S, N = batch.y.shape
     with s.transaction("run", e.run_id, overwrite=overwrite) as txn:
@@ -179,34 +181,26 @@ def _write_run(s: Store, e: Extraction, batch_size, device, overwrite, progress,
             functions=batch.weights.size,
             attention=cfg.n_layers * cfg.n_heads * S * 2 * N,
         )
-        _write_rows(txn, e, batch_size, device, progress, command)
+        _write_rows(txn, e, progress, command)
 
 
 def extract(
     store: str | Path,
-    checkpoint: str = "default",
-    model_config: str | Path | None = None,
-    task: str | None = None,
-    samples: int = 1000,
-    points: int | None = None,
-    seed: int = 0,
-    batch_size: int = 128,
-    device: str = "cpu",
+    config: ExtractConfig | None = None,
+    *,
     overwrite: bool = False,
-    task_params: dict[str, Any] | None = None,
-    n_dims: int | None = None,
     progress: bool = False,
     command: str = "",
-    precision: str = "float32",
+    **params: Any,
 ) -> ExtractResult:
     """Extract a run into ``store`` (made if need be); returns its id and whether it existed.
-    :func:`prepare` then :func:`write`: everything is checked before the store is opened, so a
-    bad checkpoint, task or size leaves no folder behind."""
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} must be at least 1")
-    args = (checkpoint, model_config, task, samples, points, seed, device, task_params, n_dims)
-    e = prepare(*args, precision=precision)
-    return write(store, e, batch_size, device, overwrite, progress, command)
+
+    ``config`` says what to extract; keywords (``checkpoint=..., samples=...``) are its fields,
+    given instead of it or changing it. :func:`prepare` then :func:`write`: everything is
+    checked before the store is opened, so a bad checkpoint, task or size leaves no folder
+    behind."""
+    config = ExtractConfig(**params) if config is None else replace(config, **params)
+    return write(store, prepare(config), overwrite, progress, command)
 
 
 class _Writer:
@@ -261,13 +255,14 @@ class _Totals:
 
 
 @torch.no_grad()
-def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool, command: str):
+def _write_rows(txn, e: Extraction, progress: bool, command: str):
     """Every table of the run: the model runs batch after batch in this thread (with one CPU
     thread fewer for torch, left to the writer); the writer thread builds and writes the rows,
     the ``runs`` row last."""
     from attnstore.progress import progress_bar
 
     model, batch = e.loaded.model, e.batch
+    batch_size, device = e.config.batch_size, e.config.device
     n = len(batch.x)
     bar = progress_bar(total=n, desc="extract", unit="sample", enabled=progress)
     totals, shapes = _Totals(), {}
@@ -284,7 +279,7 @@ def _write_rows(txn, e: Extraction, batch_size: int, device: str, progress: bool
                 attns = [a.cpu().numpy() for a in attns]
                 job = _BatchJob(txn, e, totals, shapes, bar, lo, logits.cpu().numpy(), attns)
                 writer.submit(job.run)
-            writer.submit(lambda: txn.write("runs", _runs_row(e, device, totals, command)))
+            writer.submit(lambda: txn.write("runs", _runs_row(e, totals, command)))
     finally:
         torch.set_num_threads(threads)
         bar.close()
@@ -305,7 +300,7 @@ class _BatchJob:
     attns: list[np.ndarray]  # per layer, (B, H, T, T)
 
     def run(self) -> None:
-        batch, precision = self.e.batch, self.e.precision
+        batch, precision = self.e.batch, self.e.config.precision
         B, H, T, _ = self.attns[0].shape
         lo, hi = self.lo, self.lo + B
         self.txn.write("inputs", _inputs_table(batch, lo, hi))
@@ -332,7 +327,7 @@ class _RowIds:
     def __init__(self, B: int, T: int) -> None:
         qp = np.arange(T, dtype=np.int16)
         self.query_pos = pa.array(np.tile(qp, B))
-        self.query_kind = pa.array(["x", "y"]).take(pa.array(np.tile(qp % 2, B)))
+        self.query_kind = pa.array(QUERY_KINDS).take(pa.array(np.tile(qp % 2, B)))
         self.point = pa.array(np.tile(qp // 2, B))
         lengths = np.tile(qp.astype(np.int32) + 1, B)
         self.offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]))
@@ -449,15 +444,15 @@ def _functions_table(batch: tasks.TaskBatch, lo: int, hi: int) -> pa.Table:
     )
 
 
-def _runs_row(e: Extraction, device: str, totals: _Totals, command: str) -> pa.Table:
-    loaded, batch = e.loaded, e.batch
+def _runs_row(e: Extraction, totals: _Totals, command: str) -> pa.Table:
+    loaded, batch, c = e.loaded, e.batch, e.config
     v = versions()
     cfg = loaded.config
     S, N, _ = batch.x.shape
     row = {
         "run_id": e.run_id,
         "created_at": datetime.now(timezone.utc),
-        "checkpoint": e.checkpoint,
+        "checkpoint": str(c.checkpoint),
         "checkpoint_sha256": loaded.sha256,
         "checkpoint_source": loaded.source,
         "card_json": json.dumps(loaded.card, sort_keys=True),
@@ -470,14 +465,14 @@ def _runs_row(e: Extraction, device: str, totals: _Totals, command: str) -> pa.T
         "n_points": N,
         "task": e.task,
         "task_params_json": json.dumps(batch.params, sort_keys=True),
-        "seed": e.seed,
+        "seed": c.seed,
         "n_samples": S,
-        "device": device,
+        "device": c.device,
         "accuracy": totals.correct / batch.y.size,
-        "precision": e.precision,
+        "precision": c.precision,
         "max_abs_error": totals.max_abs_error,
         "train_step": train_step(loaded),
-        "sweep_id": e.sweep_id,
+        "sweep_id": c.sweep_id,
         "attnstore_version": v["attnstore"],
         "torch_version": v["torch"],
         "python_version": v["python"],

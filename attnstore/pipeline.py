@@ -20,15 +20,17 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from attnstore.errors import ConfigError
+from attnstore.vocab import DEFAULT_BACKEND, QUERY_KINDS
 
 if TYPE_CHECKING:
-    from attnstore.analysis.run import AnalysisResult
-    from attnstore.extraction import ExtractResult
+    from attnstore.analysis.run import AnalysisConfig, AnalysisResult
+    from attnstore.extraction import ExtractConfig, ExtractResult
     from attnstore.plots.data import HeadFigureData
     from attnstore.store import Store
 
 DEFAULT_STORE = "attnstore-store"
 DEFAULT_OUT = "attnstore-figures"
+DEFAULT_SAMPLES = 300  # prompts extracted by run_pipeline (attnstore run) unless told
 # Beside the report (<out>/report.key.json): the content key it was written for, and the
 # sha256 of each of its files. A rerun whose key is the same, its files untouched, keeps it.
 REPORT_KEY_FILE = "report.key.json"
@@ -59,66 +61,54 @@ class PipelineResult:
 
 def extract_and_analyze(
     store: str | Path,
-    analysis: bool = True,
-    backend: str = "torch",
-    view: str = "shared_keys",
-    device: str = "cpu",
+    extract: ExtractConfig,
+    analysis: AnalysisConfig | None,
+    *,
+    overwrite: bool = False,
     progress: bool = False,
     command: str = "",
-    **extract_args: Any,
 ) -> tuple[ExtractResult, AnalysisResult | None]:
-    """Extract a run (``extract_args`` as :func:`attnstore.extract` takes them), then, unless
-    ``analysis`` is False, analyse it with ``backend`` and ``view`` on ``device``. Returns both
-    results (the second None without an analysis); either may have existed already. The
-    analysis's parameters are checked against the run's shape before anything is written, so
-    a run is never committed only for its analysis to be refused."""
-    from attnstore.analysis.run import analyze, plan
+    """Extract a run as ``extract`` says into ``store`` (``overwrite`` replaces it), then,
+    unless ``analysis`` is None, analyse it as ``analysis`` says: what ``attnstore extract``
+    and each item of ``attnstore sweep`` do. Returns both results (the second None without an
+    analysis); either may have existed already. The analysis is planned for the run's shape
+    before anything is written, so a run is never committed only for its analysis to be
+    refused."""
+    from attnstore.analysis.run import analyze_run
     from attnstore.extraction import prepare, write
+    from attnstore.store import open_store
 
-    write_args = {k: extract_args.pop(k) for k in ("batch_size", "overwrite") if k in extract_args}
-    extraction = prepare(device=device, **extract_args)
-    if analysis:
-        plan(extraction.n_points, backend, view, device=device)
-    run = write(store, extraction, device=device, progress=progress, command=command, **write_args)
-    if not analysis:
+    extraction = prepare(extract)
+    plan = None if analysis is None else analysis.plan(extraction.n_points)
+    run = write(store, extraction, overwrite, progress, command)
+    if plan is None:
         return run, None
-    done = analyze(
-        store,
-        run.run_id,
-        backend=backend,
-        view=view,
-        device=device,
-        progress=progress,
-        command=command,
-    )
+    s = open_store(store)
+    done = analyze_run(s, s.run(run.run_id), plan, progress=progress, command=command)
     return run, done
 
 
 def run_pipeline(
     store: str | Path = DEFAULT_STORE,
     out: str | Path = DEFAULT_OUT,
-    checkpoint: str = "default",
-    model_config: str | Path | None = None,
-    task: str | None = None,
-    task_params: dict[str, Any] | None = None,
-    samples: int = 300,
-    points: int | None = None,
-    seed: int = 0,
-    backend: str = "torch",
-    view: str = "shared_keys",
+    extract: ExtractConfig | None = None,
+    analysis: AnalysisConfig | None = None,
+    *,
     top: int = 3,
     fmt: str = "png",
-    device: str = "cpu",
     progress: bool = False,
     command: str = "",
 ) -> PipelineResult:
-    """Extract ``samples`` prompts, analyse them, rank the heads by cluster quality, write the
-    HTML report of the run into ``out/report`` (:func:`attnstore.report.build_report`) unless
-    the report there was written for what the store holds now (:func:`report_key`), and the
-    head figure and silhouette curve of the ``top`` heads (each on its typical sample, query
-    ``head_samples``, as the report draws them: in PNG, its files are copied) plus a layer ×
-    head map, into ``out``."""
+    """Extract prompts as ``extract`` says (default: :data:`DEFAULT_SAMPLES` prompts of the
+    bundled model), analyse them as ``analysis`` says (default: ``AnalysisConfig()``), rank the
+    heads by cluster quality, write the HTML report of the run into ``out/report``
+    (:func:`attnstore.report.build_report`) unless the report there was written for what the
+    store holds now (:func:`report_key`), and the head figure and silhouette curve of the
+    ``top`` heads (each on its typical sample, query ``head_samples``, as the report draws
+    them: in PNG, its files are copied) plus a layer × head map, into ``out``, as ``fmt``."""
     from attnstore import plots
+    from attnstore.analysis.run import AnalysisConfig
+    from attnstore.extraction import ExtractConfig
     from attnstore.outputs import write_output
     from attnstore.queries import Reader
     from attnstore.store import Store
@@ -127,23 +117,11 @@ def run_pipeline(
         raise ConfigError(f"top={top} must be at least 1")
     if fmt not in ("png", "svg", "pdf"):
         raise ConfigError(f"format '{fmt}' is not one of png, svg, pdf")
-    run, analysis = extract_and_analyze(
-        store,
-        backend=backend,
-        view=view,
-        device=device,
-        progress=progress,
-        command=command,
-        checkpoint=checkpoint,
-        model_config=model_config,
-        task=task,
-        task_params=task_params,
-        samples=samples,
-        points=points,
-        seed=seed,
-    )
+    extract = ExtractConfig(samples=DEFAULT_SAMPLES) if extract is None else extract
+    analysis = AnalysisConfig() if analysis is None else analysis
+    run, done = extract_and_analyze(store, extract, analysis, progress=progress, command=command)
     s = Store(store)
-    aid = analysis.analysis_id
+    aid = done.analysis_id
     with Reader(s) as reader:
         best = reader.query(RANKING, analysis_id=aid, top=top)
         typical = reader.query("head_samples", analysis_id=aid).set_index(["layer", "head"])
@@ -173,7 +151,7 @@ def run_pipeline(
         data = plots.head_figure_data(s, run.run_id, aid, layer, head, sample)
         figures.append(plots.save_figure(plots.head_figure(data), paths[0]))
         figures.append(plots.save_figure(plots.silhouette_figure(data), paths[1]))
-    for kind in ("x", "y"):
+    for kind in QUERY_KINDS:
         fig = plots.heads_figure(s, run.run_id, aid, "mean_silhouette", kind)
         figures.append(plots.save_figure(fig, out / f"heads_mean_silhouette_{kind}.{fmt}"))
     best = best[[c for c in RANK_COLUMNS if c in best.columns]].assign(sample=shown)
@@ -252,7 +230,7 @@ def head_figure_data_live(
     m: int | None = None,
     k_min: int = 2,
     k_max: int = 9,
-    backend: str = "torch",
+    backend: str = DEFAULT_BACKEND,
     hidden_function: str | None = None,
 ) -> HeadFigureData:
     """Analyse one head and sample in memory, as ``attnstore analyze`` does with ``backend``,
@@ -270,7 +248,6 @@ def head_figure_data_live(
     from attnstore.analysis.backends import get_backend
     from attnstore.analysis.views import make_view
     from attnstore.plots.data import HeadFigureData, QueryClusters
-    from attnstore.vocab import QUERY_KINDS
 
     attention = np.asarray(attention, dtype=np.float32)
     x, y = np.asarray(x).astype(np.int8), np.asarray(y).astype(np.int8)

@@ -5,10 +5,13 @@ A sweep is a :class:`SweepSpec` (from flags, a TOML spec file, or both: flags wi
 checkpoints expand first: a training folder means all the steps it saved (``train
 --save-every``), ``PATH@STEP`` one of them, a folder without steps its final model, a file or
 ``default`` itself. The items are the product checkpoints × tasks × seeds × samples. Each item
-is :func:`run_item`: ``prepare`` (cheap: load, draw the prompts) gives the run id; a run already
+is :func:`run_item`: :func:`attnstore.pipeline.extract_and_analyze`, what ``attnstore extract``
+does, with the sweep's :class:`~attnstore.extraction.ExtractConfig` (the item's checkpoint,
+task, seed and samples) and :class:`~attnstore.analysis.run.AnalysisConfig`. A run already
 committed is not extracted again and an analysis already committed (the same parameters give
 the same id) is not redone, so a sweep rerun after a kill finishes the rest and a finished
-sweep rerun writes nothing. An item's failure is caught and reported; the others go on.
+sweep rerun writes nothing. An item's failure is caught and reported, its traceback written
+into :func:`log_folder`; the others go on.
 
 The sweep id is a content id of the normalised spec (the checkpoints by the sha256 of their
 weights, the tasks, seeds, samples, task parameters, points and the analysis), recorded in
@@ -25,15 +28,20 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attnstore.errors import AttnStoreError, CheckpointError, ConfigError, known
 from attnstore.fs import is_url
 from attnstore.limits import MAX_SAMPLES, MAX_SWEEP_ITEMS, check_at_most
 from attnstore.provenance import content_id
 from attnstore.tasks import SEED_MAX
+from attnstore.vocab import DEFAULT_BACKEND, DEFAULT_VIEW
+
+if TYPE_CHECKING:
+    from attnstore.analysis.run import AnalysisConfig
+    from attnstore.extraction import ExtractConfig
 
 EXECUTORS = ("local", "ray")
 RAY_HINT = "pip install 'attnstore[ray]'"
@@ -64,8 +72,8 @@ class SweepSpec:
     task_params: dict[str, Any] = field(default_factory=dict)
     model_config: str | None = None
     points: int | None = None
-    view: str = "shared_keys"
-    backend: str = "torch"
+    view: str = DEFAULT_VIEW
+    backend: str = DEFAULT_BACKEND
     store: str | None = None
 
 
@@ -97,7 +105,9 @@ class ItemResult:
     analysis_id: str | None
     status: str  # done | existed | failed
     seconds: float
-    error: str | None = None
+    error: str | None = None  # a failure in one line
+    traceback: str | None = None  # a failure's traceback, in full
+    log: str | None = None  # the file run_sweep wrote the traceback to (log_folder)
 
 
 @dataclass(frozen=True)
@@ -214,8 +224,8 @@ def make_spec(**values: Any) -> SweepSpec:
         task_params=dict(params),
         model_config=values.get("model_config"),
         points=points,
-        view=values.get("view", "shared_keys"),
-        backend=values.get("backend", "torch"),
+        view=values.get("view", DEFAULT_VIEW),
+        backend=values.get("backend", DEFAULT_BACKEND),
         store=values.get("store"),
     )
 
@@ -319,51 +329,45 @@ def sweep_id_for(spec: SweepSpec, checkpoints: list[Checkpoint]) -> str:
 def run_item(
     store: str,
     item: Item,
-    spec: SweepSpec,
-    sweep_id: str,
-    device: str = "cpu",
-    batch_size: int = 128,
+    extract: ExtractConfig,
+    analysis: AnalysisConfig,
     command: str = "",
 ) -> ItemResult:
-    """Extract and analyse one item unless already committed; never raises: a failure is an
-    ItemResult with status 'failed' and the error (its type named unless an AttnStoreError)."""
-    from attnstore.analysis.run import analyze, plan
-    from attnstore.extraction import prepare, write
+    """Extract and analyse one item, ``extract`` with the item's checkpoint, task, seed and
+    samples, by :func:`attnstore.pipeline.extract_and_analyze` (what ``attnstore extract``
+    does; what is committed is not done again). Never raises: a failure is an ItemResult with
+    status 'failed', the error in one line (its type named unless an AttnStoreError) and its
+    traceback."""
+    from attnstore.pipeline import extract_and_analyze
 
     start = time.perf_counter()
-    run_id = analysis_id = None
     try:
-        e = prepare(
+        config = replace(
+            extract,
             checkpoint=item.checkpoint.path,
-            model_config=spec.model_config,
             task=item.task,
-            samples=item.samples,
-            points=spec.points,
             seed=item.seed,
-            device=device,
-            task_params=spec.task_params,
-            sweep_id=sweep_id,
+            samples=item.samples,
         )
-        run_id = e.run_id
-        plan(e.n_points, spec.backend, spec.view, device=device)
-        run = write(store, e, batch_size=batch_size, device=device, command=command)
-        a = analyze(
-            store, run_id, backend=spec.backend, view=spec.view, device=device, command=command
-        )
-        analysis_id = a.analysis_id
+        run, a = extract_and_analyze(store, config, analysis, command=command)
         status = "existed" if run.existed and a.existed else "done"
-        return ItemResult(item.label, run_id, analysis_id, status, time.perf_counter() - start)
-    except Exception as err:  # one item's failure never stops the sweep
-        message = str(err) if isinstance(err, AttnStoreError) else _describe(err)
         return ItemResult(
-            item.label, run_id, analysis_id, "failed", time.perf_counter() - start, message
+            item.label, run.run_id, a.analysis_id, status, time.perf_counter() - start
         )
+    except Exception as err:  # one item's failure never stops the sweep
+        return _failed(item.label, time.perf_counter() - start, err)
 
 
-def _describe(err: BaseException) -> str:
-    where = traceback.extract_tb(err.__traceback__)
-    at = f" (at {Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
-    return f"{type(err).__name__}: {err}{at}"
+def _failed(item: str, seconds: float, err: BaseException) -> ItemResult:
+    """The result of an item that raised ``err``: its message (an AttnStoreError's as it is,
+    anything else with its type and the line it was raised at) and its traceback."""
+    message = str(err)
+    if not isinstance(err, AttnStoreError):
+        where = traceback.extract_tb(err.__traceback__)
+        at = f" (at {Path(where[-1].filename).name}:{where[-1].lineno})" if where else ""
+        message = f"{type(err).__name__}: {err}{at}"
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return ItemResult(item, None, None, "failed", seconds, message, text)
 
 
 # ---- the sweep ------------------------------------------------------------------------------
@@ -406,29 +410,25 @@ def run_sweep(
     on_result: Callable[[ItemResult], None] | None = None,
     on_start: Callable[[SweepPlan], None] | None = None,
 ) -> SweepResult:
-    """Run every item of ``spec`` into ``store``. Everything is checked (the spec, every
-    checkpoint and step, the number of items against ``limits.MAX_SWEEP_ITEMS``, the executor,
-    Ray and its address) before the store is touched; then ``on_start`` is given the
-    :class:`SweepPlan` (the resolved store and checkpoints) before the first item runs. With
-    ``executor='ray'`` each item is a Ray task: on the running Ray if this process already
-    started one, else on the cluster at ``ray_address``, else on a local Ray started here
-    (and shut down at the end); ``num_gpus=1`` per item where ``device`` is cuda and the
-    cluster has GPUs."""
-    from attnstore.model import check_device
+    """Run every item of ``spec`` into ``store``. Everything is checked (the spec, the
+    extraction and analysis it asks for, every checkpoint and step, the number of items
+    against ``limits.MAX_SWEEP_ITEMS``, the executor, Ray and its address) before the store is
+    touched; then ``on_start`` is given the :class:`SweepPlan` (the resolved store and
+    checkpoints) before the first item runs. With ``executor='ray'`` each item is a Ray task:
+    on the running Ray if this process already started one, else on the cluster at
+    ``ray_address``, else on a local Ray started here (and shut down at the end);
+    ``num_gpus=1`` per item where ``device`` is cuda and the cluster has GPUs. The traceback
+    of an item that fails is written into :func:`log_folder` (its result's ``log``)."""
+    from attnstore.analysis.run import AnalysisConfig
+    from attnstore.extraction import ExtractConfig
     from attnstore.progress import progress_bar
 
     if executor not in EXECUTORS:
         raise ConfigError(f"executor '{executor}' is not one of {known(EXECUTORS)}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} must be at least 1")
-    check_device(device)
-    from attnstore.analysis.backends import BACKENDS
-    from attnstore.analysis.views import VIEWS
-
-    if spec.backend not in BACKENDS:
-        raise ConfigError(f"backend '{spec.backend}' is not one of {known(BACKENDS)}")
-    if spec.view not in VIEWS:
-        raise ConfigError(f"view '{spec.view}' is not one of {known(VIEWS)}")
+    extract = ExtractConfig(
+        task_params=spec.task_params, points=spec.points, batch_size=batch_size, device=device
+    )
+    analysis = AnalysisConfig(backend=spec.backend, view=spec.view, device=device)
     checkpoints = expand_checkpoints(spec)
     sizes = (len(checkpoints), len(spec.tasks), len(spec.seeds), len(spec.samples))
     check_at_most(
@@ -446,6 +446,7 @@ def run_sweep(
         spec = replace(spec, model_config=str(Path(spec.model_config).resolve()))
     todo = items(spec, checkpoints)
     sweep_id = sweep_id_for(spec, checkpoints)
+    extract = replace(extract, model_config=spec.model_config, sweep_id=sweep_id)
     store = str(store) if is_url(store) else str(Path(store).resolve())
     ray = check_ray(ray_address) if executor == "ray" else None
     if on_start is not None:
@@ -455,24 +456,48 @@ def run_sweep(
     results: dict[int, ItemResult] = {}
 
     def done(i: int, r: ItemResult) -> None:
+        if r.status == "failed":
+            r = _keep_traceback(r, log_folder(store) / sweep_id / f"item-{i + 1}.txt", store)
         results[i] = r
         bar.update(1)
         if on_result is not None:
             on_result(r)
 
-    args = dict(spec=spec, sweep_id=sweep_id, device=device, batch_size=batch_size)
     try:
         if ray is None:
             for i, item in enumerate(todo):
-                done(i, run_item(store, item, command=command, **args))
+                done(i, run_item(store, item, extract, analysis, command))
         else:
-            _run_on_ray(ray, ray_address, store, todo, args, command, done)
+            _run_on_ray(ray, ray_address, store, todo, (extract, analysis, command), done)
     finally:
         bar.close()
     return SweepResult(sweep_id, [results[i] for i in range(len(todo))])
 
 
-def _run_on_ray(ray, address, store, todo, args, command, done) -> None:
+def log_folder(store: str) -> Path:
+    """Where a sweep into ``store`` keeps the tracebacks of its failed items, one file per
+    item in a folder per sweep id: beside a folder store, ``<store>.sweep-logs`` (never inside
+    it, where a stray file would break the store); for an object store,
+    ``attnstore-sweep-logs`` in the current folder."""
+    return Path.cwd() / "attnstore-sweep-logs" if is_url(store) else Path(f"{store}.sweep-logs")
+
+
+def _keep_traceback(r: ItemResult, path: Path, store: str) -> ItemResult:
+    """``r`` with its traceback written to ``path`` (a rerun writes it again); a file that
+    cannot be written is said in the error, and the traceback stays in ``r``."""
+    from attnstore.outputs import write_output
+
+    text = f"item: {r.item}\nstore: {store}\nerror: {r.error}\n\n{r.traceback or ''}"
+    try:
+        write_output(path, lambda f: f.write(text.encode()), store)
+    except AttnStoreError as e:
+        return replace(r, error=f"{r.error} (traceback not kept: {e})")
+    return replace(r, log=str(path))
+
+
+def _run_on_ray(ray, address, store, todo, args, done) -> None:
+    """Each item of ``todo`` a Ray task, ``run_item(store, item, *args)``; ``done(i, result)``
+    as each ends."""
     started = not ray.is_initialized()
     if started:
         if address:
@@ -480,11 +505,10 @@ def _run_on_ray(ray, address, store, todo, args, command, done) -> None:
         else:
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
-        gpus = args["device"].startswith("cuda") and ray.cluster_resources().get("GPU", 0) > 0
+        extract = args[0]
+        gpus = extract.device.startswith("cuda") and ray.cluster_resources().get("GPU", 0) > 0
         task = ray.remote(run_item).options(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=0)
-        pending = {
-            task.remote(store, item, command=command, **args): i for i, item in enumerate(todo)
-        }
+        pending = {task.remote(store, item, *args): i for i, item in enumerate(todo)}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
@@ -492,7 +516,7 @@ def _run_on_ray(ray, address, store, todo, args, command, done) -> None:
                 try:
                     r = ray.get(ref)
                 except Exception as err:  # the worker died: the item failed, the rest go on
-                    r = ItemResult(todo[i].label, None, None, "failed", 0.0, _describe(err))
+                    r = _failed(todo[i].label, 0.0, err)
                 done(i, r)
     finally:
         if started:
@@ -514,7 +538,3 @@ def table_lines(results: list[ItemResult]) -> list[str]:
         ).rstrip()
         for row in rows
     ]
-
-
-def as_dict(r: ItemResult) -> dict[str, Any]:
-    return asdict(r)

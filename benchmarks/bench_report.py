@@ -37,6 +37,8 @@ from attnstore.store import Store
 
 
 def build_store(path: Path, big: bool, samples: int) -> None:
+    from attnstore.analysis.run import AnalysisConfig
+    from attnstore.extraction import ExtractConfig
     from attnstore.pipeline import extract_and_analyze
 
     if (path / "attnstore.json").exists() and Store(path).ids("run"):
@@ -52,7 +54,8 @@ def build_store(path: Path, big: bool, samples: int) -> None:
         )
         save_checkpoint(model, {"task": "conjunction"}, checkpoint)
     t = time.perf_counter()
-    extract_and_analyze(path, checkpoint=checkpoint, samples=samples, progress=True)
+    config = ExtractConfig(checkpoint=checkpoint, samples=samples)
+    extract_and_analyze(path, config, AnalysisConfig(), progress=True)
     print(f"store: {samples} samples extracted and analysed in {time.perf_counter() - t:.0f} s")
 
 

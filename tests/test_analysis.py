@@ -15,7 +15,7 @@ from sklearn.svm import LinearSVC
 
 from attnstore.analysis.literals import dominant_literals
 from attnstore.analysis.pathways import cluster_paths, suffixes
-from attnstore.analysis.run import analysis_id_for, analyze
+from attnstore.analysis.run import AnalysisConfig, analysis_id_for, analyze, analyze_run
 from attnstore.analysis.views import make_view
 from attnstore.connection import connect
 from attnstore.errors import ConfigError, NotFoundError
@@ -333,6 +333,37 @@ def test_analysis_ids_are_as_before():
         "top_paths": 3,
     }
     assert analysis_id_for("0123456789abcdef", params) == "e6faf87f626a6136"
+
+
+@pytest.mark.parametrize(
+    "field,match",
+    [
+        ({"backend": "keras"}, "unknown backend 'keras'"),
+        ({"backend": "sklearn", "device": "cuda"}, "backend 'sklearn' runs on the cpu only"),
+        ({"device": "tpu"}, "device 'tpu' is not usable here"),
+        ({"view": "rows"}, "unknown view 'rows'"),
+        ({"view": "raw", "m": 2}, "view 'raw' takes no m"),
+        ({"k_min": 5, "k_max": 3}, "k range 5..3 is empty"),
+        ({"k_max": 40_000}, "k_max=40000 is above 32767"),
+        ({"dominance": 0}, "dominance=0 must be in"),
+        ({"top_paths": 0}, "top_paths=0; accepted"),
+        ({"chunk_samples": 0}, "chunk_samples=0 must be at least 1"),
+    ],
+)
+def test_an_analysis_config_is_checked_when_made(field, match):
+    with pytest.raises(ConfigError, match=match):
+        AnalysisConfig(**field)
+
+
+def test_a_plan_is_for_runs_of_its_number_of_points(analysed):
+    """A plan checks a config against a run's shape once; handed another run's, it refuses."""
+    path, run_id, _ = analysed
+    s = Store(path)
+    plan = AnalysisConfig(view="raw").plan(TINY["n_points"] + 1)
+    with pytest.raises(ConfigError, match=f"planned for runs of {TINY['n_points'] + 1} points"):
+        analyze_run(s, s.run(run_id), plan)
+    with pytest.raises(ConfigError, match="m must be between"):
+        AnalysisConfig(view="shared_keys", m=TINY["n_points"]).plan(TINY["n_points"])
 
 
 def test_unknown_run_and_view(analysed):

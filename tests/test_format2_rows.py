@@ -14,7 +14,7 @@ from attnstore.checkpoint import load_checkpoint
 from attnstore.cli import cli
 from attnstore.connection import connect
 from attnstore.errors import ConfigError, StoreError
-from attnstore.extraction import extract, prepare, run_id_for
+from attnstore.extraction import ExtractConfig, extract, prepare, run_id_for
 from attnstore.schema import TABLES, full_rows
 from attnstore.store import Store
 from tests.conftest import TINY, TINY_SAMPLES
@@ -128,9 +128,10 @@ def test_the_attention_table_refuses_rows_that_are_not_causal():
 
 def test_float32_run_ids_are_unchanged_and_float16_is_another_run():
     # The ids the README shows for the bundled model, from before format 2.
-    assert prepare(samples=200).run_id == "159e48a0d4cd324a"
-    assert prepare(samples=1000).run_id == "8a7ecea5711634ca"
-    assert prepare(samples=200, precision="float16").run_id not in {"159e48a0d4cd324a"}
+    assert prepare(ExtractConfig(samples=200)).run_id == "159e48a0d4cd324a"
+    assert prepare(ExtractConfig(samples=1000)).run_id == "8a7ecea5711634ca"
+    float16 = ExtractConfig(samples=200, precision="float16")
+    assert prepare(float16).run_id not in {"159e48a0d4cd324a"}
     args = ("0" * 64, "conjunction", {}, 8, 12, 3)
     assert run_id_for(*args) == run_id_for(*args, precision="float32")
     assert run_id_for(*args) != run_id_for(*args, precision="float16")

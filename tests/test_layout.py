@@ -9,6 +9,7 @@
     plots
     report
     pipeline
+    sweep
     cli
     __main__
 
@@ -33,7 +34,8 @@ LAYERS = [
     {"training", "extraction", "analysis", "queries", "interventions"},
     {"plots"},
     {"report"},
-    {"pipeline", "sweep"},
+    {"pipeline"},
+    {"sweep"},  # each item is extract_and_analyze, as attnstore extract
     {"cli"},
     {"__main__"},
 ]

@@ -357,16 +357,16 @@ def test_not_a_store(tmp_path):
 def test_too_few_points_for_the_analysis_write_nothing(tiny_checkpoint, tmp_path, points):
     """A run the analysis would refuse (too few query rows for any k) is refused before it is
     extracted: nothing is committed, not even the store folder."""
+    from attnstore.analysis.run import AnalysisConfig
+    from attnstore.extraction import ExtractConfig
     from attnstore.pipeline import extract_and_analyze
 
+    config = ExtractConfig(checkpoint=str(tiny_checkpoint), samples=2, points=points)
     with pytest.raises(ConfigError, match=f"of {points} points"):
-        extract_and_analyze(
-            tmp_path / "s", checkpoint=str(tiny_checkpoint), samples=2, points=points
-        )
+        extract_and_analyze(tmp_path / "s", config, AnalysisConfig())
     assert not (tmp_path / "s").exists()
-    run, analysis = extract_and_analyze(
-        tmp_path / "s", analysis=False, checkpoint=str(tiny_checkpoint), samples=2, points=1
-    )
+    config = ExtractConfig(checkpoint=str(tiny_checkpoint), samples=2, points=1)
+    run, analysis = extract_and_analyze(tmp_path / "s", config, None)
     assert analysis is None and Store(tmp_path / "s").ids("run") == [run.run_id]
 
 

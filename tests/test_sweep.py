@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -103,14 +104,14 @@ backend = "torch"
 def test_failures_are_reported_and_the_rest_go_on(tmp_path, training, monkeypatch):
     import attnstore.analysis.run as analysis_run
 
-    real = analysis_run.analyze
+    real = analysis_run.analyze_run
 
-    def flaky(store, run_id, **kw):
-        if Store(store).run(run_id)["seed"] == 1:
+    def flaky(s, run, plan, **kw):
+        if run["seed"] == 1:
             raise RuntimeError("boom")
-        return real(store, run_id, **kw)
+        return real(s, run, plan, **kw)
 
-    monkeypatch.setattr(analysis_run, "analyze", flaky)
+    monkeypatch.setattr(analysis_run, "analyze_run", flaky)
     store = tmp_path / "store"
     r = invoke(
         "--store", str(store), "--checkpoints", f"{training}@10", "--samples", "4",
@@ -127,6 +128,42 @@ def test_failures_are_reported_and_the_rest_go_on(tmp_path, training, monkeypatc
     assert "RuntimeError: boom" in r.stderr
     assert "3 of 4 items failed" in r.stderr
     assert "no_such_task" in r.stderr
+    [line] = [ln for ln in r.stderr.splitlines() if "RuntimeError: boom" in ln]
+    text = kept_traceback(line, store.resolve())
+    assert "RuntimeError: boom" in text and "in flaky" in text  # where it was raised
+    assert "Traceback" not in r.stderr  # printed with --verbose only
+
+
+def kept_traceback(line: str, store: Path | None) -> str:
+    """The traceback file a failure's line names, read; beside ``store`` (a folder store) or
+    in the current folder (None: an object store)."""
+    log = Path(re.search(r"\(traceback: (.+)\)$", line)[1])
+    beside = Path.cwd() / "attnstore-sweep-logs" if store is None else Path(f"{store}.sweep-logs")
+    assert log.parent.parent == beside, log
+    text = log.read_text()
+    assert text.startswith(f"item: {line.split(': ', 1)[0].strip()}\n"), text
+    assert "Traceback (most recent call last)" in text
+    return text
+
+
+def test_a_failed_item_keeps_its_traceback(tmp_path, training):
+    """A corrupt checkpoint fails its item (the others run): its line names the file that
+    holds its traceback, beside the store and not in it; --verbose prints the traceback."""
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    store = tmp_path / "store"
+    args = ["--store", str(store), "--checkpoints", str(bad), "--checkpoints", f"{training}@10"]
+    r = invoke(*args, "--samples", "4", "--verbose")
+    assert r.exit_code == 1, r.output
+    assert [row[-2] for row in table(r)] == ["failed", "done"]
+    [line] = [ln for ln in r.stderr.splitlines() if ln.startswith("  broken.safetensors ")]
+    assert "is not a readable safetensors checkpoint" in line
+    text = kept_traceback(line, store.resolve())
+    assert "CheckpointError" in text and "load_checkpoint" in text
+    traceback = text[text.index("Traceback (most recent call last)") :].rstrip("\n")
+    assert traceback in r.stderr  # --verbose
+    Store(store).verify()  # the store holds only its own files
+    assert not [p for p in store.rglob("*") if p.suffix == ".txt"]
 
 
 @pytest.mark.parametrize(
@@ -292,7 +329,7 @@ def test_incontext_bool_checkpoints_with_their_config(tmp_path):
     assert list(runs.loc[[row[4] for row in rows], "train_step"]) == [5, 10]
 
 
-def test_sweep_into_an_object_store(training, s3_bucket):
+def test_sweep_into_an_object_store(training, s3_bucket, tmp_path, monkeypatch):
     """An s3:// store takes a sweep as a folder does; the rerun finds everything committed."""
     url = f"s3://{s3_bucket}/sweeps"
     args = ["--store", url, "--checkpoints", f"{training}@20", "--samples", "4"]
@@ -303,3 +340,11 @@ def test_sweep_into_an_object_store(training, s3_bucket):
     assert again.exit_code == 0, again.output
     assert [row[-2] for row in table(again)] == ["existed"]
     assert Store(url).ids("run") == [table(first)[0][4]]
+
+    bad = tmp_path / "broken.safetensors"  # a failed item's traceback: in the current folder
+    bad.write_bytes(b"not a safetensors file")
+    monkeypatch.chdir(tmp_path)
+    failed = invoke("--store", url, "--checkpoints", str(bad), "--samples", "4")
+    assert failed.exit_code == 1, failed.output
+    [line] = [ln for ln in failed.stderr.splitlines() if ln.startswith("  broken.safetensors ")]
+    assert "CheckpointError" in kept_traceback(line, None)

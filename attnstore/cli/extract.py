@@ -24,6 +24,7 @@ from attnstore.cli.options import (
     task_param_option,
     view_option,
 )
+from attnstore.vocab import PRECISIONS
 
 
 @click.command()
@@ -48,7 +49,7 @@ from attnstore.cli.options import (
 @click.option("--batch-size", default=128, show_default=True, help="Prompts per forward pass.")
 @click.option(
     "--precision",
-    type=click.Choice(["float32", "float16"]),
+    type=click.Choice(PRECISIONS),
     default="float32",
     show_default=True,
     help="Stored attention weights: float32 exactly as the model gives them, or rounded to "
@@ -64,24 +65,35 @@ from attnstore.cli.options import (
 @backend_option
 @view_option
 def extract(
-    task_params: tuple[str, ...], no_analysis: bool, backend: str, view: str, **kwargs: Any
+    store: str,
+    task_params: tuple[str, ...],
+    overwrite: bool,
+    no_analysis: bool,
+    backend: str,
+    view: str,
+    **kwargs: Any,
 ) -> None:
     """Run a model on task prompts; store every attention row, input, function and
     prediction, then analyse every head (unless --no-analysis).
 
     Progress goes to stderr; the last line on stdout is the run id.
     """
+    from attnstore.analysis.run import AnalysisConfig
+    from attnstore.extraction import ExtractConfig
     from attnstore.outputs import check_new_store
     from attnstore.pipeline import extract_and_analyze
     from attnstore.provenance import command_line
 
-    check_new_store(kwargs["store"])
+    check_new_store(store)
+    config = ExtractConfig(**kwargs, task_params=parse_params(task_params))
+    analysis = (
+        None if no_analysis else AnalysisConfig(backend=backend, view=view, device=config.device)
+    )
     result, a = extract_and_analyze(
-        analysis=not no_analysis,
-        backend=backend,
-        view=view,
-        **kwargs,
-        task_params=parse_params(task_params),
+        store,
+        config,
+        analysis,
+        overwrite=overwrite,
         progress=show_progress(),
         command=command_line(),
     )
@@ -118,16 +130,21 @@ def extract(
 @click.option("--top-paths", default=3, show_default=True, help="Pathways kept per cluster.")
 @click.option("--device", default="cpu", show_default=True, help="torch device (torch backend).")
 @click.option("--overwrite", is_flag=True, help="Replace the analysis if it is already stored.")
-def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
+def analyze(store: str, run_id: str | None, overwrite: bool, **kwargs: Any) -> None:
     """Cluster every head's attention rows, fit SVMs, find dominant literals and pathways.
 
     Reads attention rows from the store only (no model). The last line on stdout is the
     analysis id.
     """
+    from attnstore.analysis.run import AnalysisConfig
     from attnstore.analysis.run import analyze as run_analyze
     from attnstore.provenance import command_line
 
-    result = run_analyze(store, run_id, **kwargs, progress=show_progress(), command=command_line())
+    config = AnalysisConfig(**kwargs)
+    progress, command = show_progress(), command_line()
+    result = run_analyze(
+        store, run_id, config, overwrite=overwrite, progress=progress, command=command
+    )
     if result.existed:
         click.echo(
             f"analysis {result.analysis_id} is already in the store; nothing written "
@@ -170,7 +187,16 @@ def analyze(store: str, run_id: str | None, **kwargs: Any) -> None:
     help="Figure format.",
 )
 @device_option
-def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> None:
+def run_(
+    task_params: tuple[str, ...],
+    store: str,
+    out: str,
+    backend: str,
+    view: str,
+    top: int,
+    fmt: str,
+    **kwargs: Any,
+) -> None:
     """The whole job: extract, analyse, rank heads by cluster quality, draw the top heads,
     write the HTML report.
 
@@ -179,6 +205,8 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
     the top heads, what each column means, the figures written and the commands that test
     whether a head is used.
     """
+    from attnstore.analysis.run import AnalysisConfig
+    from attnstore.extraction import ExtractConfig
     from attnstore.outputs import check_new_store, check_output_folder
     from attnstore.pipeline import RANKING, run_pipeline
     from attnstore.provenance import command_line
@@ -186,11 +214,15 @@ def run_(task_params: tuple[str, ...], store: str, out: str, **kwargs: Any) -> N
     params = parse_params(task_params)
     check_new_store(store)
     check_output_folder(out, store)  # before the work: a folder that cannot be is one line
+    config = ExtractConfig(**kwargs, task_params=params)
+    analysis = AnalysisConfig(backend=backend, view=view, device=config.device)
     result = run_pipeline(
-        store=store,
-        out=out,
-        **kwargs,
-        task_params=params,
+        store,
+        out,
+        config,
+        analysis,
+        top=top,
+        fmt=fmt,
         progress=show_progress(),
         command=command_line(),
     )

@@ -52,6 +52,12 @@ from attnstore.cli.options import (
 )
 @click.option("--device", default="cpu", show_default=True, help="torch device (cpu, cuda).")
 @click.option("--batch-size", default=128, show_default=True, help="Prompts per forward pass.")
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Print a failed item's traceback on stderr (it is always written to a file beside "
+    "the store, which the failure's line names).",
+)
 def sweep(
     spec_file: str | None,
     store: str | None,
@@ -60,19 +66,22 @@ def sweep(
     ray_address: str | None,
     device: str,
     batch_size: int,
+    verbose: bool,
     **flags: Any,
 ) -> None:
     """Extract and analyse every checkpoint × task × seed × samples item into one store.
 
-    SPEC.toml writes a sweep down ([sweep] and [analysis] tables, docs/sweeps.md); flags
-    override it. Resumable: what is committed is skipped. Before the first item, stderr names
-    the store it writes and every checkpoint it reads; then one progress bar (a plain line
-    every 30 s in a log); the last stdout lines are a table of item, run id, analysis id,
-    status and seconds. Exit status 1 if any item failed (the others still run).
+        SPEC.toml writes a sweep down ([sweep] and [analysis] tables, docs/sweeps.md); flags
+        override it. Resumable: what is committed is skipped. Before the first item, stderr names
+        the store it writes and every checkpoint it reads; then one progress bar (a plain line
+        every 30 s in a log); the last stdout lines are a table of item, run id, analysis id,
+        status and seconds. Exit status 1 if any item failed (the others still run); each failure
+    is one line on stderr naming the file that holds its traceback (<store>.sweep-logs/ beside
+    a folder store, ./attnstore-sweep-logs/ for an s3:// store); --verbose prints it too.
 
-    A spec is like code: it decides where the sweep writes (its store may be any folder this
-    user can write) and which files it reads. Read a spec someone hands you before you run
-    it, or give --store to choose the store yourself.
+        A spec is like code: it decides where the sweep writes (its store may be any folder this
+        user can write) and which files it reads. Read a spec someone hands you before you run
+        it, or give --store to choose the store yourself.
     """
     from attnstore.errors import ConfigError
     from attnstore.outputs import check_new_store
@@ -107,7 +116,10 @@ def sweep(
     if failed:
         click.echo(f"{len(failed)} of {len(result.results)} items failed:", err=True)
         for r in failed:
-            click.echo(f"  {r.item}: {r.error}", err=True)
+            kept = f" (traceback: {r.log})" if r.log else ""
+            click.echo(f"  {r.item}: {r.error}{kept}", err=True)
+            if verbose and r.traceback:
+                click.echo(r.traceback.rstrip("\n"), err=True)
     click.echo(f"sweep {result.sweep_id}: {len(result.results)} items in {spec.store}")
     for line in table_lines(result.results):
         click.echo(line)
