@@ -3,7 +3,11 @@
 -- A head can split its query rows into clean clusters (head_fits' quality, in each analysis
 -- of the run of $view) and still carry nothing the prediction needs: changing it (an
 -- intervention of the run, attnstore intervene) moves the accuracy of the last half of the
--- points by at most $max_effect. Clean structure is not evidence of use; these heads say so.
+-- points by at most $max_effect, and the data say so: the head is inert when the whole 95%
+-- interval of late_delta_accuracy (a paired bootstrap over prompts, head_effect_summary)
+-- lies within -$max_effect .. $max_effect, not when the estimate alone does. A head with no
+-- interval (a run of one prompt) is not called inert. Clean structure is not evidence of
+-- use; these heads say so.
 -- A clean head not yet measured (no intervention of $method, $target) is listed with null
 -- intervention columns: 'attnstore intervene' decides it.
 --
@@ -15,7 +19,7 @@
 --   $view: str{raw,shared_keys,per_example} = null  the analyses' row view; null: every view
 --   $query_kind: str{x,y} = 'x'  query rows of the clusters
 --   $min_quality: float[-1..1] = 0.5  a clean head's least quality
---   $max_effect: float[0..1] = 0.01  the largest |late_delta_accuracy| of an inert head
+--   $max_effect: float[0..1] = 0.01  the largest |late_delta_accuracy| its interval reaches
 -- Thresholds: min_quality, max_effect.
 -- Grain: intervention_id, analysis_id, layer, head.
 -- Columns:
@@ -25,9 +29,10 @@
 --                        ties; null where none was clustered)
 --   late_delta_accuracy  mean over the last half of the points (n_points // 2 on) of
 --                        delta_accuracy
+--   late_delta_accuracy_lower, late_delta_accuracy_upper   its 95% interval (paired
+--                        bootstrap over prompts)
 --   late_delta_logit     mean over the last half of the points of delta_logit
--- quality and modal_k are head_fits', late_delta_accuracy and late_delta_logit
--- head_effect_summary's.
+-- quality and modal_k are head_fits', the late_* columns head_effect_summary's.
 with
 fits as (
     select analysis_id, view, layer, head, quality, modal_k,
@@ -37,7 +42,16 @@ fits as (
 ),
 
 effects as (
-    select intervention_id, method, target, layer, head, late_delta_accuracy, late_delta_logit,
+    select
+        intervention_id,
+        method,
+        target,
+        layer,
+        head,
+        late_delta_accuracy,
+        late_delta_accuracy_lower,
+        late_delta_accuracy_upper,
+        late_delta_logit,
     from head_effect_summary
     where run_id = $run_id and method = $method and ($target is null or target = $target)
 )
@@ -53,10 +67,18 @@ select
     f.quality,
     f.modal_k,
     e.late_delta_accuracy,
+    e.late_delta_accuracy_lower,
+    e.late_delta_accuracy_upper,
     e.late_delta_logit,
 from fits as f
 left join effects as e using (layer, head)
 where f.quality >= $min_quality
-    and (e.intervention_id is null or abs(e.late_delta_accuracy) <= $max_effect)
+    and (
+        e.intervention_id is null
+        or (
+            e.late_delta_accuracy_lower >= -$max_effect
+            and e.late_delta_accuracy_upper <= $max_effect
+        )
+    )
 order by e.method, e.target, e.intervention_id, f.view, f.analysis_id, f.quality desc,
     f.layer, f.head

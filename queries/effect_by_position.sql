@@ -5,7 +5,8 @@
 -- changes at that point. Reads the shared view head_effects (no analysis needed), whose
 -- columns these are. Beside them, the model's accuracy at the point from the run's stored
 -- predictions (point_accuracy); a run with no intervention (of $method, $target) yet has one
--- row per point, its intervention columns null.
+-- row per point, its intervention columns null. Each delta has its 95% interval over prompts
+-- from its standard error (head_effects: mean ± 1.96 sd / sqrt(n); attnstore/stats.py).
 --
 -- Parameters:
 --   $run_id = latest_run       the run [default: the latest run in the store]
@@ -21,7 +22,10 @@
 --   base_accuracy        share of prompts predicted right, unchanged model
 --   accuracy             the same with the head changed
 --   delta_accuracy       accuracy - base_accuracy (share of prompts)
+--   delta_accuracy_lower, delta_accuracy_upper   its 95% interval over prompts (standard
+--                        error)
 --   delta_logit          logit - base_logit
+--   delta_logit_lower, delta_logit_upper   its 95% interval over prompts (standard error)
 --   kept_rows            knockout: query rows at the point left whole
 with
 points as (
@@ -41,7 +45,11 @@ changed as (
         base_accuracy,
         accuracy,
         delta_accuracy,
+        delta_accuracy_lower,
+        delta_accuracy_upper,
         delta_logit,
+        delta_logit_lower,
+        delta_logit_upper,
         kept_rows,
         rank() over (partition by intervention_id, point order by delta_accuracy)
             as rank_at_point,
@@ -63,7 +71,11 @@ select
     c.base_accuracy,
     c.accuracy,
     c.delta_accuracy,
+    c.delta_accuracy_lower,
+    c.delta_accuracy_upper,
     c.delta_logit,
+    c.delta_logit_lower,
+    c.delta_logit_upper,
     c.kept_rows,
 from points as p
 left join changed as c

@@ -8,7 +8,9 @@
 -- computes it with min_point n_points // 2): does a head whose rows cluster cleanly, or route
 -- to positive labels, carry the accuracy? A head of a run with no intervention (of $method,
 -- $target) yet is listed once per analysis with null intervention columns: 'attnstore
--- intervene' measures it.
+-- intervene' measures it. Each effect has its 95% interval beside it: a paired bootstrap over
+-- prompts (head_effect_summary; attnstore/stats.py); the rank is by the estimate, so read two
+-- heads whose intervals overlap as not told apart.
 --
 -- Parameters:
 --   $analysis_id: str = null  one analysis of the run; null: every analysis (of $view)
@@ -24,8 +26,14 @@
 --   intervention_id, method, target, analysis_id, view, layer, head,
 --   late_delta_accuracy  mean over the last half of the points (n_points // 2 on) of
 --                        delta_accuracy
+--   late_delta_accuracy_lower, late_delta_accuracy_upper   its 95% interval (paired
+--                        bootstrap over prompts)
 --   mean_delta_accuracy  mean over points of delta_accuracy
+--   mean_delta_accuracy_lower, mean_delta_accuracy_upper   its 95% interval (paired
+--                        bootstrap over prompts)
 --   late_delta_logit     mean over the last half of the points of delta_logit
+--   late_delta_logit_lower, late_delta_logit_upper   its 95% interval (paired bootstrap
+--                        over prompts)
 --   quality              mean over samples of the best silhouette, 0 where none
 --   modal_k              the k chosen most often among the clustered samples (the smaller on
 --                        ties; null where none was clustered)
@@ -63,8 +71,14 @@ ranked as (
         e.method,
         e.target,
         e.late_delta_accuracy,
+        e.late_delta_accuracy_lower,
+        e.late_delta_accuracy_upper,
         e.mean_delta_accuracy,
+        e.mean_delta_accuracy_lower,
+        e.mean_delta_accuracy_upper,
         e.late_delta_logit,
+        e.late_delta_logit_lower,
+        e.late_delta_logit_upper,
         row_number() over (
             partition by e.intervention_id, f.analysis_id
             order by e.late_delta_accuracy, e.mean_delta_accuracy, f.layer, f.head
@@ -83,8 +97,14 @@ select
     r.layer,
     r.head,
     r.late_delta_accuracy,
+    r.late_delta_accuracy_lower,
+    r.late_delta_accuracy_upper,
     r.mean_delta_accuracy,
+    r.mean_delta_accuracy_lower,
+    r.mean_delta_accuracy_upper,
     r.late_delta_logit,
+    r.late_delta_logit_lower,
+    r.late_delta_logit_upper,
     r.quality,
     r.modal_k,
     r.modal_k_share,

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 from click.testing import CliRunner
@@ -355,28 +356,24 @@ def test_an_intervention_without_per_prompt_outcomes_names_the_command_that_meas
     iv_store, tmp_path
 ):
     """A store written before prompt_effects: its intervention holds per-point rows of
-    `effects` only, and its commit record counts no prompt_effects. Every effect read refuses
-    it in one line naming `attnstore intervene ... --overwrite`; the rest of the store reads."""
-    import json
-
-    import pyarrow.parquet as pq
-
-    from attnstore.transaction import ROWS_KEY
+    `effects` only. Every effect read refuses it in one line naming `attnstore intervene ...
+    --overwrite`; the rest of the store reads, and nothing stored changes."""
+    from attnstore.schema import TABLES
 
     path, run_id, ids = iv_store
     old = _copy(path, tmp_path)
     legacy = ids["knockout", "x_to_y"]
-    folder = old / "prompt_effects" / f"intervention_id={legacy}"
-    shutil.rmtree(folder)
-    record = old / "interventions" / f"intervention_id={legacy}" / "commit.parquet"
-    t = pq.read_table(record)
-    meta = dict(t.schema.metadata)
-    meta[ROWS_KEY.encode()] = json.dumps({"effects": 32, "interventions": 1}).encode()
-    effects = next((path / "effects" / f"intervention_id={legacy}").glob("part-*.parquet"))
-    token = effects.name.removeprefix("part-").removesuffix(".parquet")
-    per_point = _effects(path, legacy).assign(intervention_id=legacy)
-    write_old_effects(old, legacy, token, per_point)
-    pq.write_table(t.replace_schema_metadata(meta), record)
+    per_point = _effects(path, legacy)
+    row = Store(old).read("interventions", intervention_id=legacy).drop(["intervention_id"])
+    with Store(old).transaction("intervention", legacy, overwrite=True) as txn:
+        txn.write("interventions", row)
+        txn.write(
+            "effects",
+            pa.Table.from_pandas(per_point, preserve_index=False)
+            .select(TABLES["effects"].schema.names)
+            .cast(TABLES["effects"].schema),
+        )
+        txn.write("prompt_effects", TABLES["prompt_effects"].schema.empty_table())
     before = _snapshot(old)
     with connect(old, comments=False) as con:  # the store still opens and reads
         assert con.execute("select count(*) from interventions").fetchone()[0] == 5
@@ -397,23 +394,6 @@ def test_an_intervention_without_per_prompt_outcomes_names_the_command_that_meas
     [again] = intervene(old, run_id, methods=["knockout"], targets=["x_to_y"], overwrite=True)
     assert again.intervention_id == legacy
     assert len(run_query(old, "heads_by_effect", {"view": "shared_keys"})) > 0
-
-
-def write_old_effects(store: Path, intervention_id: str, token: str, per_point) -> None:
-    """Replace an intervention's (empty) effects file by the per-point rows an attnstore
-    before prompt_effects wrote, under the same committed token."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from attnstore.schema import TABLES
-    from attnstore.transaction import file_metadata
-
-    t = TABLES["effects"]
-    folder = store / "effects" / f"intervention_id={intervention_id}"
-    [old] = folder.glob("part-*.parquet")
-    data = pa.Table.from_pandas(per_point[t.schema.names], preserve_index=False).cast(t.schema)
-    data = data.replace_schema_metadata(file_metadata(t, intervention_id, token))
-    pq.write_table(data, old)
 
 
 def test_the_named_queries_rank_and_filter_heads(iv_store):
@@ -458,3 +438,18 @@ def test_plot_heads_maps_an_effect_column(iv_store, tmp_path):
         [*args, "--method", "knockout", "--target", "y_to_x", "--out", str(tmp_path / "none.png")],
     )
     assert missing.exit_code == 2 and "attnstore intervene" in missing.output
+
+
+def test_clean_but_inert_decides_on_the_interval_not_the_estimate(iv_store):
+    path, _, ids = iv_store
+    summary = run_query(path, "intervention_effects", {"intervention_id": ids["zero", "z"]})
+    widest = summary.late_delta_accuracy_upper.abs().combine(
+        summary.late_delta_accuracy_lower.abs(), max
+    )
+    # a bound that every estimate meets but not every interval does
+    m = float(summary.late_delta_accuracy.abs().max()) + 1e-9
+    assert (widest > m).any()
+    got = run_query(path, "clean_but_inert", {"min_quality": -1.0, "max_effect": m, "view": "raw"})
+    inert = {(r.layer, r.head) for r in summary.itertuples() if widest[r.Index] <= m}
+    assert {(r.layer, r.head) for r in got.itertuples()} == inert
+    assert len(inert) < len(summary)  # the estimates alone would have kept every head
