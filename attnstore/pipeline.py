@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from attnstore.errors import ConfigError
-from attnstore.vocab import DEFAULT_BACKEND, QUERY_KINDS
+from attnstore.vocab import QUERY_KINDS
 
 if TYPE_CHECKING:
     from attnstore.analysis.run import AnalysisConfig, AnalysisResult
@@ -226,29 +226,30 @@ def head_figure_data_live(
     layer: int,
     head: int,
     sample: int,
-    view: str = "raw",
-    m: int | None = None,
-    k_min: int = 2,
-    k_max: int = 9,
-    backend: str = DEFAULT_BACKEND,
+    config: AnalysisConfig | None = None,
     hidden_function: str | None = None,
+    **params: Any,
 ) -> HeadFigureData:
-    """Analyse one head and sample in memory, as ``attnstore analyze`` does with ``backend``,
-    and return what the figures show (:mod:`attnstore.plots`): the seed's ``analyze_attn_matrix`` in
-    a call.
+    """Analyse one head and sample in memory, as ``attnstore analyze`` does with ``config``
+    (default: the raw view), and return what the figures show (:mod:`attnstore.plots`): the
+    seed's ``analyze_attn_matrix`` in a call.
 
     ``attention`` of shape (2N, 2N) (e.g. ``model(x, y, return_attn=True).attention[layer][sample,
-    head]``), ``x`` of shape (N, n_dims), ``y`` of shape (N,); ``view``, ``m`` and the k range
-    as for ``attnstore analyze``; ``hidden_function`` as text, for the title. Values are kept
-    in the store's types, so a figure drawn from this and one drawn from the stored analysis
-    of the same rows are pixel-identical.
+    head]``), ``x`` of shape (N, n_dims), ``y`` of shape (N,); keywords (``view="shared_keys",
+    k_max=5``) are the config's fields, given instead of it or changing it; ``hidden_function``
+    as text, for the title. Values are kept in the store's types, so a figure drawn from this
+    and one drawn from the stored analysis of the same rows are pixel-identical.
     """
     import numpy as np
 
     from attnstore.analysis.backends import get_backend
-    from attnstore.analysis.views import make_view
+    from attnstore.analysis.run import AnalysisConfig
     from attnstore.plots.data import HeadFigureData, QueryClusters
 
+    if config is None:
+        config = AnalysisConfig(**{"view": "raw", **params})
+    elif params:
+        config = replace(config, **params)
     attention = np.asarray(attention, dtype=np.float32)
     x, y = np.asarray(x).astype(np.int8), np.asarray(y).astype(np.int8)
     N = len(y)
@@ -257,13 +258,12 @@ def head_figure_data_live(
             f"attention of shape {attention.shape} and x of shape {x.shape} do not fit "
             f"y of {N} points; need ({2 * N}, {2 * N}) and ({N}, n_dims)"
         )
-    v = make_view(view, m, N)
-    points = v.points(N)
-    k_values = v.k_values(N, k_min, k_max)
-    fit = get_backend(backend)
+    plan = config.plan(N)
+    points, k_values = plan.view.points(N), plan.k_values
+    fit = get_backend(config.backend, config.device, config.random_state)
     queries = {}
     for kind in QUERY_KINDS:
-        rows = v.apply(attention[None], kind)  # (1, n_rows, n_keys)
+        rows = plan.view.apply(attention[None], kind)  # (1, n_rows, n_keys)
         r = fit(rows, x[None, points].astype(np.float32), k_values)
         queries[kind] = QueryClusters(
             points=points.astype(np.int16),
@@ -273,5 +273,5 @@ def head_figure_data_live(
             silhouette=r.silhouette_[0].astype(np.float32),
         )
     return HeadFigureData(
-        "", "", view, layer, head, sample, attention, x, y, queries, hidden_function
+        "", "", config.view, layer, head, sample, attention, x, y, queries, hidden_function
     )
