@@ -27,7 +27,13 @@ from attnstore.errors import StoreError
 
 SCHEMA_VERSION = 2
 # The table whose row makes a run (an analysis, an intervention) be: one row per id.
-PRIMARY = {"run": "runs", "analysis": "analyses", "intervention": "interventions"}
+PRIMARY = {
+    "run": "runs",
+    "analysis": "analyses",
+    "intervention": "interventions",
+    "attribution": "attributions",
+    "patch": "patches",
+}
 
 i8, i16, i32, i64 = pa.int8(), pa.int16(), pa.int32(), pa.int64()
 f32, f64, text, boolean = pa.float32(), pa.float64(), pa.string(), pa.bool_()
@@ -166,6 +172,8 @@ def _t(name, partition, fields, grain, doc) -> Table:
 RUN = [("run_id", text, "the run: hash of the model, checkpoint, task, seed and sizes")]
 ANALYSIS = [("analysis_id", text, "the analysis: hash of its run and every parameter")]
 INTERVENTION = [("intervention_id", text, "the intervention: hash of its run and parameters")]
+ATTRIBUTION = [("attribution_id", text, "the attribution: hash of its run and parameters")]
+PATCH = [("patch_id", text, "the patch: hash of its run, corruption, target and parameters")]
 # The identity of one analysis problem, inside every analysis table.
 PROBLEM = [
     ("layer", i16, "the head's layer, from 0"),
@@ -484,6 +492,129 @@ TABLES: dict[str, Table] = {
             "Per changed head, prompt and point: the prediction's correctness and logit * y "
             "without and with the change (the grain of paired intervals); layer and head -1: "
             "the set of heads of the intervention (--heads), changed together.",
+        ),
+        _t(
+            "attributions",
+            ATTRIBUTION,
+            [
+                ("created_at", utc, "when the attribution was committed (UTC)"),
+                ("run_id", text, RUN[0][2]),
+                ("n_samples", i32, "the run's prompts attributed"),
+                ("n_components", i32, "components per prompt and point (logit_attribution)"),
+                (
+                    "max_abs_error",
+                    f64,
+                    "largest |sum of the components - (logit - read-out bias)| over every "
+                    "prompt and point (completeness; float rounding only)",
+                ),
+                ("device", text, "where the model ran"),
+                ("attnstore_version", text, "attnstore's version at attribution"),
+                ("torch_version", text, "torch's version at attribution"),
+                ("python_version", text, "Python's version at attribution"),
+                ("schema_version", i16, "the store format the attribution was written in"),
+                ("command", text, "the command line that made the attribution"),
+            ],
+            ["attribution_id"],
+            "One row per direct logit attribution of a run (attnstore attribute).",
+        ),
+        _t(
+            "logit_attribution",
+            ATTRIBUTION,
+            [
+                (
+                    "component",
+                    text,
+                    "what writes into the residual stream: token, position, embed_bias, head, "
+                    "attn_bias, mlp, mlp_bias, final_norm_bias (docs/store.md)",
+                ),
+                ("layer", i16, "the head's layer, from 0"),
+                ("head", i16, "the head within its layer, from 0"),
+                ("sample", i32, "the prompt, from 0"),
+                ("point", i16, "the point within the prompt, from 0"),
+                (
+                    "attribution",
+                    f32,
+                    "the component's share of the logit at the point's x token, read through "
+                    "the final LayerNorm with its scale frozen (unitless logit)",
+                ),
+            ],
+            ["attribution_id", "component", "layer", "head", "sample", "point"],
+            "Per component, prompt and point: what it writes toward the logit (direct logit "
+            "attribution); the components of a point sum to its logit less the read-out bias. "
+            "layer is the component's (attn_bias, mlp, mlp_bias too), -1 for the embeddings "
+            "and the final norm; head is -1 but for a head.",
+        ),
+        _t(
+            "patches",
+            PATCH,
+            [
+                ("created_at", utc, "when the patch was committed (UTC)"),
+                ("run_id", text, RUN[0][2]),
+                ("corruption", text, "how the corrupted prompts differ (attnstore patch --help)"),
+                ("corruption_k", i32, "the corruption's k: which positive example or literal"),
+                ("kind", text, "'activation' (every head) or 'path' (sender -> receiver)"),
+                (
+                    "patch_target",
+                    text,
+                    "what is patched: activation z, q, k or v of the head; path: the "
+                    "receiver's input q, k or v",
+                ),
+                ("positions", text, "the token positions patched: all, x, y or one position N"),
+                ("paths", text, "path patches: the paths as given, comma-separated; else null"),
+                ("n_samples", i32, "the run's prompts replayed"),
+                ("n_changed", i32, "prompts the corruption changed (the others differ nowhere)"),
+                ("device", text, "where the model ran"),
+                ("attnstore_version", text, "attnstore's version at patching"),
+                ("torch_version", text, "torch's version at patching"),
+                ("python_version", text, "Python's version at patching"),
+                ("schema_version", i16, "the store format the patch was written in"),
+                ("command", text, "the command line that made the patch"),
+            ],
+            ["patch_id"],
+            "One row per patch: a run's clean activations patched into its corrupted prompts.",
+        ),
+        _t(
+            "patch_inputs",
+            PATCH,
+            [
+                ("sample", i32, "the prompt, from 0"),
+                ("point", i16, "the point within the prompt, from 0"),
+                (
+                    "corrupted_x",
+                    pa.list_(i8),
+                    "the corrupted point's input: n_dims values, each -1 or +1",
+                ),
+                ("corrupted_y", i8, "the corrupted point's label: -1 or +1"),
+                ("changed", boolean, "x or y differs from the clean point (inputs, same sample)"),
+            ],
+            ["patch_id", "sample", "point"],
+            "The corrupted prompts, each paired with the clean prompt of the same run and "
+            "sample in inputs; changed marks the points where they differ.",
+        ),
+        _t(
+            "patch_effects",
+            PATCH,
+            [
+                ("layer", i16, "the head's layer, from 0"),
+                ("head", i16, "the head within its layer, from 0"),
+                ("receiver_layer", i16, "path: the receiver head's layer; -1: activation patch"),
+                ("receiver_head", i16, "path: the receiver head; -1: activation patch"),
+                ("sample", i32, "the prompt, from 0"),
+                ("point", i16, "the point within the prompt, from 0"),
+                ("clean_logit", f32, "the logit at the point, clean prompt"),
+                ("corrupted_logit", f32, "the logit at the point, corrupted prompt"),
+                ("patched_logit", f32, "the logit at the point, corrupted prompt with the patch"),
+                (
+                    "normalised_effect",
+                    f32,
+                    "(patched - corrupted) / (clean - corrupted) logit: 0 nothing restored, "
+                    "1 all; null where clean = corrupted",
+                ),
+            ],
+            ["patch_id", "layer", "head", "receiver_layer", "receiver_head", "sample", "point"],
+            "Per patched head (or path), prompt and point: the clean, corrupted and patched "
+            "logits (the grain of paired intervals); layer and head are the patched head, a "
+            "path's sender.",
         ),
     ]
 }

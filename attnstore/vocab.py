@@ -51,3 +51,24 @@ KNOCKOUT_TARGETS = {
     "y_to_y": "y queries -> every y token (their own included)",
     "y_to_x": "y queries -> every x token",
 }
+# The corruptions `attnstore patch` pairs with each clean prompt (attnstore/corruptions.py says
+# how): only labels change, so the two prompts differ at y tokens only.
+CORRUPTIONS = {
+    "flip_label": "the label of the k-th positive example (from 0) flipped to -1",
+    "swap_function": "every label recomputed with the hidden function of the next prompt",
+    "drop_literal": "every label recomputed with the k-th literal of the conjunction dropped",
+}
+# What an activation patch replaces in a head, and what a path patch's receiver reads anew.
+PATCH_TARGETS = ("z", "q", "k", "v")
+PATH_INPUTS = ("q", "k", "v")
+# The components of a direct logit attribution (attnstore/attribution.py), in stored order.
+ATTRIBUTION_COMPONENTS = (
+    "attn_bias",
+    "embed_bias",
+    "final_norm_bias",
+    "head",
+    "mlp",
+    "mlp_bias",
+    "position",
+    "token",
+)

@@ -3,9 +3,10 @@
     errors, vocab
     limits, progress, schema, fs, provenance
     tasks, model, transaction
-    store, checkpoint
+    store, checkpoint, corruptions
     connection, outputs
     training, extraction, analysis, queries, interventions
+    attribution, patching
     plots
     report
     pipeline
@@ -29,9 +30,10 @@ LAYERS = [
     {"errors", "vocab"},
     {"limits", "progress", "schema", "fs", "provenance", "stats"},
     {"tasks", "model", "transaction"},
-    {"store", "checkpoint"},
+    {"store", "checkpoint", "corruptions"},
     {"connection", "outputs", "migration"},
     {"training", "extraction", "analysis", "queries", "interventions"},
+    {"attribution", "patching"},  # they load a run's model as interventions do
     {"plots"},
     {"report"},
     {"pipeline"},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from attnstore.cli.attribute import attribute
 from attnstore.cli.extract import analyze, extract, run_
 from attnstore.cli.intervene import intervene
 from attnstore.cli.migrate import migrate, recover, verify
@@ -35,6 +36,7 @@ for command in (
     extract,
     analyze,
     intervene,
+    attribute,
     plot,
     query_group,
     sql_,
