@@ -25,6 +25,7 @@ parameters, written in one transaction (tables ``interventions`` and ``effects``
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,7 +46,9 @@ from attnstore.store import Store, open_store
 from attnstore.tasks import SEED_MAX
 from attnstore.vocab import INTERVENTION_METHODS as METHODS  # re-exported: the plots use it
 from attnstore.vocab import KNOCKOUT_TARGETS as TARGETS
-from attnstore.vocab import Z_TARGET
+from attnstore.vocab import QUERY_KINDS, Z_TARGET
+
+ALL_POSITIONS = "all"  # --positions: every query position
 
 
 @dataclass(frozen=True)
@@ -94,10 +97,17 @@ def intervene(
     overwrite: bool = False,
     progress: bool = False,
     command: str = "",
+    heads: str | None = None,
+    positions: str = ALL_POSITIONS,
 ) -> list[InterventionResult]:
     """Measure every layer × head of a run (the latest if ``run_id`` is None) under each method
     (and knockout target); one intervention, one transaction, each. Everything is checked
-    (methods, targets, run, prompts, checkpoint) before anything is written."""
+    (methods, targets, run, heads, positions, prompts, checkpoint) before anything is written.
+
+    ``heads`` ('L1H0,L1H1,L1H2'): change that set of heads together, in one intervention (rows
+    with layer and head -1), instead of every head one at a time. ``positions`` ('all', 'x',
+    'y', 'N' or 'N..M', query positions counted from 0 over the 2 * n_points tokens): change
+    the heads at those query positions only (:func:`query_positions`)."""
     pairs = plan(methods, targets)
     check_device(device)
     if batch_size < 1:
@@ -106,9 +116,15 @@ def intervene(
         raise ConfigError(f"seed={seed} is out of range; accepted: 0 <= seed <= {SEED_MAX}")
     s = open_store(store)
     run = s.run(run_id)
+    chosen = parse_heads(heads, run["n_layers"], run["n_heads"]) if heads is not None else None
+    where = query_positions(positions, run["n_points"])
     x, y = s.prompts(run)
     y = y.astype(np.float32)  # multiplies float logits
-    params = {"device": device}
+    params: dict[str, Any] = {"device": device}
+    if chosen is not None:  # only when given: the ids of earlier interventions stay the same
+        params["heads"] = ",".join(f"L{layer}H{head}" for layer, head in chosen)
+    if positions != ALL_POSITIONS:
+        params["positions"] = positions
     ids = {
         (m, t): intervention_id_for(
             run["run_id"], m, t, {**params, "seed": seed if m == "resample" else None}
@@ -120,18 +136,16 @@ def intervene(
     if not todo:
         return results
     loaded = _load(run, device)
-    replay = Replay(loaded, x, y, batch_size, device, seed)
+    replay = Replay(loaded, x, y, batch_size, device, seed, where)
     L, S, N = loaded.config.n_layers, x.shape[0], x.shape[1]
-    bar = progress_bar(
-        total=len(todo) * L * len(replay.chunks), desc="intervene", unit="pass", enabled=progress
-    )
-    tables = replay.effects(todo, bar)
+    units = 1 if chosen is not None else L * loaded.config.n_heads  # rows per (prompt, point)
+    passes = len(todo) * (1 if chosen is not None else L) * len(replay.chunks)
+    bar = progress_bar(total=passes, desc="intervene", unit="pass", enabled=progress)
+    tables = replay.effects(todo, bar) if chosen is None else replay.joint(todo, chosen, bar)
     for method, target in todo:
         effects, kept = tables[method, target]
         with s.transaction("intervention", ids[method, target], overwrite=overwrite) as txn:
-            txn.expect_rows(
-                interventions=1, effects=0, prompt_effects=L * loaded.config.n_heads * S * N
-            )
+            txn.expect_rows(interventions=1, effects=0, prompt_effects=units * S * N)
             txn.write("effects", TABLES["effects"].schema.empty_table())  # the old per-point rows
             txn.write("prompt_effects", effects)
             row = _interventions_row(
@@ -140,6 +154,55 @@ def intervene(
             txn.write("interventions", row)
     bar.close()
     return results
+
+
+_HEAD = re.compile(r"L(\d+)H(\d+)")
+
+
+def parse_heads(spec: str, n_layers: int, n_heads: int) -> list[tuple[int, int]]:
+    """'L1H0,L1H1' -> [(1, 0), (1, 1)], sorted, each checked against the model's shape; a
+    ConfigError naming the first head that is malformed, repeated or not in the model."""
+    every = (
+        f"L0H0..L{n_layers - 1}H{n_heads - 1} (layers 0..{n_layers - 1}, heads 0..{n_heads - 1})"
+    )
+    out: list[tuple[int, int]] = []
+    for part in spec.split(","):
+        m = _HEAD.fullmatch(part.strip())
+        if m is None:
+            raise ConfigError(
+                f"head '{part.strip()}' is not of the form L<layer>H<head>, e.g. L1H0"
+            )
+        head = (int(m[1]), int(m[2]))
+        if not (head[0] < n_layers and head[1] < n_heads):
+            raise ConfigError(f"unknown head '{part.strip()}'; the model's heads: {every}")
+        if head in out:
+            raise ConfigError(f"head '{part.strip()}' is given twice in --heads")
+        out.append(head)
+    return sorted(out)
+
+
+def query_positions(spec: str, n_points: int) -> np.ndarray:
+    """The query positions an edit is restricted to, bool of shape (2 * n_points,): 'all',
+    'x' (even positions: the x tokens), 'y' (odd: the labels), 'N' or 'N..M' (inclusive);
+    a ConfigError naming the spec where it is malformed or outside the prompt."""
+    T = 2 * n_points
+    pos = np.arange(T)
+    if spec == ALL_POSITIONS:
+        return np.ones(T, dtype=bool)
+    if spec in QUERY_KINDS:
+        return pos % 2 == (0 if spec == "x" else 1)
+    m = re.fullmatch(r"(\d+)(?:\.\.(\d+))?", spec)
+    if m is None:
+        raise ConfigError(
+            f"positions '{spec}' are not all, x, y, N or N..M (query positions, from 0)"
+        )
+    lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+    if not lo <= hi < T:
+        raise ConfigError(
+            f"positions '{spec}' are outside the prompt: its query positions are 0..{T - 1} "
+            f"({n_points} points), and N..M needs N <= M"
+        )
+    return (pos >= lo) & (pos <= hi)
 
 
 # ---- reading the run ------------------------------------------------------------------------
@@ -207,6 +270,7 @@ class Replay:
         batch_size: int,
         device: str,
         seed: int,
+        positions: np.ndarray | None = None,
     ) -> None:
         self.model = loaded.model.to(device).eval()
         cfg = loaded.config
@@ -218,6 +282,9 @@ class Replay:
         self.y = torch.from_numpy(y).to(device)
         self.chunks = [(lo, min(lo + batch_size, self.S)) for lo in range(0, self.S, batch_size)]
         self.perm = torch.from_numpy(np.random.default_rng(seed).permutation(self.S)).to(device)
+        T = 2 * self.N
+        where = np.ones(T, dtype=bool) if positions is None else positions
+        self.where = torch.from_numpy(where).to(device)  # (T,): the query positions changed
         self.z: list[torch.Tensor] = []  # per layer: (S, H, T, d_head), for mean and resample
         self.mean_z: list[torch.Tensor] = []  # per layer: (H, T, d_head)
 
@@ -260,9 +327,14 @@ class Replay:
             y = self.y[lo:hi]  # (B, N)
             h = self._replicate(lo, hi)
             for layer, block in enumerate(blocks):
-                h_next, attn, _ = block(h, False, HeadEdit())
+                h_next, attn, z0 = block(h, False, HeadEdit())
+                heads = torch.eye(H, dtype=torch.bool, device=self.device).repeat_interleave(
+                    B, dim=0
+                )  # (H * B, H): copy h changes head h
                 for p in pairs:
-                    edit, kept = self._edit(*p, layer, lo, hi, self._own_heads(attn, B))
+                    edit, kept = self._edit(
+                        *p, layer, lo, hi, heads, z0, self._own_heads(attn, B), H
+                    )
                     g, _, _ = block(h, False, edit)
                     for above in blocks[layer + 1 :]:
                         g, _, _ = above(g, False, HeadEdit())
@@ -274,23 +346,80 @@ class Replay:
             base.put(0, lo, hi, self.model.unembed(h).view(H, B, N), y)
         return {p: (changed[p].table(base), int(changed[p].kept.sum())) for p in pairs}
 
+    @torch.no_grad()
+    def joint(
+        self, pairs: list[tuple[str, str]], chosen: list[tuple[int, int]], bar=None
+    ) -> dict[tuple[str, str], Any]:
+        """Per (method, target): its prompt_effects table for the set of heads ``chosen``
+        changed together (one row per prompt and point, layer and head -1) and the number of
+        query rows a knockout kept whole, summed over the set."""
+        if any(m in ("mean", "resample") for m, _ in pairs) and not self.z:
+            self._measure_z()
+        H, N, S = self.H, self.N, self.S
+        by_layer = {layer: [h for (lay, h) in chosen if lay == layer] for layer, _ in chosen}
+        base = Outcomes(1, 1, S, N)
+        changed = {p: Outcomes(1, 1, S, N) for p in pairs}
+        for lo, hi in self.chunks:
+            B = hi - lo
+            y = self.y[lo:hi]
+            h = self.model.embed(self.x[lo:hi], y)
+            for block in self.model.blocks:  # explicit attention, as every changed layer
+                h, _, _ = block(h, False, HeadEdit())
+            base.put(0, lo, hi, self.model.unembed(h).view(1, B, N), y)
+            for p in pairs:
+                g = self.model.embed(self.x[lo:hi], y)
+                kept = torch.zeros(1, B, N, dtype=torch.int64)
+                for layer, block in enumerate(self.model.blocks):
+                    g_next, attn, z0 = block(g, False, HeadEdit())
+                    if layer in by_layer:
+                        heads = torch.zeros(B, H, dtype=torch.bool, device=self.device)
+                        heads[:, by_layer[layer]] = True
+                        edit, k = self._edit(*p, layer, lo, hi, heads, z0, attn, 1)
+                        if k is not None:
+                            kept += k[by_layer[layer]].sum(0, keepdim=True)
+                        g_next, _, _ = block(g, False, edit)
+                    g = g_next
+                changed[p].put(0, lo, hi, self.model.unembed(g).view(1, B, N), y, kept)
+                if bar is not None:
+                    bar.update(1)
+        out = {}
+        for p in pairs:
+            t = changed[p].table(base)
+            minus = pa.array(np.full(t.num_rows, -1, dtype=np.int16))
+            t = t.set_column(0, "layer", minus).set_column(1, "head", minus)
+            out[p] = (t, int(changed[p].kept.sum()))
+        return out
+
     def _edit(
-        self, method: str, target: str, layer: int, lo: int, hi: int, attn: torch.Tensor
-    ) -> tuple[HeadEdit, torch.Tensor]:
-        """The edit of copy h's head h for prompts lo..hi-1, and per (head, prompt, point) the
-        query rows a knockout keeps whole (None for the other methods); ``attn`` is the
-        unchanged attention of each copy's own head, shape (B, H, T, T)."""
+        self,
+        method: str,
+        target: str,
+        layer: int,
+        lo: int,
+        hi: int,
+        heads: torch.Tensor,
+        z0: torch.Tensor,
+        attn: torch.Tensor,
+        copies: int,
+    ) -> tuple[HeadEdit, torch.Tensor | None]:
+        """The edit of the chosen ``heads`` (shape (copies * B, H): which heads each row of the
+        batch changes) for prompts lo..hi-1, repeated ``copies`` times (once per head for
+        the one-at-a-time sweep), restricted to the query positions of ``self.where``; and per
+        (head, prompt, point) the query rows a knockout keeps whole (None for the other
+        methods). ``z0`` is the unchanged z of shape (copies * B, H, T, d_head); ``attn`` the
+        unchanged attention of shape (B, H, T, T) that each changed head would have."""
         H, B, T, dh = self.H, hi - lo, self.T, self.d_head
-        heads = torch.eye(H, dtype=torch.bool, device=self.device).repeat_interleave(B, dim=0)
+        where = self.where[None, :, None]  # (1, T, 1): query rows
         if method == "knockout":
-            remove = _remove_mask(target, self.y[lo:hi])  # (B, T, T)
-            return HeadEdit(heads, remove=remove.repeat(H, 1, 1)), _kept_rows(attn, remove)
+            remove = _remove_mask(target, self.y[lo:hi]) & where  # (B, T, T)
+            return HeadEdit(heads, remove=remove.repeat(copies, 1, 1)), _kept_rows(attn, remove)
         if method == "zero":
-            z = torch.zeros(H * B, H, T, dh, device=self.device)
+            z = torch.zeros(copies * B, H, T, dh, device=self.device)
         elif method == "mean":
-            z = self.mean_z[layer].unsqueeze(0).expand(H * B, H, T, dh)
+            z = self.mean_z[layer].unsqueeze(0).expand(copies * B, H, T, dh)
         else:  # resample: prompt b takes the z of prompt perm[b]
-            z = self.z[layer][self.perm[lo:hi]].repeat(H, 1, 1, 1)  # (H * B, H, T, d_head)
+            z = self.z[layer][self.perm[lo:hi]].repeat(copies, 1, 1, 1)  # (copies * B, H, T, dh)
+        z = torch.where(self.where[None, None, :, None], z, z0)  # unchanged elsewhere
         return HeadEdit(heads, z=z), None
 
 

@@ -4,7 +4,8 @@
 -- target; another seed or device makes another of the same method and target). "The latest"
 -- of a method and target is the one with the newest created_at, the greater intervention_id on
 -- a tie: the one 'attnstore plot heads' maps. A run with no intervention (of $method,
--- $target) has one row, its intervention columns null. Reads no analysis.
+-- $target) has one row, its intervention columns null. Reads no analysis. Its rows hold no
+-- effect (no interval either): intervention_effects, heads_by_effect and additivity_gap do.
 --
 -- Parameters:
 --   $run_id = latest_run       the run [default: the latest run in the store]
@@ -14,13 +15,25 @@
 -- Columns:
 --   run_id, intervention_id, method, target,
 --   resample_seed        seed of the resample permutation; null for other methods
+--   heads                the heads changed together, e.g. L1H0,L1H1,L1H2 (--heads); null:
+--                        every head, one at a time
+--   changed_positions    the query positions changed: all, x, y, N or N..M
 --   device               where the model ran
 --   created_at           when the intervention was committed (UTC)
---   recency              1 = the latest intervention of its method and target in the run,
---                        2 = the one before it, ...
+--   recency              1 = the latest intervention of its method, target, heads and
+--                        positions in the run, 2 = the one before it, ...
 with
 chosen as (
-    select intervention_id, run_id, method, target, seed as resample_seed, device, created_at,
+    select
+        intervention_id,
+        run_id,
+        method,
+        target,
+        seed as resample_seed,
+        params_json ->> 'heads' as heads,
+        coalesce(params_json ->> 'positions', 'all') as changed_positions,
+        device,
+        created_at,
     from interventions
     where run_id = $run_id
         and ($method is null or method = $method)
@@ -31,7 +44,8 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by method, target order by created_at desc, intervention_id desc
+            partition by method, target, heads, changed_positions
+            order by created_at desc, intervention_id desc
         ) as recency,
     from chosen
 )
@@ -42,10 +56,13 @@ select
     i.method,
     i.target,
     i.resample_seed,
+    i.heads,
+    i.changed_positions,
     i.device,
     i.created_at,
     i.recency,
 from runs as r
 left join ranked as i using (run_id)
 where r.run_id = $run_id
-order by i.method, i.target, i.recency
+order by i.method, i.target, i.heads nulls first, i.changed_positions <> 'all',
+    i.changed_positions, i.recency

@@ -453,3 +453,90 @@ def test_clean_but_inert_decides_on_the_interval_not_the_estimate(iv_store):
     inert = {(r.layer, r.head) for r in summary.itertuples() if widest[r.Index] <= m}
     assert {(r.layer, r.head) for r in got.itertuples()} == inert
     assert len(inert) < len(summary)  # the estimates alone would have kept every head
+
+
+# --- joint and positional changes (issue 22 item 3) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def joint_store(iv_store, tmp_path_factory):
+    """The interventions store with zero at query positions 10..15 of every head one at a
+    time, and layer 1's heads zeroed together (all positions) and alone."""
+    path = _copy(iv_store[0], tmp_path_factory.mktemp("joint"))
+    run_id = iv_store[1]
+    [late] = intervene(path, run_id, methods=["zero"], positions="10..15", batch_size=5)
+    [joint] = intervene(path, run_id, methods=["zero"], heads="L1H1,L1H0", batch_size=5)
+    [one] = intervene(path, run_id, methods=["zero"], heads="L1H0", batch_size=5)
+    return path, run_id, late.intervention_id, joint.intervention_id, one.intervention_id
+
+
+def test_a_change_at_later_query_positions_leaves_earlier_points_exactly_alone(joint_store):
+    """Query position 10 is point 5's x token: points 0..4 are computed before it."""
+    path, _, late, _, _ = joint_store
+    t = _prompt_effects(path, late)
+    early = t[t.point < 5]
+    assert (early.correct == early.base_correct).all()
+    assert (early.signed_logit == early.base_signed_logit).all()
+    assert (t[t.point >= 5].signed_logit != t[t.point >= 5].base_signed_logit).any()
+
+
+def test_a_set_of_one_head_is_that_head_alone(joint_store):
+    path, _, _, _, one = joint_store
+    single = _prompt_effects(path, iv_store_zero(path))
+    alone = single[(single.layer == 1) & (single["head"] == 0)].reset_index(drop=True)
+    together = _prompt_effects(path, one)
+    assert (together.layer == -1).all() and (together["head"] == -1).all()
+    assert len(together) == 12 * 8
+    np.testing.assert_allclose(together.signed_logit, alone.signed_logit, atol=1e-5)
+    np.testing.assert_allclose(together.base_signed_logit, alone.base_signed_logit, atol=1e-5)
+
+
+def iv_store_zero(path: Path) -> str:
+    """The zero ablation of every head, one at a time, at every position."""
+    found = run_query(path, "run_interventions", {"method": "zero"})
+    everywhere = found.heads.isna() & (found.changed_positions == "all")
+    return found[everywhere].intervention_id.iloc[0]
+
+
+def test_the_additivity_gap_is_the_joint_change_minus_the_sum_of_the_single_ones(joint_store):
+    path, run_id, _, joint, _ = joint_store
+    gap = run_query(path, "additivity_gap", {"intervention_id": joint})
+    assert len(gap) == 1
+    g = gap.iloc[0]
+    assert g.heads == "L1H0,L1H1" and g.changed_positions == "all"
+    assert g.single_intervention_id == iv_store_zero(path)
+    single = _prompt_effects(path, g.single_intervention_id)
+    single = single[(single.layer == 1) & single["head"].isin([0, 1]) & (single.point >= 4)]
+    together = _prompt_effects(path, joint)
+    together = together[together.point >= 4]
+    n = 12 * 4
+    want_joint = (together.correct.astype(int) - together.base_correct.astype(int)).sum() / n
+    want_sum = (single.correct.astype(int) - single.base_correct.astype(int)).sum() / n
+    assert g.joint_late_delta_accuracy == pytest.approx(want_joint)
+    assert g.single_late_delta_accuracy_sum == pytest.approx(want_sum)
+    assert g.additivity_gap == pytest.approx(want_joint - want_sum)
+    assert g.additivity_gap_lower <= g.additivity_gap <= g.additivity_gap_upper
+    listed = run_query(path, "run_interventions", {"method": "zero"})
+    assert set(listed.heads.dropna()) == {"L1H0,L1H1", "L1H0"}
+    assert set(listed.changed_positions) == {"all", "10..15"}
+
+
+def test_bad_heads_and_positions_are_one_line_and_change_nothing(joint_store, tmp_path):
+    path, run_id, _, _, _ = joint_store
+    before = _snapshot(path)
+    runner = CliRunner()
+    for args, named in [
+        (["--heads", "L5H0"], "'L5H0'"),
+        (["--heads", "L1H9"], "'L1H9'"),
+        (["--heads", "layer1"], "'layer1'"),
+        (["--heads", "L1H0,L1H0"], "'L1H0'"),
+        (["--positions", "0..16"], "'0..16'"),
+        (["--positions", "5..2"], "'5..2'"),
+        (["--positions", "z"], "'z'"),
+    ]:
+        bad = runner.invoke(cli, ["intervene", "--store", str(path), "--run", run_id, *args])
+        assert bad.exit_code == 2, (args, bad.output)
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
+        assert "Traceback" not in bad.output
+    assert _snapshot(path) == before

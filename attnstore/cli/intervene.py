@@ -27,6 +27,19 @@ from attnstore.cli.options import device_option, show_progress, store_option
     help="Knockout key class (repeatable): x_to_y_pos, x_to_y_neg, x_to_y, x_to_x, y_to_y, y_to_x.",
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the resample permutation.")
+@click.option(
+    "--heads",
+    default=None,
+    help="L1H0,L1H1,...: change these heads together, as one intervention (query "
+    "additivity_gap compares it with the heads one at a time) [default: every head, one at "
+    "a time].",
+)
+@click.option(
+    "--positions",
+    default="all",
+    show_default=True,
+    help="Query positions the change is restricted to: all, x, y, N or N..M (from 0).",
+)
 @device_option
 @click.option("--batch-size", default=128, show_default=True, help="Prompts per pass (x heads).")
 @click.option("--overwrite", is_flag=True, help="Replace interventions already stored.")
@@ -34,8 +47,8 @@ def intervene(store: str, run_id: str | None, **kwargs: Any) -> None:
     """Replay a run's prompts with each layer x head changed; store the effect on accuracy.
 
     Loads the run's own checkpoint (its sha256 checked) and writes one intervention per
-    method (and knockout target): tables interventions and effects. Prints one line per
-    intervention: its id, method and target.
+    method (and knockout target): tables interventions and prompt_effects (per prompt and
+    point). Prints one line per intervention: its id, method and target.
     """
     from attnstore.interventions import intervene as run_intervene
     from attnstore.provenance import command_line
