@@ -134,7 +134,10 @@ def test_a_reader_racing_an_overwrite_reads_again(store, monkeypatch):
     import attnstore.queries as queries
 
     path, run_id = store
-    victim = next((path / "attention").glob("**/*.parquet"))
+    from attnstore.store import Store
+
+    # not a table's first file: connect() reads that one already (the view's columns)
+    victim = Store(path).files("attention")[-1]
     real_connect, calls = queries.connect, []
 
     def racing_connect(s, **kwargs):
