@@ -140,14 +140,6 @@ def test_extract_prints_run_id_last(tiny_checkpoint, tmp_path):
     assert "already in the store" in again.stderr
 
 
-def test_cli_names_match_the_library():
-    """The CLI keeps names only (so --help loads no heavy module); they must not drift."""
-    from attnstore.cli import options
-    from attnstore.vocab import BACKENDS, VIEWS
-
-    assert options.BACKENDS == BACKENDS and options.VIEWS == VIEWS
-
-
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")
 def test_unusable_device_is_named(tmp_path):
     _one_line_error(_run("eval", "--device", "cuda"), "'cuda'", "usable: cpu")
