@@ -86,12 +86,19 @@ SHARED_VIEWS: tuple[str, ...] = (
     "head_metric_values",  # per run x view x head x query kind x metric: its value
     "head_effects",  # per intervention x head x point: accuracy and logit, unchanged and changed
     "head_effect_summary",  # per intervention x head: the accuracy and logit a head carries
+    "patch_head_effects",  # per patch x head (or path): the share of the logits it restores
 )
 
 # The shared views that read no analysis (nor intervention): a query reading only these and the
 # run-level tables needs no `attnstore analyze` first.
 RUN_LEVEL_VIEWS: frozenset[str] = frozenset(
-    {"run_lineages", "point_accuracy", "label_routing_rows", "head_label_routing"}
+    {
+        "run_lineages",
+        "point_accuracy",
+        "label_routing_rows",
+        "head_label_routing",
+        "patch_head_effects",  # reads attnstore patch's tables only
+    }
 )
 
 

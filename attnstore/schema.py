@@ -585,11 +585,11 @@ TABLES: dict[str, Table] = {
                     "the corrupted point's input: n_dims values, each -1 or +1",
                 ),
                 ("corrupted_y", i8, "the corrupted point's label: -1 or +1"),
-                ("changed", boolean, "x or y differs from the clean point (inputs, same sample)"),
+                ("differs", boolean, "x or y differs from the clean point (inputs, same sample)"),
             ],
             ["patch_id", "sample", "point"],
             "The corrupted prompts, each paired with the clean prompt of the same run and "
-            "sample in inputs; changed marks the points where they differ.",
+            "sample in inputs; differs marks the points where they differ.",
         ),
         _t(
             "patch_effects",

@@ -14,6 +14,7 @@ from attnstore.cli.extract import analyze, extract, run_
 from attnstore.cli.intervene import intervene
 from attnstore.cli.migrate import migrate, recover, verify
 from attnstore.cli.options import ErrorGroup
+from attnstore.cli.patch import patch
 from attnstore.cli.plot import plot
 from attnstore.cli.query import query_group, sql_
 from attnstore.cli.report import report
@@ -37,6 +38,7 @@ for command in (
     analyze,
     intervene,
     attribute,
+    patch,
     plot,
     query_group,
     sql_,
