@@ -1,38 +1,47 @@
-"""The store's filesystem seam: every file operation of the store and its transactions goes
-through one object of this interface, a local folder (:class:`LocalFS`) or an object store
-(:class:`ObjectFS`, ``s3://bucket/prefix``), so that the commit protocol of
-:mod:`attnstore.transaction` is written once over the few primitives both offer:
+"""The store's filesystem seam: every file operation of the store, its transactions and its
+migration goes through one object of the :class:`FileSystem` protocol, a local folder
+(:class:`LocalFS`) or an object store (:class:`ObjectFS`, ``s3://bucket/prefix``), so that
+the commit protocol of :mod:`attnstore.transaction` is written once over the few primitives
+both offer, and no code outside this module asks which filesystem it has:
 
 - ``write_bytes`` replaces a file all at once (a reader sees the old bytes or the new);
 - ``create_only`` creates a file only if none is there, atomically: the commit point;
-- ``lock_id`` is an exclusive lock where the filesystem has one (``flock`` on a local folder)
-  and None on an object store, which has neither locks nor renames.
+- ``replace`` replaces a file only if it is still the version read (its ``tag``): an
+  ``--overwrite``'s commit point (on S3 an ``If-Match`` put on the ETag);
+- ``try_lock`` is an exclusive lock where the filesystem has one (``flock`` on a local
+  folder, ``has_locks``) and None on an object store, which has neither locks nor renames;
+- ``read_many`` reads many small files at once (concurrent GETs on S3): the commit records.
 
 :func:`filesystem_for` turns what a user gives as ``--store`` (a folder or a URL) into a
 filesystem and the store's root path on it. Object stores are reached through s3fs (botocore),
 configured as every AWS tool is: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_DEFAULT_REGION``, ``AWS_PROFILE`` and the shared config files;
 pyarrow reads and writes the Parquet files with its own S3 client, given what botocore resolved
-(docs/object-storage.md).
+(docs/object-storage.md). :func:`write_whole` is the one atomic write of a local file (store
+files and the outputs of :mod:`attnstore.outputs` alike).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import fnmatch
 import os
 import re
-import shutil
+import stat
 import uuid
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from attnstore.errors import StoreError
 
 SCHEMES = ("s3",)  # URL schemes a store may live at, besides a local folder
 _ONE_SLASH = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):/(?!/)")  # s3:/bucket, a URL's typo
+READ_CONCURRENCY = 32  # small objects read at once from an object store (read_many)
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -40,7 +49,7 @@ def is_url(location: str | os.PathLike) -> bool:
     return "://" in str(location)
 
 
-def filesystem_for(location: str | os.PathLike) -> tuple[LocalFS | ObjectFS, Path]:
+def filesystem_for(location: str | os.PathLike) -> tuple[FileSystem, PurePath]:
     """The filesystem a store location lives on and the store's root path there: a local
     folder, or ``s3://bucket/prefix``. Another scheme is one line naming what is accepted."""
     text = str(location)
@@ -69,6 +78,112 @@ def filesystem_for(location: str | os.PathLike) -> tuple[LocalFS | ObjectFS, Pat
     return ObjectFS(text), PurePosixPath(rest.rstrip("/"))
 
 
+class FileSystem(Protocol):
+    """What the store asks of a filesystem. Paths are the store's root joined with paths in
+    the layout (``PurePath``: a local ``Path``, or ``bucket/key`` on an object store). Every
+    listing refuses a symbolic link it meets (:func:`link_refused`), never follows one."""
+
+    has_locks: bool  # try_lock gives real locks (a local folder); else None, age decides
+
+    def url(self, path: PurePath) -> str:
+        """``path`` as a user names it: a local path, or ``s3://bucket/key``."""
+
+    def display(self, root: PurePath) -> str | Path:
+        """How a store at ``root`` is named in messages and outputs: the folder or the URL."""
+
+    def check_root(self, root: PurePath, shown: str) -> None:
+        """StoreError unless ``root`` can hold a store at all: not a file; on an object store
+        a bucket that exists and can be listed (one quick request)."""
+
+    def check_special(self, root: PurePath, shown: str) -> None:
+        """StoreError if ``root`` is a place no store may be made (the filesystem root, the
+        home folder)."""
+
+    def local_folder(self, root: PurePath, what: str) -> Path:
+        """``root`` as a local folder, for ``what`` that only exists on one (StoreError on an
+        object store)."""
+
+    def exists(self, path: PurePath) -> bool: ...
+
+    def is_link(self, path: PurePath) -> bool: ...
+
+    def mkdir(self, path: PurePath) -> None: ...
+
+    def find(self, root: PurePath, pattern: str) -> list[Any]:
+        """Files (and, on an object store, the folders keys imply) below ``root`` whose path
+        below it matches the glob ``pattern``, sorted."""
+
+    def stamps(self, root: PurePath, pattern: str) -> dict[Any, Any]:
+        """:meth:`find`'s files, each with a stamp that changes whenever the file is replaced:
+        one listing, no request per file."""
+
+    def check_paths(self, root: PurePath, paths: Iterable[PurePath]) -> dict[Any, int | None]:
+        """Each of ``paths`` (below ``root``) checked not to be, nor pass through, a symbolic
+        link (refused: :func:`link_refused`), with its size where that costs no request (a
+        local folder; None on an object store); a file that is not there is left out."""
+
+    def modified(self, path: PurePath) -> datetime: ...
+
+    def read_text(self, path: PurePath) -> str: ...
+
+    def read_many(self, paths: Iterable[PurePath]) -> dict[Any, tuple[bytes, str | None]]:
+        """The bytes of each file and the tag :meth:`replace` takes (the ETag on S3; None on
+        a local folder), read at once; a file that is gone is left out."""
+
+    def write_bytes(self, path: PurePath, data: bytes) -> None: ...
+
+    def create_only(self, path: PurePath, data: bytes) -> bool: ...
+
+    def replace(self, path: PurePath, data: bytes, tag: str | None) -> bool:
+        """``data`` into ``path`` if it is still the version read with ``tag``; False if
+        another writer replaced (or removed) it since."""
+
+    def remove(self, path: PurePath) -> None: ...
+
+    def prune(self, path: PurePath, stop: PurePath) -> None: ...
+
+    def probe_writable(self, path: PurePath) -> None: ...
+
+    def entries(self, path: PurePath, limit: int) -> list[str]: ...
+
+    def staging_path(self, path: PurePath) -> PurePath: ...
+
+    def publish(self, staged: PurePath, path: PurePath) -> None: ...
+
+    def try_lock(self, path: PurePath) -> Any: ...
+
+    def unlock(self, handle: Any) -> None: ...
+
+    def arrow(self) -> Any:
+        """The same filesystem for pyarrow (datasets, Parquet readers and writers)."""
+
+
+def write_whole(path: Path, write: Callable[[BinaryIO], None], create_only: bool = False) -> bool:
+    """The local file ``path`` written whole by ``write(file)``: into a temporary file beside
+    it (``.NAME.<32 hex>.tmp``, created exclusively, never through a link) that the writer
+    holds locked (``flock``: a cleaner sees it is alive), flushed to disk, then renamed onto
+    ``path`` (a reader sees the old file or the new one). ``create_only``: hard-linked instead,
+    which fails if a file is there (then False). The temporary file never outlives the call."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # held until closed
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+            if not create_only:
+                os.replace(tmp, path)
+                return True
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False
+            return True
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class LocalFS:
     """A local folder: atomic renames, ``flock`` locks, fsync'd writes."""
 
@@ -77,21 +192,37 @@ class LocalFS:
     def url(self, path: Path) -> str:
         return str(path)
 
+    def display(self, root: Path) -> Path:
+        return root
+
+    def check_root(self, root: Path, shown: str) -> None:
+        if root.is_file():
+            raise StoreError(f"'{shown}' is a file; a store is a folder or s3://bucket/prefix")
+
+    def check_special(self, root: Path, shown: str) -> None:
+        where = root.resolve()
+        try:
+            home = Path.home().resolve()
+        except (RuntimeError, KeyError):  # no home folder known
+            home = None
+        special = {Path(where.anchor): "the filesystem root", home: "your home folder"}
+        if where in special:
+            raise StoreError(
+                f"store '{shown}' is {special[where]}; a store needs a folder of its own: give a "
+                f"new or empty folder, e.g. --store {where / 'attnstore'}"
+            )
+
+    def local_folder(self, root: Path, what: str) -> Path:
+        return root
+
     def exists(self, path: Path) -> bool:
         return path.exists()
-
-    def is_dir(self, path: Path) -> bool:
-        return path.is_dir()
 
     def is_link(self, path: Path) -> bool:
         return path.is_symlink()
 
     def mkdir(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
-
-    def listdir(self, path: Path) -> list[Path]:
-        """The entries of a folder, sorted; none if it does not exist."""
-        return sorted(path.iterdir()) if path.is_dir() else []
 
     def find(self, root: Path, pattern: str) -> list[Path]:
         """Files under ``root`` whose path below it matches the glob ``pattern`` (``**/``
@@ -125,60 +256,79 @@ class LocalFS:
                 out[f] = (st.st_ino, st.st_mtime_ns, st.st_size)
         return out
 
+    def check_paths(self, root: Path, paths: Iterable[Path]) -> dict[Path, int]:
+        checked: set[Path] = set()  # folders seen not to be links
+        out = {}
+        for path in paths:
+            for folder in reversed(path.parents):
+                if folder in checked or root not in folder.parents:
+                    continue
+                if folder.is_symlink():
+                    raise link_refused(folder)
+                checked.add(folder)
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                if stat.S_ISLNK(st.st_mode):
+                    raise link_refused(path)
+                continue  # a folder where a file should be: not there
+            out[path] = st.st_size
+        return out
+
     def modified(self, path: Path) -> datetime:
         return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
 
     def read_text(self, path: Path) -> str:
         return path.read_text()
 
-    def _tmp(self, path: Path) -> Path:
-        return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    def read_many(self, paths: Iterable[Path]) -> dict[Path, tuple[bytes, None]]:
+        out = {}
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                if e.errno == 40:  # ELOOP: a symbolic link
+                    raise link_refused(path) from None
+                raise
+            with os.fdopen(fd, "rb") as f:
+                out[path] = (f.read(), None)
+        return out
 
     def staging_path(self, path: Path) -> Path:
         """Where a file that becomes ``path`` is written until it is complete
         (:meth:`publish`): a hidden ``.tmp`` name that no reader's ``*.parquet`` glob, and no
         pyarrow dataset discovery, picks up half written."""
-        return self._tmp(path)
+        return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
 
     def publish(self, staged: Path, path: Path) -> None:
         """A complete file written at ``staging_path(path)`` takes its name, atomically."""
         os.replace(staged, path)
 
-    def _write_tmp(self, path: Path, data: bytes) -> Path:
-        self.mkdir(path.parent)
-        tmp = self._tmp(path)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        return tmp
-
     def write_bytes(self, path: Path, data: bytes) -> None:
         """``data`` into ``path`` all at once: a reader sees the old file or the new one."""
-        os.replace(self._write_tmp(path, data), path)
-
-    def write_atomic(self, path: Path, text: str) -> None:
-        self.write_bytes(path, text.encode())
+        self.mkdir(path.parent)
+        write_whole(path, lambda f: f.write(data))
 
     def create_only(self, path: Path, data: bytes) -> bool:
         """Create ``path`` holding ``data`` unless a file is there already (then False);
         atomic: a hard link of a complete temporary file, which fails if ``path`` exists."""
-        tmp = self._write_tmp(path, data)
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-        finally:
-            tmp.unlink()
+        self.mkdir(path.parent)
+        return write_whole(path, lambda f: f.write(data), create_only=True)
+
+    def replace(self, path: Path, data: bytes, tag: None) -> bool:
+        """:meth:`write_bytes`: on a local folder the writer holds its id's lock, so the
+        version read is still there."""
+        self.write_bytes(path, data)
+        return True
 
     def remove(self, path: Path) -> None:
         """Delete a file; one already gone is not an error."""
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-    def remove_tree(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
 
     def prune(self, path: Path, stop: Path) -> None:
         """Remove ``path`` and the folders above it, up to ``stop`` excluded, while empty."""
@@ -205,9 +355,6 @@ class LocalFS:
             return []
         except PermissionError as e:
             raise StoreError(f"cannot look into '{path}': {e.strerror or e}") from e
-
-    def writable(self, path: Path) -> bool:
-        return os.access(path, os.W_OK)
 
     def try_lock(self, path: Path) -> int | None:
         """An exclusive non-blocking lock on ``path`` (created if need be): a handle for
@@ -259,6 +406,18 @@ class ObjectFS:
 
     def url(self, path: PurePosixPath) -> str:
         return f"s3://{path}"
+
+    def display(self, root: PurePosixPath) -> str:
+        return self.url(root)
+
+    def check_special(self, root: PurePosixPath, shown: str) -> None:
+        """Nothing: every prefix of a bucket may hold a store."""
+
+    def local_folder(self, root: PurePosixPath, what: str) -> Path:
+        raise StoreError(
+            f"store '{self.url(root)}' is on an object store, and {what} is only ever a local "
+            "folder"
+        )
 
     def _endpoint(self) -> str:
         """The S3 API this store is reached at, as botocore resolved it."""
@@ -335,7 +494,7 @@ class ObjectFS:
             return f"{doing} failed: {e}"
         return None
 
-    def check_bucket(self, root: PurePosixPath) -> None:
+    def check_root(self, root: PurePosixPath, shown: str) -> None:
         """StoreError unless the store's bucket exists and its prefix can be listed: one
         request, tried once with short timeouts, so that a wrong endpoint, key or bucket is
         named in seconds rather than after the minutes of retries the transfers allow."""
@@ -354,23 +513,11 @@ class ObjectFS:
         with self.errors(path, "looking for a file"):
             return bool(self._s3.exists(str(path)))
 
-    def is_dir(self, path: PurePosixPath) -> bool:
-        with self.errors(path, "listing"):
-            return bool(self._s3.isdir(str(path)))
-
     def is_link(self, path: PurePosixPath) -> bool:
         return False
 
     def mkdir(self, path: PurePosixPath) -> None:
         """Nothing: an object store has no folders, only keys with slashes."""
-
-    def listdir(self, path: PurePosixPath) -> list[PurePosixPath]:
-        with self.errors(path, "listing"):
-            try:
-                names = self._s3.ls(str(path), detail=False)
-            except FileNotFoundError:
-                return []
-        return sorted(PurePosixPath(n) for n in names if PurePosixPath(n) != path)
 
     def find(self, root: PurePosixPath, pattern: str) -> list[PurePosixPath]:
         """Objects (and the folders their keys imply) under ``root`` whose path below it
@@ -394,6 +541,12 @@ class ObjectFS:
                 out[root / rel] = entry.get("ETag") or entry.get("LastModified")
         return out
 
+    def check_paths(
+        self, root: PurePosixPath, paths: Iterable[PurePosixPath]
+    ) -> dict[PurePosixPath, None]:
+        """Every path, size unknown: an object store has no links, and sizes cost requests."""
+        return dict.fromkeys(paths)
+
     def modified(self, path: PurePosixPath) -> datetime:
         with self.errors(path, "reading a file's date"):
             when = self._s3.modified(str(path))
@@ -403,12 +556,57 @@ class ObjectFS:
         with self.errors(path, "reading"):
             return self._s3.cat_file(str(path)).decode()
 
+    def read_many(
+        self, paths: Iterable[PurePosixPath]
+    ) -> dict[PurePosixPath, tuple[bytes, str | None]]:
+        """Each object whole with its ETag: one GET each (no HEAD first), at most
+        :data:`READ_CONCURRENCY` at once; an object that is gone is left out."""
+        from fsspec.asyn import sync
+
+        paths = list(paths)
+        gate = asyncio.Semaphore(READ_CONCURRENCY)
+
+        async def get(path: PurePosixPath):
+            bucket, _, key = str(path).partition("/")
+            async with gate:
+                resp = await self._s3._call_s3("get_object", Bucket=bucket, Key=key)
+                try:
+                    return await resp["Body"].read(), resp.get("ETag")
+                finally:
+                    resp["Body"].close()
+
+        async def every():
+            return await asyncio.gather(*(get(p) for p in paths), return_exceptions=True)
+
+        out = {}
+        where = paths[0] if paths else PurePosixPath(self.location)
+        with self.errors(where, "reading"):
+            for path, got in zip(paths, sync(self._s3.loop, every), strict=True):
+                if isinstance(got, FileNotFoundError):
+                    continue
+                if isinstance(got, BaseException):
+                    raise got
+                out[path] = got
+        return out
+
     def write_bytes(self, path: PurePosixPath, data: bytes) -> None:
         with self.errors(path, "writing"):
             self._s3.pipe_file(str(path), data)
 
-    def write_atomic(self, path: PurePosixPath, text: str) -> None:
-        self.write_bytes(path, text.encode())
+    def replace(self, path: PurePosixPath, data: bytes, tag: str | None) -> bool:
+        """A put conditional on the object's ETag (``If-Match``): False if it changed (or
+        went) since it was read."""
+        bucket, _, key = str(path).partition("/")
+        with self.errors(path, "writing"):
+            try:
+                self._s3.call_s3("put_object", Bucket=bucket, Key=key, Body=data, IfMatch=tag)
+                return True
+            except FileNotFoundError:
+                return False  # removed since: no version to replace
+            except OSError as e:
+                if _precondition_failed(e):
+                    return False
+                raise
 
     def create_only(self, path: PurePosixPath, data: bytes) -> bool:
         """A conditional put (``If-None-Match: *``): False if the object exists already."""
@@ -419,17 +617,13 @@ class ObjectFS:
             except FileExistsError:
                 return False
             except OSError as e:
-                if "PreconditionFailed" in str(e) or "412" in str(e):
+                if _precondition_failed(e):
                     return False
                 raise
 
     def remove(self, path: PurePosixPath) -> None:
         with self.errors(path, "deleting"), contextlib.suppress(FileNotFoundError):
             self._s3.rm_file(str(path))
-
-    def remove_tree(self, path: PurePosixPath) -> None:
-        with self.errors(path, "deleting"), contextlib.suppress(FileNotFoundError):
-            self._s3.rm(str(path), recursive=True)
 
     def prune(self, path: PurePosixPath, stop: PurePosixPath) -> None:
         """Nothing: an object store has no empty folders to remove."""
@@ -460,9 +654,6 @@ class ObjectFS:
 
     def publish(self, staged: PurePosixPath, path: PurePosixPath) -> None:
         """Nothing: the object was written under its own name (:meth:`staging_path`)."""
-
-    def writable(self, path: PurePosixPath) -> bool:
-        return True  # known only by trying; a refused delete is reported where it happens
 
     def try_lock(self, path: PurePosixPath) -> None:
         return None
@@ -508,7 +699,20 @@ class ObjectFS:
         return self._arrow[1]
 
 
-def link_refused(path: Path) -> StoreError:
+def _precondition_failed(e: BaseException) -> bool:
+    """True if S3 refused a conditional put (HTTP 412, ``PreconditionFailed``)."""
+    for x in _chain(e):
+        response = getattr(x, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") in (
+            "PreconditionFailed",
+            "412",
+        ):
+            return True
+    text = str(e)
+    return "PreconditionFailed" in text or "412" in text or "pre-conditions" in text
+
+
+def link_refused(path: PurePath) -> StoreError:
     """The one error of a symbolic link met inside a store."""
     return StoreError(
         f"'{path}' is a symbolic link; attnstore never follows links inside a store: replace "

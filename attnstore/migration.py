@@ -1,5 +1,15 @@
 """``attnstore migrate``: rewrite a store of schema version 1 into the current format, in place,
-keeping every run, analysis and intervention id and every value.
+keeping every run, analysis and intervention id and every value; and give the commit records of
+a version 2 store written before file manifests their manifests.
+
+**Manifests (version 2, no schema change).** A commit record names its files
+(``attnstore.files``: path, bytes, rows; :mod:`attnstore.transaction`). Records written before
+that are still read (their ids' folders are listed instead); ``attnstore migrate`` adds the
+manifest to each: the files of the record's token are listed and their footers read (the rows
+must add up to the record's counts), and the record is replaced by the same row with the
+manifest added, one id at a time, under the id's lock (on S3 a put conditional on the record's
+ETag). A migration killed half way leaves some records with manifests and some without, all
+read correctly; running it again finishes it. Works on a folder and on an object store.
 
 What changes from version 1 to 2:
 
@@ -36,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +57,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from attnstore.errors import SchemaVersionError, StoreError
-from attnstore.fs import LocalFS, filesystem_for
+from attnstore.fs import FileSystem, filesystem_for
 from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, parquet_options
-from attnstore.store import STORE_FILE
-from attnstore.transaction import COMMIT_FILE, LOCKS, file_metadata
+from attnstore.store import STORE_FILE, Store
+from attnstore.transaction import (
+    COMMIT_FILE,
+    LOCKS,
+    FileEntry,
+    commit_record,
+    file_metadata,
+    parse_record,
+)
 
 V1_FILE = "part-0.parquet"
 V1_STAGING = ".staging"
@@ -71,28 +89,28 @@ class MigrateResult:
     ids: dict[str, int]  # level -> ids migrated
     bytes_before: int
     bytes_after: int
+    manifests: int = 0  # commit records given their file manifest
 
 
 def migrate(location: str | Path, progress: bool = False) -> MigrateResult:
-    """Rewrite the store at ``location`` into the current schema version (module docstring).
-    A store already current is left as it is."""
+    """Rewrite the store at ``location`` into the current schema version, and give every
+    commit record its file manifest (module docstring). A store already current is left as it
+    is."""
     fs, root = filesystem_for(location)
     meta = root / STORE_FILE
-    if not isinstance(fs, LocalFS):
-        raise StoreError(
-            f"store '{location}' is on an object store, where every store is written in schema "
-            f"version {SCHEMA_VERSION} from the start: there is nothing to migrate"
-        )
+    fs.check_root(root, str(location))
     if not fs.exists(meta):
         raise StoreError(f"'{location}' is not an attnstore store (it has no {STORE_FILE})")
     version = _version(fs, meta)
     if version == SCHEMA_VERSION:
-        return MigrateResult(str(location), version, version, {}, 0, 0)
+        n = add_manifests(Store(location))
+        return MigrateResult(str(location), version, version, {}, 0, 0, n)
     if version != 1:
         raise SchemaVersionError(
             f"store '{location}' has schema version {version}; this attnstore migrates "
             f"version 1 to {SCHEMA_VERSION}"
         )
+    root = fs.local_folder(root, "a version 1 store")
     fs.find(root, "**/*")  # a symbolic link anywhere inside is refused: never written through
     _refuse_unfinished_commits(fs, root, location)
     fs.mkdir(root / LOCKS)
@@ -106,17 +124,68 @@ def migrate(location: str | Path, progress: bool = False) -> MigrateResult:
         _crash_at("converted")
         for f in root.glob(f"*/**/{V1_FILE}"):
             fs.remove(f)
-        fs.remove_tree(root / V1_STAGING)
+        shutil.rmtree(root / V1_STAGING, ignore_errors=True)
         _crash_at("cleaned")
-        fs.write_atomic(meta, json.dumps({"schema_version": SCHEMA_VERSION}) + "\n")
+        fs.write_bytes(meta, (json.dumps({"schema_version": SCHEMA_VERSION}) + "\n").encode())
         after = sum(f.stat().st_size for f in root.glob("*/**/*.parquet"))
     finally:
         fs.unlock(lock)
     counts = {level: len(v) for level, v in ids.items()}
-    return MigrateResult(str(location), version, SCHEMA_VERSION, counts, before, after)
+    n = sum(counts.values())  # every record written with its manifest
+    return MigrateResult(str(location), version, SCHEMA_VERSION, counts, before, after, n)
 
 
-def _version(fs: LocalFS, meta: Path) -> int:
+def add_manifests(s: Store) -> int:
+    """Give every commit record of ``s`` that has none its file manifest (module docstring);
+    how many records were rewritten. A record whose files do not add up to its row counts is
+    a StoreError naming it, and is left as it is."""
+    n = 0
+    for level in PRIMARY:
+        for key, record in s.records(level).items():
+            if record.files is not None:
+                continue
+            lock = s._folder.lock_id(level, key)
+            if lock is None:
+                raise StoreError(
+                    f"{level} {key} is being written by another process right now; run "
+                    "attnstore migrate again once it has finished"
+                )
+            try:
+                n += _add_manifest(s, level, key)
+            finally:
+                s._folder.unlock(lock)
+    return n
+
+
+def _add_manifest(s: Store, level: str, key: str) -> int:
+    """The record of ``key`` rewritten with its manifest (1), or left (0: it has one now)."""
+    record, tag = s._folder.read_version(level, key)  # again, under the lock
+    if record is None or record.files is not None:
+        return 0
+    t = TABLES[PRIMARY[level]]
+    path = s._folder.commit_path(level, key)
+    entries = []
+    arrow = s.fs.arrow()
+    for f in s._folder.version_files(level, key, record):
+        with arrow.open_input_file(str(f)) as fh:
+            entries.append(
+                FileEntry(
+                    f.relative_to(s.root).as_posix(), fh.size(), pq.read_metadata(fh).num_rows
+                )
+            )
+    row = s.read(t.name, **{t.partition[0][0]: key}).drop_columns([t.partition[0][0]])
+    rows = record.rows
+    data = commit_record(t, row, key, record.token, rows, entries)
+    parse_record(data, s.fs.url(path), t, key)  # the rows add up: else named, nothing written
+    if not s.fs.replace(path, data, tag):
+        raise StoreError(
+            f"{level} {key} was replaced by another writer during the migration; run attnstore "
+            "migrate again"
+        )
+    return 1
+
+
+def _version(fs: FileSystem, meta: Path) -> int:
     try:
         content = json.loads(fs.read_text(meta))
         version = content["schema_version"]
@@ -127,9 +196,10 @@ def _version(fs: LocalFS, meta: Path) -> int:
     return version
 
 
-def _refuse_unfinished_commits(fs: LocalFS, root: Path, location) -> None:
-    for entry in fs.listdir(root / V1_STAGING):
-        if fs.is_dir(entry) and fs.exists(entry / "COMMIT"):
+def _refuse_unfinished_commits(fs: FileSystem, root: Path, location) -> None:
+    staging = root / V1_STAGING
+    for entry in sorted(staging.iterdir()) if staging.is_dir() else []:
+        if entry.is_dir() and (entry / "COMMIT").exists():
             raise StoreError(
                 f"store '{location}' holds an unfinished version 1 commit ('{entry}'); open "
                 "the store once with the attnstore that wrote it (it finishes the commit), "
@@ -137,13 +207,14 @@ def _refuse_unfinished_commits(fs: LocalFS, root: Path, location) -> None:
             )
 
 
-def _committed_v1(fs: LocalFS, root: Path, level: str) -> list[str]:
+def _committed_v1(fs: FileSystem, root: Path, level: str) -> list[str]:
     """Ids whose primary row is there: a version 1 file, or the record of a migration that
     was killed after writing it."""
     t = TABLES[PRIMARY[level]]
     key = t.partition[0][0]
     out = []
-    for folder in fs.listdir(root / t.name):
+    folders = root / t.name
+    for folder in sorted(folders.iterdir()) if folders.is_dir() else []:
         if folder.name.startswith(f"{key}=") and (
             (folder / V1_FILE).exists() or (folder / COMMIT_FILE).exists()
         ):
@@ -156,7 +227,7 @@ def token_for(level: str, key: str) -> str:
     return hashlib.sha256(f"migrate:{level}:{key}".encode()).hexdigest()[:16]
 
 
-def _convert(fs: LocalFS, root: Path, ids: dict[str, list[str]], progress: bool) -> None:
+def _convert(fs: FileSystem, root: Path, ids: dict[str, list[str]], progress: bool) -> None:
     from attnstore.progress import progress_bar
 
     jobs = []
@@ -172,24 +243,41 @@ def _convert(fs: LocalFS, root: Path, ids: dict[str, list[str]], progress: bool)
                 for old in sorted(folder.glob(f"**/{V1_FILE}")):
                     jobs.append((t, key, old, level))
                     counts[name] += pq.read_metadata(old).num_rows
+    # each id's data files first, its commit record last: the record names them (manifest)
+    jobs.sort(key=lambda job: (job[3], job[1], job[0].name == PRIMARY[job[3]]))
+    files: dict[tuple[str, str], list[FileEntry]] = {}
     for t, key, old, level in progress_bar(jobs, desc="migrate", unit="file", enabled=progress):
         token = token_for(level, key)
         primary = t.name == PRIMARY[level]
         new = old.with_name(COMMIT_FILE if primary else f"part-{token}.parquet")
-        if new.exists():
-            continue  # converted by a migration that was killed later
-        _convert_file(t, key, token, old, new, rows[(level, key)] if primary else None)
+        if not new.exists():  # else converted by a migration that was killed later
+            done = files.get((level, key), []) if primary else None
+            _convert_file(t, key, token, old, new, rows[(level, key)] if primary else None, done)
+        if not primary:
+            entry = FileEntry(
+                new.relative_to(root).as_posix(),
+                new.stat().st_size,
+                pq.read_metadata(new).num_rows,
+            )
+            files.setdefault((level, key), []).append(entry)
 
 
 def _convert_file(
-    t: Table, key: str, token: str, old: Path, new: Path, rows: dict[str, int] | None
+    t: Table,
+    key: str,
+    token: str,
+    old: Path,
+    new: Path,
+    rows: dict[str, int] | None,
+    files: list[FileEntry] | None,
 ) -> None:
     """One version 1 file into its version 2 file, row group by row group (memory holds one),
     written under a temporary name and renamed into place; a commit record (``rows`` given)
-    counts the rows of each of its id's tables, as a commit does."""
+    counts the rows of each of its id's tables and names its files (``files``), as a commit
+    does."""
     source = pq.ParquetFile(old)
     tmp = new.with_name(f".{new.name}.{uuid.uuid4().hex}.tmp")
-    schema = t.schema.with_metadata(file_metadata(t, key, token, rows))
+    schema = t.schema.with_metadata(file_metadata(t, key, token, rows, files))
     try:
         with pq.ParquetWriter(tmp, schema, **parquet_options(t)) as writer:
             for i in range(source.num_row_groups):

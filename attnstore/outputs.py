@@ -9,8 +9,10 @@ inside a store, always whole, and a path that cannot be written is one line.
 - :func:`check_output_folder`: a folder for outputs, checked and probed, so that a command can
   refuse it before its work.
 - :func:`write_output`: a file, checked, its folder made, written beside its destination
-  under a locked temporary name and moved into place: never seen half-written. A temporary
-  file left by a writer that was killed is removed by the next write of the same output.
+  under a locked temporary name and moved into place (:func:`attnstore.fs.write_whole`, the
+  one atomic write of a local file, which the store's own files use too): never seen
+  half-written. A temporary file left by a writer that was killed is removed by the next write
+  of the same output.
 
 Every refusal is a :class:`~attnstore.errors.ConfigError` naming the path. Nothing here
 imports matplotlib or pandas.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from attnstore.errors import ConfigError
-from attnstore.fs import is_url
+from attnstore.fs import is_url, write_whole
 from attnstore.store import STORE_FILE, check_store_place  # what makes a folder a store
 
 STALE_AFTER_S = 10.0  # a temporary file nobody holds, untouched this long, is a dead writer's
@@ -157,20 +159,10 @@ def write_output(
     that the writer holds locked, then moved into place. Returns ``path``; an OSError is a
     ConfigError ``cannot write 'PATH': <reason>``."""
     path = check_output(path, store)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         _make_folder(path.parent, path)
         remove_stale_temporaries(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
-        with os.fdopen(fd, "wb") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # held until closed: not stale while we write
-            try:
-                write(f)
-                f.flush()
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+        write_whole(path, write)
     except OSError as e:
         raise cannot_write(path, e) from None
     return path

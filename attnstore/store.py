@@ -2,10 +2,15 @@
 with the one lookup of a run or an analysis ("the latest" everywhere). Writes go through
 transactions (:mod:`attnstore.transaction`): a run or an analysis appears whole or not at all.
 
+What is committed is read from the commit records alone: each names its id's files (path,
+bytes, rows), so opening a store lists the primary tables' folders and reads each record once
+(one small request each on an object store, all at once), and never lists a data folder or
+reads a data file's footer. A store of a thousand runs opens in a thousand small reads.
+
 Opening a store, and every read, changes nothing in it: what killed writers left is deleted by
 the next writer of the same id, or by :meth:`Store.recover` when asked (``attnstore recover``).
-Every commit record a read meets is checked (:func:`attnstore.transaction.read_record`), and a
-symbolic link met anywhere inside the store is refused, never followed or skipped.
+Every commit record a read meets is checked (:func:`attnstore.transaction.parse_record`), and a
+symbolic link met anywhere on the way to a file is refused, never followed or skipped.
 """
 
 from __future__ import annotations
@@ -16,27 +21,28 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attnstore.errors import NotFoundError, SchemaVersionError, StoreError, known
-from attnstore.fs import LocalFS, ObjectFS, filesystem_for
+from attnstore.fs import FileSystem, filesystem_for
 from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, _grain_repeats
 from attnstore.transaction import (
     COMMIT_FILE,
     COMMIT_KEY,
+    FileEntry,
     Folder,
     Record,
     Transaction,
     in_layout,
-    read_record,
+    parse_record,
 )
 
 STORE_FILE = "attnstore.json"
-READ_ATTEMPTS = 5  # a read that races a commit's renames lists the files again
+READ_ATTEMPTS = 5  # a read that races a commit's deletions reads the records again
 # What making a store leaves in its folder before attnstore.json, when killed: a writability
 # probe, a temporary attnstore.json. A folder holding only these is still an empty one.
 _MAKING = re.compile(r"\.probe-[0-9a-f]{32}|\.attnstore\.json\.[0-9a-f]{32}\.tmp")
@@ -50,19 +56,8 @@ def check_store_place(location: str | Path) -> None:
     _check_place(*filesystem_for(location), str(location))
 
 
-def _check_place(fs: LocalFS | ObjectFS, root: Path, shown: str) -> None:
-    if isinstance(fs, LocalFS):
-        where = root.resolve()
-        try:
-            home = Path.home().resolve()
-        except (RuntimeError, KeyError):  # no home folder known
-            home = None
-        special = {Path(where.anchor): "the filesystem root", home: "your home folder"}
-        if where in special:
-            raise StoreError(
-                f"store '{shown}' is {special[where]}; a store needs a folder of its own: give a "
-                f"new or empty folder, e.g. --store {where / 'attnstore'}"
-            )
+def _check_place(fs: FileSystem, root: PurePath, shown: str) -> None:
+    fs.check_special(root, shown)
     if fs.exists(root / STORE_FILE):
         return
     others = [n for n in fs.entries(root, 20) if not _MAKING.fullmatch(n)]
@@ -81,13 +76,11 @@ class Store:
     def __init__(self, path: str | Path, create: bool = False) -> None:
         self.fs, self.root = filesystem_for(path)
         # How the store is named to users (messages, outputs): the folder or the URL given.
-        self.path = self.root if isinstance(self.fs, LocalFS) else self.fs.url(self.root)
+        self.path = self.fs.display(self.root)
         self._folder = Folder(self.root, self.fs)
-        self._records_read: dict[Path, tuple[Any, Record]] = {}  # record -> (stamp, record)
-        if isinstance(self.fs, ObjectFS):
-            self.fs.check_bucket(self.root)
-        elif self.root.is_file():
-            raise StoreError(f"'{self.path}' is a file; a store is a folder or s3://bucket/prefix")
+        # each commit record read: its path -> (stamp, record, its bytes, its row or None)
+        self._records_read: dict[PurePath, list[Any]] = {}
+        self.fs.check_root(self.root, str(self.path))
         meta = self.root / STORE_FILE
         if create:
             self._create()
@@ -145,7 +138,7 @@ class Store:
         self.verify()
         return self._folder.recover({level: self.commits(level) for level in PRIMARY})
 
-    # --- reading -----------------------------------------------------------------------
+    # --- the commit records ------------------------------------------------------------
 
     def commits(self, level: str) -> dict[str, str]:
         """The committed ids of a level ('run', 'analysis', 'intervention'), each with the
@@ -155,67 +148,185 @@ class Store:
 
     def records(self, level: str) -> dict[str, Record]:
         """The commit records of a level's ids as they are now, each checked
-        (:func:`attnstore.transaction.read_record`: a damaged one is a StoreError naming it).
-        Each record's footer is read once per version of the record."""
+        (:func:`attnstore.transaction.parse_record`: a damaged one is a StoreError naming it).
+        One listing of the primary table's folder; each record is read whole once per version
+        of it (one request on an object store, all of them at once)."""
+        return {key: got[1] for key, got in self._read_records(level).items()}
+
+    def record(self, level: str, key: str) -> Record | None:
+        """The commit record of one id as it is now (checked), None if it is not committed:
+        one read, whatever the size of the store."""
+        got = self._read_records(level, [key]).get(key)
+        return None if got is None else got[1]
+
+    def has(self, level: str, key: str) -> bool:
+        """True if ``key`` is a committed id of ``level``: one read (:meth:`record`)."""
+        return self.record(level, key) is not None
+
+    def _read_records(self, level: str, keys: list[str] | None = None) -> dict[str, list[Any]]:
+        """Each id's cache entry [stamp, record, bytes, row]: of every id (listed), or of
+        ``keys`` alone (read now, not listed)."""
         t = TABLES[PRIMARY[level]]
         root = self.root / t.name
         self._folder.no_links(root)
-        out = {}
-        for f, stamp in self.fs.stamps(root, "**/*.parquet").items():
-            self._check_place(t, f.relative_to(root))
+        if keys is None:
+            stamps = self.fs.stamps(root, "**/*.parquet")
+            for f in stamps:
+                self._check_place(t, f.relative_to(root))
+        else:
+            stamps = {self._folder.commit_path(level, k): None for k in keys}
+            for f in stamps:
+                self._folder.no_links(f.parent)
+        stale = [
+            f
+            for f, stamp in stamps.items()
+            if stamp is None or f not in self._records_read or self._records_read[f][0] != stamp
+        ]
+        got = self.fs.read_many(stale)
+        for f in stale:
+            if f not in got:
+                self._records_read.pop(f, None)  # gone since it was listed
+                continue
             key = f.parent.name.split("=", 1)[1]
-            cached = self._records_read.get(f)
-            if cached is None or cached[0] != stamp:
-                try:
-                    cached = self._records_read[f] = (stamp, read_record(self.fs, f, t, key))
-                except FileNotFoundError:
-                    continue
-            out[key] = cached[1]
+            record = parse_record(got[f][0], self.fs.url(f), t, key)
+            self._records_read[f] = [stamps[f], record, got[f][0], None]
+        out = {}
+        for f in stamps:
+            if f in self._records_read:
+                out[f.parent.name.split("=", 1)[1]] = self._records_read[f]
         return dict(sorted(out.items()))
 
-    def _records(self, t: Table) -> list[Path]:
-        root = self.root / t.name
-        self._folder.no_links(root)
-        out = []
-        for f in self.fs.find(root, "**/*.parquet"):
-            self._check_place(t, f.relative_to(root))
-            out.append(f)
-        return out
+    def _primary_rows(self, t: Table, keys: list[str] | None) -> pa.Table:
+        """A primary table's rows (the records' own rows, already read), keys first."""
+        key_name, key_type = t.partition[0]
+        rows = []
+        for key, entry in self._read_records(t.level, keys).items():
+            if entry[3] is None:
+                data = pq.read_table(pa.BufferReader(entry[2]))
+                data = data.replace_schema_metadata(None).select(t.schema.names).cast(t.schema)
+                entry[3] = data.add_column(0, key_name, pa.array([key], key_type))
+            rows.append(entry[3])
+        return pa.concat_tables(rows) if rows else t.full_schema.empty_table()
 
-    def files(self, table: str | None = None) -> list[Path]:
-        """The committed Parquet files of a table (of every table when None): a commit record,
-        or a data file whose token is its id's committed one. Every file is checked to sit
-        where the layout puts it: ``<table>/<key>=<id>[/layer=<n>]/part-<token>.parquet``.
+    # --- the files of each table -------------------------------------------------------
 
-        The records are read before the files are listed and again after: a commit (an
-        ``--overwrite``) in between could otherwise pair the old record with a listing from
-        which its files were already deleted, and a run would read as no rows. A version's
-        files exist from before its record until after the record is replaced, so a listing
-        between two reads of the same records holds every file they commit."""
+    def files(self, table: str | None = None, keys: list[str] | None = None) -> list[Path]:
+        """The committed Parquet files of a table (of every table when None), of every id or
+        of ``keys`` alone: a commit record, or a file its record's manifest names. Each is
+        checked on the way: no symbolic link on its path, and, where that costs no request
+        (a local folder), the bytes its record says.
+
+        A record written before manifests has its id's folders listed instead, and is read
+        before the listing and again after: a commit (an ``--overwrite``) in between could
+        otherwise pair the old record with a listing from which its files were already
+        deleted."""
         out = []
         for name in [table] if table else list(TABLES):
-            t = TABLES[name]
-            for attempt in range(READ_ATTEMPTS):
-                records = self.records(t.level)
-                files = self._committed(t, records)
-                if t.name == PRIMARY[t.level] or self.records(t.level) == records:
-                    break
-                time.sleep(0.05 * (attempt + 1))  # a commit is under way: let it finish
-            out += files
+            t = TABLES.get(name)
+            if t is None:
+                raise NotFoundError(f"unknown table '{name}'; known: {known(sorted(TABLES))}")
+            out += [f for f, _ in self._entries(t, keys)]
         return out
 
-    def _committed(self, t: Table, records: dict[str, Record]) -> list[Path]:
+    def _entries(self, t: Table, keys: list[str] | None) -> list[tuple[PurePath, FileEntry | None]]:
+        """The committed files of table ``t`` (of ``keys`` when given), checked (:meth:`files`),
+        each with its manifest entry (None for a record without a manifest)."""
+        for attempt in range(READ_ATTEMPTS):
+            records = self._select(t.level, keys)
+            files = self._committed(t, records)
+            listed = any(r.files is None for r in records.values())
+            if t.name == PRIMARY[t.level] or not listed or self._select(t.level, keys) == records:
+                try:
+                    self._check_files(t, files, records)
+                    return files
+                except FileNotFoundError:
+                    if attempt == READ_ATTEMPTS - 1:
+                        raise
+            time.sleep(0.05 * (attempt + 1))  # a commit is under way: let it finish
+        raise AssertionError("unreachable")
+
+    def _select(self, level: str, keys: list[str] | None) -> dict[str, Record]:
+        if keys is None:
+            return self.records(level)
+        return {k: got[1] for k, got in self._read_records(level, keys).items()}
+
+    def _committed(
+        self, t: Table, records: dict[str, Record]
+    ) -> list[tuple[PurePath, FileEntry | None]]:
         """The files of table ``t`` that ``records`` commit."""
         if t.name == PRIMARY[t.level]:
-            return [self._folder.commit_path(t.level, key) for key in records]
+            return [(self._folder.commit_path(t.level, key), None) for key in records]
         out = []
-        for f in self._records(t):
-            key = f.relative_to(self.root / t.name).parts[0].split("=", 1)[1]
-            if key in records and f.name == f"part-{records[key].token}.parquet":
-                out.append(f)
+        for key, record in records.items():
+            if record.files is not None:
+                out += [
+                    (self.root / e.path, e)
+                    for e in record.files
+                    if e.path.split("/", 1)[0] == t.name
+                ]
+                continue
+            folder = self.root / t.name / f"{t.partition[0][0]}={key}"
+            self._folder.no_links(folder)
+            for f in self.fs.find(folder, "**/*.parquet"):
+                self._check_place(t, f.relative_to(self.root / t.name))
+                if f.name == f"part-{record.token}.parquet":
+                    out.append((f, None))
         return out
 
-    def _check_place(self, t: Table, rel: Path) -> None:
+    def _check_files(
+        self, t: Table, files: list[tuple[PurePath, FileEntry | None]], records: dict
+    ) -> None:
+        """No link on the way to any of ``files``; each there with the bytes its manifest
+        says, where the filesystem knows sizes for free. A file missing while its record is
+        unchanged, or of other bytes, is a StoreError naming it and its record;
+        FileNotFoundError when a commit replaced the record since (read again)."""
+        sizes = self.fs.check_paths(self.root, [f for f, _ in files])
+        for f, entry in files:
+            if f not in sizes:
+                self._missing(t, f, records)
+            size = sizes[f]
+            if entry is not None and size is not None and size != entry.bytes:
+                raise self._changed(t, f, size, entry.bytes)
+
+    def _key_of(self, t: Table, f: PurePath) -> str:
+        return f.relative_to(self.root / t.name).parts[0].split("=", 1)[1]
+
+    def _missing(self, t: Table, f: PurePath, records: dict[str, Record]) -> None:
+        """A committed file that is not there: FileNotFoundError if its record changed since
+        (an overwrite deleted it: read again), else a StoreError naming it."""
+        key = self._key_of(t, f)
+        if self.record(t.level, key) != records.get(key):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", self.fs.url(f))
+        record = self.fs.url(self._folder.commit_path(t.level, key))
+        raise StoreError(
+            f"commit record '{record}' names '{self.fs.url(f)}', which is missing: the "
+            f"{t.level} is damaged; restore the file, or move '{self.fs.url(Path(record).parent)}' "
+            f"out of the store (then {t.level} {key} is gone and can be written again)"
+        )
+
+    def _changed(self, t: Table, f: PurePath, size: int, want: int) -> StoreError:
+        key = self._key_of(t, f)
+        record = self.fs.url(self._folder.commit_path(t.level, key))
+        return StoreError(
+            f"'{self.fs.url(f)}' holds {size} bytes, and its commit record '{record}' says "
+            f"{want}: the file was changed or replaced after the commit; restore it, or move "
+            f"'{self.fs.url(Path(record).parent)}' out of the store (then {t.level} {key} is "
+            "gone and can be written again)"
+        )
+
+    def check_bytes(self, path: PurePath, size: int) -> None:
+        """StoreError if the committed file ``path`` (as :meth:`files` gave it) does not hold
+        the ``size`` bytes its record's manifest says: for a reader that opens a file and
+        learns its size (on an object store, where :meth:`files` cannot know it for free)."""
+        t = TABLES[path.relative_to(self.root).parts[0]]
+        if t.name == PRIMARY[t.level]:
+            return
+        record = self.record(t.level, self._key_of(t, path))
+        want = {self.root / e.path: e.bytes for e in (record.files or ())} if record else {}
+        if path in want and want[path] != size:
+            raise self._changed(t, path, size, want[path])
+
+    def _check_place(self, t: Table, rel: PurePath) -> None:
         if not in_layout(t, rel):
             name = COMMIT_FILE if t.name == PRIMARY[t.level] else "part-<token>.parquet"
             layout = "/".join([t.name, *(f"{k}=<{k}>" for k, _ in t.partition), name])
@@ -224,35 +335,50 @@ class Store:
                 f"{t.name} files ({layout}); move it out of the store"
             )
 
+    # --- checking the whole store ------------------------------------------------------
+
     def verify(self, deep: bool = False) -> None:
-        """Check every committed file from its footer: a readable Parquet file with its
-        table's columns, written for the id and token its folder and name say, and, for each
-        id whose commit record counts its rows, every table holding exactly that many (a file
-        that lost rows, or holds some twice, is caught here). ``deep`` also reads the grain
-        columns of every file: no row repeats another's grain. The first failure is a
-        StoreError naming the file. Footers only (``deep=False``) is what every
-        :func:`attnstore.connect` and every writer's open pays; ``deep`` reads a few integer
-        columns of every row (``attnstore verify --deep``)."""
+        """Check the whole store (``attnstore verify``): every file of every table sits where
+        the layout puts it, and every committed file, from its footer, is a readable Parquet
+        file with its table's columns, written for the id and token its folder and name say,
+        holding the bytes and rows its record's manifest says; for each id whose record counts
+        its rows, every table holds exactly that many (a file that lost rows, or holds some
+        twice, is caught here). ``deep`` also reads the grain columns of every file: no row
+        repeats another's grain. The first failure is a StoreError naming the file. Only
+        ``attnstore verify`` and ``attnstore recover`` pay this; readers and writers check
+        only the files they touch."""
+        for name, t in TABLES.items():
+            root = self.root / name
+            self._folder.no_links(root)
+            for f in self.fs.stamps(root, "**/*"):  # files only: one listing
+                self._check_place(t, f.relative_to(root))
         for level in PRIMARY:
             records = self.records(level)
             rows: dict[tuple[str, str], int] = {}
             replaced: set[str] = set()  # ids an overwrite committed while this read them
             for name, t in TABLES.items():
-                if t.level != level:
+                if t.level != level or name == PRIMARY[level]:
                     continue
-                for f in self._committed(t, records):
-                    key = f.relative_to(self.root / name).parts[0].split("=", 1)[1]
-                    n = self._verify_file(t, f, key, records[key].token, deep)
-                    if n is None:
+                files = self._committed(t, records)
+                self.fs.check_paths(self.root, [f for f, _ in files])  # no link followed
+                for f, entry in files:
+                    key = self._key_of(t, f)
+                    got = self._verify_file(t, f, key, records[key].token, deep)
+                    if got is None:
+                        if self.record(level, key) == records[key]:
+                            self._missing(t, f, records)
                         replaced.add(key)
-                    else:
-                        rows[(key, name)] = rows.get((key, name), 0) + n
+                        continue
+                    n, size = got
+                    if entry is not None and size != entry.bytes:
+                        raise self._changed(t, f, size, entry.bytes)
+                    rows[(key, name)] = rows.get((key, name), 0) + n
             for key, record in records.items():
                 if record.rows is None or key in replaced:
                     continue
                 for name, want in record.rows.items():
-                    if rows.get((key, name), 0) != want:
-                        if self.records(level).get(key) != record:
+                    if name != PRIMARY[level] and rows.get((key, name), 0) != want:
+                        if self.record(level, key) != record:
                             break  # an overwrite committed since: its old files are gone
                         path = self._folder.commit_path(level, key)
                         raise StoreError(
@@ -263,17 +389,20 @@ class Store:
                             "gone and can be written again)"
                         )
 
-    def _verify_file(self, t: Table, f: Path, key: str, token: str, deep: bool) -> int | None:
-        """A committed file's rows, once checked (:meth:`verify`); None if it is gone."""
+    def _verify_file(
+        self, t: Table, f: PurePath, key: str, token: str, deep: bool
+    ) -> tuple[int, int] | None:
+        """A committed file's rows and bytes, once checked (:meth:`verify`); None if gone."""
         url = self.fs.url(f)
         try:
             with self.fs.arrow().open_input_file(str(f)) as fh:
+                size = fh.size()
                 footer = pq.read_metadata(fh)
                 schema = footer.schema.to_arrow_schema()
                 grain = [c for c in t.grain if c in t.schema.names]
                 data = pq.read_table(fh, columns=grain) if deep and grain else None
         except FileNotFoundError:
-            return None  # replaced by a commit since it was listed: not corrupted
+            return None
         except (pa.ArrowException, OSError) as e:
             raise StoreError(f"corrupted Parquet file '{url}': {e}") from e
         if not schema.remove_metadata().equals(t.schema):
@@ -288,7 +417,7 @@ class Store:
             meta.get(id_key.encode(), b"").decode(errors="replace"),
             meta.get(COMMIT_KEY.encode(), b"").decode(errors="replace"),
         )
-        if t.name != PRIMARY[t.level] and said != (key, token):
+        if said != (key, token):
             raise StoreError(
                 f"Parquet file '{url}' was written for {id_key} {said[0]!r:.40} with token "
                 f"{said[1]!r:.40}, not where it lies ({key}, {token}): it was copied or moved "
@@ -299,7 +428,7 @@ class Store:
                 f"Parquet file '{url}': {repeats} rows repeat the grain of table {t.name} "
                 f"({', '.join(t.grain)}): move it out of the store"
             )
-        return footer.num_rows
+        return footer.num_rows, size
 
     def keys(self, level: str) -> list[str]:
         """Committed ids of a level: 'run', 'analysis' or 'intervention'."""
@@ -327,31 +456,52 @@ class Store:
             expr = term if expr is None else expr & term
         if where is not None:
             expr = where if expr is None else expr & where
+        # An id asked for by name: its record alone is read, whatever the store's size.
+        key = filters.get(t.partition[0][0])
+        keys = [key] if isinstance(key, str) else None
+        if t.name == PRIMARY[t.level]:  # the records' own rows, read with the records
+            rows = self._primary_rows(t, keys)
+            rows = rows if expr is None else rows.filter(expr)
+            return rows if columns is None else rows.select(columns)
         for attempt in range(READ_ATTEMPTS):
             try:
-                return self.dataset(name).to_table(columns=columns, filter=expr)
+                return self.dataset(name, keys).to_table(columns=columns, filter=expr)
             except FileNotFoundError:
                 # A commit (an --overwrite) replaced files between listing and reading:
-                # list again; the old version or the new one is read, never an error.
+                # read the records again; the old version or the new one is read.
                 if attempt == READ_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
-    def dataset(self, name: str):
-        """A pyarrow dataset of a table's committed files as they are now. The partition keys
-        come from the folder names *below* the table's own folder, never from the path above
-        the store, and the store's path is never read as a glob pattern."""
+    def dataset(self, name: str, keys: list[str] | None = None):
+        """A pyarrow dataset of a table's committed files as they are now (of ``keys``' ids
+        alone when given), each file's size given from its record's manifest (no request to
+        learn it). The partition keys come from the folder names *below* the table's own
+        folder, never from the path above the store, and the store's path is never read as a
+        glob pattern."""
+        import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
         t = TABLES[name]
-        return ds.dataset(
-            [str(f) for f in self.files(name)],
-            partitioning=ds.partitioning(pa.schema(list(t.partition)), flavor="hive"),
-            partition_base_dir=str(self.root / name),
-            schema=t.full_schema,
-            filesystem=self.fs.arrow(),
-        )
+        fmt = ds.ParquetFileFormat()
+        arrow = self.fs.arrow()
+        fragments = []
+        for f, entry in self._entries(t, keys):
+            parts = f.relative_to(self.root / name).parts
+            expr = None
+            for (col, ty), part in zip(t.partition, parts, strict=False):
+                term = pc.field(col) == pa.scalar(part.split("=", 1)[1]).cast(ty)
+                expr = term if expr is None else expr & term
+            fragments.append(
+                fmt.make_fragment(
+                    str(f),
+                    filesystem=arrow,
+                    partition_expression=expr,
+                    file_size=None if entry is None else entry.bytes,
+                )
+            )
+        return ds.FileSystemDataset(fragments, t.full_schema, fmt, arrow)
 
     def prompts(self, run: dict[str, Any]):
         """A run's prompts from ``inputs``, given its runs row: x of shape (n_samples,

@@ -13,36 +13,45 @@ Writing run ``R`` (an analysis, an intervention: the same with their own tables)
 2. the rows on disk are counted against the rows written and declared
    (:meth:`Transaction.expect_rows`);
 3. the *commit record* ``runs/run_id=R/commit.parquet`` (the run's row of the primary table,
-   with ``attnstore.commit = <token>`` and the rows of each table, ``attnstore.rows``, in its
-   key-value metadata) is created with a
-   create-only write: ``O_EXCL``-like hard link on a local folder, a conditional put
-   (``If-None-Match: *``) on S3. From that instant the run exists, whole. ``--overwrite``
-   replaces the record in one write instead (``rename`` locally, a plain put on S3): readers see
-   the old version or the new one, never neither and never a mix;
-4. files of ``R`` with any other token (the old version, a killed writer's leftovers) are
-   deleted.
+   with ``attnstore.commit = <token>``, the rows of each table, ``attnstore.rows``, and the
+   manifest of its files, ``attnstore.files``: each file's path below the store, bytes and
+   rows, in its key-value metadata) is created with a create-only write: ``O_EXCL``-like hard
+   link on a local folder, a conditional put (``If-None-Match: *``) on S3. From that instant
+   the run exists, whole. ``--overwrite`` replaces the record in one write instead (``rename``
+   under the id's lock locally; on S3 a put conditional on the ETag of the record the writer
+   read when it started, ``If-Match``, so that of two overwrites at once one fails cleanly):
+   readers see the old version or the new one, never neither and never a mix;
+4. the files of the version it replaced (its record's manifest) are deleted.
+
+Readers take each table's files from the records' manifests alone: no listing of the data
+folders, no footer read of a file a query does not touch. A record written before manifests
+(no ``attnstore.files``) is read the old way: its id's folders are listed and the files whose
+token is the record's are its files (``attnstore migrate`` adds the manifests).
 
 A process killed before step 3 leaves only files no reader shows; one killed after it leaves
 the old version's files, equally hidden. The next writer of ``R`` deletes them when it starts
-(:meth:`Folder.recover_id`) and after its commit (step 4); ``Store.recover`` (``attnstore
-recover``) does the same for every id. Only writers and that explicit call delete: opening a
+(:meth:`Folder.recover_id`: its id's folders only); ``Store.recover`` (``attnstore recover``)
+does the same for every id. Only writers and that explicit call delete: opening a
 store to read it changes nothing. Recovery deletes an id's files on a local folder only when
 the id's lock proves their writer dead (a writer holds ``flock`` on
 ``.locks/<level>-<id>.lock`` from before its first file until after its last), on an object
 store once they are older than :data:`STALE_AFTER` (it has no locks; a writer checks its files
 are all still there just before it commits); and only after the id's commit record passed its
 checks (:func:`read_record`): a record that is not one attnstore wrote (no valid token, not one
-row, another id) is a StoreError naming it, and nothing is deleted.
+row, another id, a manifest naming a file that is not its own: ``..``, an absolute path,
+another bucket, another id or token) is a StoreError naming it, and nothing is deleted.
 
 Two writers of one id: on a local folder the second is refused at once (the id lock); on an
-object store both write, the first commit record wins, and the loser removes its files and says
-so. Paths never leave the store: a symbolic link inside it (a table or id folder, a data file,
-``.locks``) is refused, never followed.
+object store both write, the first commit record wins (the first ``--overwrite`` of the version
+both read), and the loser removes its files and says so. Paths never leave the store: a
+symbolic link inside it (a table or id folder, a data file, ``.locks``) is refused, never
+followed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -51,20 +60,21 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from attnstore.errors import CommitConflict, StoreError, known
-from attnstore.fs import LocalFS, ObjectFS, link_refused
+from attnstore.fs import FileSystem, link_refused
 from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, parquet_options
 
 LOCKS = ".locks"
 COMMIT_FILE = "commit.parquet"  # the primary table's file: a run's commit record
 COMMIT_KEY = "attnstore.commit"  # key-value metadata: the token of the committed files
 ROWS_KEY = "attnstore.rows"  # key-value metadata of a record: rows of each table, JSON
+FILES_KEY = "attnstore.files"  # key-value metadata of a record: its files (FileEntry), JSON
 CRASH_ENV = "ATTNSTORE_CRASH_AT"  # tests only: 'written' (before step 3), 'committed' (after)
 STALE_AFTER = timedelta(hours=1)  # object stores: an uncommitted file this old is a dead writer's
 ROW_GROUP_ROWS = 1 << 20  # upper bound; writers pass whole batches as row groups
@@ -103,11 +113,28 @@ def in_layout(t: Table, rel: Path) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a committed version, as its commit record's manifest names it (what a
+    Delta Lake ``add`` action carries)."""
+
+    path: str  # below the store's root, '/'-separated: <table>/<key>=<id>[/layer=<n>]/part-...
+    bytes: int
+    rows: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "bytes": self.bytes, "rows": self.rows}
+
+
 def file_metadata(
-    table: Table, key: str, token: str, rows: dict[str, int] | None = None
+    table: Table,
+    key: str,
+    token: str,
+    rows: dict[str, int] | None = None,
+    files: list[FileEntry] | None = None,
 ) -> dict[str, str]:
     """The key-value metadata of every file attnstore writes; a commit record's also counts
-    the rows of each table of its id (``rows``)."""
+    the rows of each table of its id (``rows``) and names its files (``files``)."""
     meta = {
         "attnstore.schema_version": str(SCHEMA_VERSION),
         "attnstore.table": table.name,
@@ -116,16 +143,25 @@ def file_metadata(
     }
     if rows is not None:
         meta[ROWS_KEY] = json.dumps(rows, sort_keys=True)
+    if files is not None:
+        entries = sorted(files, key=lambda e: e.path)
+        meta[FILES_KEY] = json.dumps([e.as_json() for e in entries], separators=(",", ":"))
     return meta
 
 
 def commit_record(
-    table: Table, data: pa.Table, key: str, token: str, rows: dict[str, int] | None = None
+    table: Table,
+    data: pa.Table,
+    key: str,
+    token: str,
+    rows: dict[str, int] | None = None,
+    files: list[FileEntry] | None = None,
 ) -> bytes:
     """The bytes of a commit record: the primary table's row as one Parquet file, naming the
-    token of its id's files and (``rows``) how many rows each table of the id holds."""
+    token of its id's files, (``rows``) how many rows each table of the id holds and
+    (``files``) each of its files."""
     buf = io.BytesIO()
-    schema = table.schema.with_metadata(file_metadata(table, key, token, rows))
+    schema = table.schema.with_metadata(file_metadata(table, key, token, rows, files))
     pq.write_table(
         data.cast(table.schema).replace_schema_metadata(schema.metadata),
         buf,
@@ -140,28 +176,45 @@ def new_token() -> str:
 
 @dataclass(frozen=True)
 class Record:
-    """What a commit record says, checked (:func:`read_record`)."""
+    """What a commit record says, checked (:func:`parse_record`)."""
 
     token: str  # the token of the id's committed files
     rows: dict[str, int] | None  # rows of each of the id's tables; None in records written
     # before commit records counted them (ROWS_KEY)
+    files: tuple[FileEntry, ...] | None  # its files; None in records written before
+    # manifests (FILES_KEY): their files are found by listing the id's folders
+
+    def paths(self, root: PurePath, table: str | None = None) -> list[PurePath]:
+        """The paths of its files (of ``table`` alone when given) below ``root``."""
+        return [
+            root / e.path
+            for e in self.files or ()
+            if table is None or e.path.split("/", 1)[0] == table
+        ]
 
 
-def read_record(fs: LocalFS | ObjectFS, path: Path, table: Table, key: str) -> Record:
-    """The commit record of ``key`` at ``path`` (a primary table's file), from its footer alone.
-    It must be one attnstore wrote: one row, its id's name in its metadata, a token of the
-    form :func:`new_token` makes and, where given, a row count for every table of its level.
-    Anything else (a record rewritten by a tool that drops Parquet metadata, a damaged token,
-    two rows, another id) is a one-line StoreError naming the file, so that no reader serves it
-    and no recovery deletes files on its word. FileNotFoundError if it is gone."""
-    url = fs.url(path)
+def read_record(fs: FileSystem, path: PurePath, table: Table, key: str) -> Record:
+    """The commit record of ``key`` at ``path`` (a primary table's file), read whole (one
+    request on an object store) and checked (:func:`parse_record`). FileNotFoundError if it
+    is gone."""
+    got = fs.read_many([path]).get(path)
+    if got is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", fs.url(path))
+    return parse_record(got[0], fs.url(path), table, key)
+
+
+def parse_record(data: bytes, url: str, table: Table, key: str) -> Record:
+    """The commit record of ``key`` from its bytes (``url``: where it lies, for messages),
+    from its footer alone. It must be one attnstore wrote: one row, its id's name in its
+    metadata, a token of the form :func:`new_token` makes, where given a row count for the
+    tables of its level and a manifest naming files of its own id and token inside the store
+    (no ``..``, no absolute path, no other bucket, where the layout puts them) whose rows add
+    up to those counts. Anything else (a record rewritten by a tool that drops Parquet
+    metadata, a damaged token, two rows, another id, a manifest pointing elsewhere) is a
+    one-line StoreError naming the file, so that no reader serves it and no recovery deletes
+    files on its word."""
     try:
-        with fs.arrow().open_input_file(str(path)) as fh:
-            footer = pq.read_metadata(fh)
-    except FileNotFoundError:
-        raise
-    except PermissionError as e:
-        raise StoreError(f"cannot read '{url}': access denied ({e})") from e
+        footer = pq.read_metadata(pa.BufferReader(data))
     except (pa.ArrowException, OSError) as e:
         raise StoreError(f"corrupted Parquet file '{url}': {e}") from e
     meta = {
@@ -196,27 +249,86 @@ def read_record(fs: LocalFS | ObjectFS, path: Path, table: Table, key: str) -> R
             or not all(type(n) is int and n >= 0 for n in rows.values())
         ):
             problem = f"its row counts {_shown(meta[ROWS_KEY])} are not one count per table"
+    files = None
+    if problem is None and FILES_KEY in meta:
+        files, problem = _manifest(meta[FILES_KEY], table, key, token, rows)
     if problem is not None:
         raise StoreError(
             f"commit record '{url}' is damaged: {problem}; attnstore reads nothing on its "
             f"word and deletes nothing until it is restored, or moved out of the store with its "
             f"folder (then {table.level} {key} is gone and can be written again)"
         )
-    return Record(token, rows)
+    return Record(token, rows, files)
 
 
-def _shown(value: str | None) -> str:
-    """A stored value quoted for a message, cut short if long."""
+def _manifest(
+    text: str, primary: Table, key: str, token: str, rows: dict[str, int] | None
+) -> tuple[tuple[FileEntry, ...] | None, str | None]:
+    """A record's manifest, checked: (its entries, None), or (None, what is wrong)."""
+    try:
+        items = json.loads(text)
+    except ValueError:
+        items = None
+    if not isinstance(items, list):
+        return None, f"its file manifest {_shown(text)} is not a list of files"
+    entries, per_table = [], {}
+    for item in items:
+        if (
+            not isinstance(item, dict)
+            or sorted(item) != ["bytes", "path", "rows"]
+            or not isinstance(item["path"], str)
+            or not all(type(item[n]) is int and item[n] >= 0 for n in ("bytes", "rows"))
+        ):
+            return None, f"its file manifest holds {_shown(json.dumps(item))}, not a file"
+        where = _foreign(item["path"], primary, key, token)
+        if where is not None:
+            return None, f"its file manifest names {_shown(item['path'], 120)}, {where}"
+        entries.append(FileEntry(item["path"], item["bytes"], item["rows"]))
+        name = item["path"].split("/", 1)[0]
+        per_table[name] = per_table.get(name, 0) + item["rows"]
+    if len({e.path for e in entries}) != len(entries):
+        return None, "its file manifest names a file twice"
+    if rows is not None:
+        for name in sorted(set(rows) | set(per_table) - {primary.name}):
+            if name != primary.name and per_table.get(name, 0) != rows.get(name, 0):
+                return None, (
+                    f"its file manifest gives table {name} {per_table.get(name, 0)} rows, its "
+                    f"row counts {rows.get(name, 0)}"
+                )
+    return tuple(entries), None
+
+
+def _foreign(path: str, primary: Table, key: str, token: str) -> str | None:
+    """Why ``path`` (a manifest entry) is not a file of ``key``'s version ``token`` inside the
+    store; None when it is."""
+    if "\\" in path or ":" in path or path.startswith("/"):
+        return "which is not a path below the store (an absolute path, a URL, another bucket)"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "which leaves its place in the store ('..', '.' or an empty folder name)"
+    t = TABLES.get(parts[0])
+    if t is None or t.level != primary.level or t is primary:
+        return f"which is not in a table of its {primary.level}"
+    rel = PurePosixPath(*parts[1:])
+    if not in_layout(t, rel) or TMP_FILE.fullmatch(parts[-1]):
+        return f"which is not where attnstore keeps {t.name} files"
+    if parts[1] != f"{t.partition[0][0]}={key}" or parts[-1] != f"part-{token}.parquet":
+        return f"which is a file of another id or version, not of {key} with token {token}"
+    return None
+
+
+def _shown(value: str | None, limit: int = 24) -> str:
+    """A stored value quoted for a message, cut short if longer than ``limit``."""
     if value is None:
         return "nothing"
-    text = value if len(value) <= 24 else f"{value[:24]}... ({len(value)} characters)"
+    text = value if len(value) <= limit else f"{value[:limit]}... ({len(value)} characters)"
     return repr(text)
 
 
 class Folder:
     """A store's root as transactions see it: id locks, the files of an id, and recovery."""
 
-    def __init__(self, root: Path, fs: LocalFS | ObjectFS) -> None:
+    def __init__(self, root: PurePath, fs: FileSystem) -> None:
         self.root, self.fs = root, fs
 
     # --- locks ---------------------------------------------------------------------------
@@ -276,12 +388,27 @@ class Folder:
     def committed_token(self, level: str, key: str) -> str | None:
         """The token the commit record of ``key`` names now (checked: :func:`read_record`);
         None where there is none."""
-        try:
-            return read_record(
-                self.fs, self.commit_path(level, key), TABLES[PRIMARY[level]], key
-            ).token
-        except FileNotFoundError:
-            return None
+        record, _ = self.read_version(level, key)
+        return None if record is None else record.token
+
+    def read_version(self, level: str, key: str) -> tuple[Record | None, str | None]:
+        """The commit record of ``key`` as it is now (checked), and the tag that
+        :meth:`FileSystem.replace` takes to replace exactly this version; (None, None) where
+        there is none. One request on an object store."""
+        path = self.commit_path(level, key)
+        self.no_links(path.parent)
+        got = self.fs.read_many([path]).get(path)
+        if got is None:
+            return None, None
+        return parse_record(got[0], self.fs.url(path), TABLES[PRIMARY[level]], key), got[1]
+
+    def version_files(self, level: str, key: str, record: Record) -> list[PurePath]:
+        """The files of ``key``'s version ``record``: its manifest, or (a record written before
+        manifests) the files of its token found in the id's folders."""
+        if record.files is not None:
+            return record.paths(self.root)
+        listed = self.level_files(level, key).get(key, [])
+        return [f for f in listed if _token(f) == record.token]
 
     # --- cleaning up -------------------------------------------------------------------
 
@@ -366,7 +493,9 @@ class Transaction:
         if self._key_lock is None:
             raise StoreError(f"{level} {key} is being written by another process right now")
         try:
-            folder.committed_token(level, key)  # a damaged record of this id: refused now
+            # The version this transaction replaces (a damaged record of this id: refused
+            # now), and the tag that replaces exactly it (an --overwrite on an object store).
+            self._base, self._base_tag = folder.read_version(level, key)
             folder.recover_id(level, key, locked=True)  # what killed writers of it left
         except BaseException:
             self._release()
@@ -423,17 +552,22 @@ class Transaction:
         missing = [n for n in level_tables if n not in self._rows]
         if missing:
             raise StoreError(f"{self.level} {self.key}: no rows written to {', '.join(missing)}")
-        self._check_written()
+        files = self._check_written()
         record = commit_record(
-            self.primary, pa.concat_tables(self._record), self.key, self.token, self._rows
+            self.primary, pa.concat_tables(self._record), self.key, self.token, self._rows, files
         )
         _crash_at("written")
         path = self.folder.commit_path(self.level, self.key)
         self.folder.no_links(path.parent)
         self.fs.mkdir(path.parent)
-        replaced = self.folder.committed_token(self.level, self.key)  # the version replaced
-        if self.overwrite:
-            self.fs.write_bytes(path, record)
+        base = self._base if self.overwrite else None
+        if base is not None:
+            if not self.fs.replace(path, record, self._base_tag):
+                raise CommitConflict(
+                    f"{self.level} {self.key} was replaced by another writer (another "
+                    "--overwrite) while this one ran; this writer's files were removed and the "
+                    "other's version is kept"
+                )
         elif not self.fs.create_only(path, record):
             raise CommitConflict(
                 f"{self.level} {self.key} was committed by another writer while this one ran; "
@@ -441,29 +575,32 @@ class Transaction:
             )
         self._committed = True
         _crash_at("committed")
-        files = self.folder.level_files(self.level, self.key).get(self.key, [])
-        if not self.fs.has_locks:
-            # No lock keeps other writers of this id out: delete only the version this commit
-            # replaced; any other token may be a live writer's, left to recovery once stale.
-            files = [f for f in files if _token(f) == replaced]
-        self.folder.collect(self.level, self.key, self.token, files)
+        if base is not None and base.token != self.token:
+            # The version this commit replaced, and nothing else: any other token may be a
+            # live writer's (an object store has no locks), left to recovery once stale.
+            old = self.folder.version_files(self.level, self.key, base)
+            self.folder.collect(self.level, self.key, self.token, old)
         self._release()
 
-    def _check_written(self) -> None:
+    def _check_written(self) -> list[FileEntry]:
         """Refuse to commit unless every table holds, on disk, the rows written to it and the
-        rows expected of it (on an object store this also proves no recovery took them)."""
+        rows expected of it (on an object store this also proves no recovery took them); the
+        manifest of the files written: each one's path, bytes and rows, read back from it."""
         on_disk: dict[str, int] = {self.primary.name: sum(t.num_rows for t in self._record)}
         arrow = self.fs.arrow()
+        entries = []
         for path in self._writers:
-            name = path.relative_to(self.folder.root).parts[0]
+            rel = path.relative_to(self.folder.root)
+            name = rel.parts[0]
             try:
                 with arrow.open_input_file(str(path)) as f:
-                    n = pq.read_metadata(f).num_rows
+                    size, n = f.size(), pq.read_metadata(f).num_rows
             except (OSError, pa.ArrowException) as e:
                 raise StoreError(
                     f"{self.level} {self.key}: written file '{path}' is gone or unreadable "
                     f"before the commit ({e}); nothing was committed"
                 ) from e
+            entries.append(FileEntry(rel.as_posix(), size, n))
             on_disk[name] = on_disk.get(name, 0) + n
         for name, n in self._rows.items():
             want = self._expected.get(name, n)
@@ -472,6 +609,7 @@ class Transaction:
                     f"{self.level} {self.key}: table {name} holds {on_disk.get(name, 0)} rows "
                     f"on disk, {want} expected; nothing was committed"
                 )
+        return entries
 
     def abort(self) -> None:
         """Give up: this transaction's files are removed (unless it committed)."""

@@ -23,7 +23,7 @@ from attnstore.cli import cli
 from attnstore.connection import connect
 from attnstore.errors import SchemaVersionError, StoreError
 from attnstore.migration import CRASH_ENV, migrate
-from attnstore.schema import SCHEMA_VERSION, TABLES, full_rows
+from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, full_rows
 from attnstore.store import Store
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store_v1"
@@ -98,7 +98,12 @@ def test_migrate_keeps_every_id_and_value(v1):
         assert s.keys(level) == [key]
     run = s.run()
     n_keys = 2 * run["n_points"]
+    for level in IDS:  # each record names its files (the manifest), as a commit does
+        assert all(r.files for r in s.records(level).values())
     for name in TABLES:
+        if not (FIXTURE / name).is_dir():  # a table added after version 1
+            assert s.read(name).num_rows == 0, name
+            continue
         old, new = sort(v1_table(name), name), sort(s.read(name), name)
         assert new.num_rows == old.num_rows > 0, name
         for col in old.column_names:
@@ -165,7 +170,7 @@ def test_what_cannot_be_migrated_is_one_line(tmp_path, s3_bucket):
     runner = CliRunner()
     for target, message in [
         (tmp_path / "nowhere", "is not an attnstore store"),
-        (f"s3://{s3_bucket}/store", "nothing to migrate"),
+        (f"s3://{s3_bucket}/store", "is not an attnstore store"),
         ("gs://bucket/store", "URL scheme 'gs' is not supported"),
     ]:
         result = runner.invoke(cli, ["migrate", str(target)])
@@ -201,3 +206,48 @@ def test_links_inside_a_version_1_store_are_refused(v1, tmp_path, what):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f"'{link}' is a symbolic link" in lines[0], result.output
     assert snapshot(v1) == before and snapshot(outside) == there
+
+
+# --- a format 2 store written before file manifests ----------------------------------------------
+
+# Written by the attnstore of commit ddb9d01 (format 2, commit records without file manifests):
+# the tiny 2 x 2 model, 4 samples, one analysis (raw view, sklearn), one intervention (zero).
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "store_v2"
+
+
+def test_a_store_written_before_manifests_is_read_and_given_them(tmp_path):
+    """Its records name no files: every table is read by listing its ids' folders, as
+    before; `attnstore migrate` gives each record its manifest (a version 2 store stays
+    version 2), after which every table reads the same files and rows with no listing."""
+    path = tmp_path / "store"
+    shutil.copytree(FIXTURE_V2, path)
+    s = Store(path)
+    records = {level: s.records(level) for level in PRIMARY}
+    assert sum(len(r) for r in records.values()) == 3
+    assert all(r.files is None for level in records.values() for r in level.values())
+    files = {name: s.files(name) for name in TABLES}
+    rows = {name: sort(s.read(name), name) for name in TABLES}
+    assert rows["attention"].num_rows > 0 and rows["fits"].num_rows > 0
+    result = CliRunner().invoke(cli, ["migrate", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "3 commit records given the manifest of their files" in result.output
+    s = Store(path)
+    for level, before in records.items():
+        after = s.records(level)
+        assert after.keys() == before.keys()
+        for key, record in after.items():
+            assert record.files and (record.token, record.rows) == (
+                before[key].token,
+                before[key].rows,
+            )
+    for name in TABLES:
+        assert s.files(name) == files[name], name
+        assert sort(s.read(name), name).equals(rows[name]), name
+    s.verify(deep=True)
+    assert connect(path).execute("select count(*) from attention").fetchone()[0] == len(
+        rows["attention"]
+    )
+    before = snapshot(path)
+    result = CliRunner().invoke(cli, ["migrate", str(path)])
+    assert result.exit_code == 0 and "nothing to do" in result.output
+    assert snapshot(path) == before

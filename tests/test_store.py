@@ -314,16 +314,27 @@ def test_newer_schema_version(tiny_checkpoint, tmp_path):
 
 
 def test_corrupted_parquet_file_is_named(tiny_checkpoint, tmp_path):
-    extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2)
+    """A truncated data file of one run: every read of it names the file, `attnstore verify`
+    names it, and a writer of another run is not held up by it (a writer checks only what it
+    writes; it once read every footer of the store first) nor touches it."""
+    first = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2).run_id
     victim = next((tmp_path / "predictions").glob("**/*.parquet"))
     victim.write_bytes(victim.read_bytes()[:-20])
     before = _snapshot(tmp_path)
     with pytest.raises(StoreError, match=str(victim.name)) as err:
-        extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=9)
-    assert str(victim) in str(err.value)
-    with pytest.raises(StoreError, match="corrupted"):
+        Store(tmp_path).read("predictions", run_id=first)
+    assert str(victim) in str(err.value) and "commit record" in str(err.value)
+    with pytest.raises(StoreError, match=str(victim.name)):
         connect(tmp_path)
+    with pytest.raises(StoreError, match=str(victim.name)):
+        Store(tmp_path).verify()
     assert _snapshot(tmp_path) == before
+    other = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=9).run_id
+    assert other != first and Store(tmp_path).read("predictions", run_id=other).num_rows > 0
+    after = _snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if first in k} == {
+        k: v for k, v in before.items() if first in k
+    }
 
 
 def test_zero_samples(tiny_checkpoint, tmp_path):

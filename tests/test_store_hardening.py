@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from attnstore.cli import cli
 from attnstore.errors import StoreError
 from attnstore.store import Store
-from attnstore.transaction import COMMIT_KEY, ROWS_KEY
+from attnstore.transaction import COMMIT_KEY, FILES_KEY, ROWS_KEY
 from tests.test_store_recovery import KEY, _write_all, write
 
 ORPHAN = "0123456789abcdef"  # the token of files no commit record names
@@ -192,27 +192,34 @@ def test_a_record_of_two_rows_is_not_read_as_two_runs(store):
 
 
 def test_a_data_file_holding_its_rows_twice_is_not_served(store):
-    """The commit record counts each table's rows: a file rewritten with every row twice
-    (same name, same metadata) disagrees with it, and every connection refuses the store."""
+    """The commit record names each file with its bytes and rows: a file rewritten with every
+    row twice (same name, same metadata) disagrees with it, and every connection refuses it
+    in one line naming the file and its record."""
     path, run_id = store
     f = data_file(path, "inputs", run_id)
     t = pq.read_table(f)
     pq.write_table(pa.concat_tables([t, t]), f)
     before = fingerprint(path)
     result = cli_run("sql", "--store", path, "select count(*) from inputs")
-    one_line_error(result, "table inputs", f"{2 * t.num_rows} rows", f"says {t.num_rows}")
-    one_line_error(cli_run("verify", "--store", path), "table inputs")
+    one_line_error(result, str(f), "bytes", str(record_path(path, run_id)))
+    one_line_error(cli_run("verify", "--store", path), str(f))
     assert fingerprint(path) == before
 
 
 def test_repeated_rows_with_the_count_kept_are_found_by_verify_deep(store):
-    """A file whose rows repeat but whose count is unchanged passes the footer checks; the
-    grain check of `attnstore verify --deep` reads the grain columns and finds it."""
+    """A file whose rows repeat but whose count is unchanged (its record's manifest rewritten
+    to its new bytes, as a buggy writer would have committed it) passes the footer checks;
+    the grain check of `attnstore verify --deep` reads the grain columns and finds it."""
     path, run_id = store
     f = data_file(path, "inputs", run_id)
     t = pq.read_table(f)
     half = t.slice(0, t.num_rows // 2)
     pq.write_table(pa.concat_tables([half, half]).replace_schema_metadata(t.schema.metadata), f)
+    rec = record_path(path, run_id)
+    files = json.loads(pq.read_schema(rec).metadata[FILES_KEY.encode()])
+    rel = str(f.relative_to(path))
+    files = [e | {"bytes": f.stat().st_size} if e["path"] == rel else e for e in files]
+    rewrite_record(rec, **{FILES_KEY: json.dumps(files)})
     before = fingerprint(path)
     ok = cli_run("verify", "--store", path)
     assert ok.exit_code == 0 and "every committed file checked" in ok.output, ok.output
@@ -221,14 +228,16 @@ def test_repeated_rows_with_the_count_kept_are_found_by_verify_deep(store):
 
 
 def test_a_data_file_copied_from_another_place_is_named(store):
-    """A file renamed to the committed token (or copied from another run) carries its own id
-    and token in its metadata: verify names it."""
+    """A file renamed to the committed token (or copied from another run) is not the bytes its
+    record names: every read names it; and it carries its own id and token in its metadata:
+    verify says so."""
     path, run_id = store
     f = data_file(path, "inputs", run_id)
     t = pq.read_table(f)
     meta = dict(t.schema.metadata) | {COMMIT_KEY.encode(): ORPHAN.encode()}
     pq.write_table(t.replace_schema_metadata(meta), f)
-    one_line_error(cli_run("sql", "--store", path, "select 1"), str(f), "copied or moved")
+    one_line_error(cli_run("sql", "--store", path, "select 1"), str(f), "bytes")
+    one_line_error(cli_run("verify", "--store", path), str(f), "copied or moved")
 
 
 # --- 2 and 5. links -----------------------------------------------------------------------------
@@ -431,33 +440,45 @@ def test_rows_counted_in_the_record(store):
 
 def test_a_read_racing_an_overwrite_reads_a_whole_version(tmp_path, monkeypatch):
     """An overwrite that commits (and deletes the old files) between the reading of the commit
-    records and the listing of a table's files: the read once paired the old record with a
-    listing of the new files, and the run read as no rows."""
+    records and the reading of the files they name: the old files are gone, the record is
+    not the one read, so the read reads the records again and the new version, whole (not an
+    error, not a missing file)."""
     path = tmp_path / "store"
     assert write(path, "run", 3).returncode == 0
     s = Store(path)
-    real, raced = s._records, []
+    real, raced = s._committed, []
 
-    def list_after_an_overwrite(t):
+    def overwrite_after_reading_the_records(t, records):
+        files = real(t, records)
         if t.name == "inputs" and not raced:
             raced.append(t.name)
             with Store(path).transaction("run", KEY["run"], overwrite=True) as txn:
                 _write_all(txn, "run", 5)
-        return real(t)
+        return files
 
-    monkeypatch.setattr(s, "_records", list_after_an_overwrite)
+    monkeypatch.setattr(s, "_committed", overwrite_after_reading_the_records)
     assert s.read("inputs").num_rows == 5 and raced
 
 
 def test_a_layer_folder_that_is_not_a_number_is_named(store):
-    """`layer=abc` under a run's attention once ended in pyarrow's ArrowInvalid traceback: an
-    integer partition value must be digits, else the file is named as out of place."""
+    """`layer=abc` under a run's attention once ended in pyarrow's ArrowInvalid traceback. No
+    commit record names it, so no reader reads it (sql answers the committed rows), and
+    `attnstore verify` names it as out of place: an integer partition value must be digits.
+    A manifest naming it is a damaged record."""
     path, run_id = store
     f = next((path / "attention" / f"run_id={run_id}" / "layer=0").glob("part-*.parquet"))
+    sql = ("sql", "--store", path, "select count(*) as n from attention")
+    answer = cli_run(*sql)
     odd = f.parent.parent / "layer=abc"
     odd.mkdir()
     shutil.copy(f, odd / f.name)
     before = fingerprint(path)
-    result = cli_run("sql", "--store", path, "select count(*) from attention")
+    assert cli_run(*sql).output == answer.output and answer.exit_code == 0
+    result = cli_run("verify", "--store", path)
     one_line_error(result, "layer=abc", "is not where attnstore keeps attention files")
-    assert fingerprint(path) == before
+    rec = record_path(path, run_id)
+    files = json.loads(pq.read_schema(rec).metadata[FILES_KEY.encode()])
+    files[0]["path"] = str((odd / f.name).relative_to(path))
+    rewrite_record(rec, **{FILES_KEY: json.dumps(files)})
+    one_line_error(cli_run(*sql), str(rec), "is damaged", "layer=abc")
+    assert fingerprint(path) != before  # the record only

@@ -326,11 +326,21 @@ def test_parquet_file_with_another_schema_is_named(tmp_path):
     ],
 )
 def test_parquet_file_outside_the_layout_is_named(tmp_path, place):
+    """A file out of place in a data table is never read (readers take the files a commit
+    record names, and list no data folder): reads answer the committed rows, and `attnstore
+    verify` names it. One among the commit records is named by every read."""
     assert write(tmp_path, "run", 3).returncode == 0
+    table = place.split("/")[0]
+    before = Store(tmp_path).read(table)
     (tmp_path / place).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.table({"a": [1]}), tmp_path / place)
+    if table == "runs":
+        with pytest.raises(StoreError, match="is not where attnstore keeps"):
+            Store(tmp_path).read(table)
+    else:
+        assert Store(tmp_path).read(table).equals(before)
     with pytest.raises(StoreError, match="is not where attnstore keeps"):
-        Store(tmp_path).read(place.split("/")[0])
+        Store(tmp_path).verify()
 
 
 def test_full_disk_removes_the_files_and_says_so(tmp_path, monkeypatch):

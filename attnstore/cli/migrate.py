@@ -15,12 +15,21 @@ def migrate(store: str) -> None:
     """Rewrite STORE (a folder written by an older attnstore) into the current schema version,
     in place and in one transaction: every run, analysis and intervention keeps its id and
     every value; a migration killed at any moment is finished by running it again. Until it
-    has finished, every other command refuses the store. A current store is left as it is.
+    has finished, every other command refuses the store. In a current store (a folder or
+    s3://), give the commit records written before file manifests theirs, so that readers
+    need not list the store's folders. A store with nothing to change is left as it is.
     """
     from attnstore.migration import migrate as run_migration
 
     r = run_migration(store, progress=show_progress())
     if r.from_version == r.to_version:
+        if r.manifests:
+            n = r.manifests
+            click.echo(
+                f"store {r.store}: {n} commit record{'s' if n != 1 else ''} given the manifest "
+                f"of {'their' if n != 1 else 'its'} files (schema version {r.to_version})"
+            )
+            return
         click.echo(f"store {r.store} is already at schema version {r.to_version}; nothing to do")
         return
     ids = ", ".join(f"{n} {level}{'s' if n != 1 else ''}" for level, n in r.ids.items())
