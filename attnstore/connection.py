@@ -184,7 +184,7 @@ def _comment(what: str, text: str) -> str:
 
 def connect(
     store: str | Path | Store,
-    verify: bool = True,
+    verify: bool = False,
     comments: bool = True,
     memory_limit: str | None = None,
 ):
