@@ -209,6 +209,16 @@ def train_step(loaded: LoadedModel) -> int | None:
     return int(m.group(1)) if m and loaded.source == "incontext-bool" else None
 
 
+def train_seed(loaded: LoadedModel) -> int | None:
+    """The seed a checkpoint was trained with, where known: its card's ``train.seed`` (an
+    attnstore card); None for a card that does not record it (incontext-bool's). Not the
+    prompt seed an extraction draws prompts with."""
+    card = loaded.card
+    train = card.get("train")
+    seed = train.get("seed") if isinstance(train, dict) else None
+    return seed if type(seed) is int and card.get("format") == "attnstore-card-v1" else None
+
+
 def load_checkpoint(
     spec: str | Path, model_config: str | Path | None = None, device: str = "cpu"
 ) -> LoadedModel:

@@ -51,7 +51,7 @@ from typing import Any
 
 import fsspec
 
-from attnstore.schema import TABLES
+from attnstore.schema import LATER_COLUMNS, TABLES
 from attnstore.store import Store, open_store
 from attnstore.transaction import COMMIT_FILE
 
@@ -213,10 +213,21 @@ def connect(
         urls = files.urls(name)
         if urls:
             hive = ", ".join(f"'{k}': '{_DUCKDB_TYPES[str(ty)]}'" for k, ty in t.partition)
-            con.execute(
-                f"create view {name} as select {', '.join(t.columns)} from read_parquet("
-                f"{_sql_list(urls)}, hive_partitioning = true, hive_types = {{{hive}}})"
+            source = (
+                f"read_parquet({_sql_list(urls)}, hive_partitioning = true, "
+                f"hive_types = {{{hive}}}"
             )
+            if later := LATER_COLUMNS.get(name):  # null in files written before them
+                nulls = ", ".join(
+                    f"null::{_DUCKDB_TYPES[str(t.schema.field(c).type)]} as {c}" for c in later
+                )
+                source = (
+                    f"(select * from {source}, union_by_name = true) "
+                    f"union all by name select {nulls} where false)"
+                )
+            else:
+                source += ")"
+            con.execute(f"create view {name} as select {', '.join(t.columns)} from {source}")
         else:  # no file yet: the declared columns, no rows
             con.from_arrow(t.full_schema.empty_table()).select(
                 *(duckdb.ColumnExpression(c) for c in t.columns)
@@ -246,8 +257,9 @@ def connect(
 # DuckDB optimizers that give wrong answers on the store's SQL (see connect()).
 DISABLED_OPTIMIZERS = "window_self_join"
 
-# The DuckDB type of each partition column's Arrow type (hive_types of read_parquet).
-_DUCKDB_TYPES = {"string": "VARCHAR", "int16": "SMALLINT"}
+# The DuckDB type of each partition column's Arrow type (hive_types of read_parquet), and of
+# each LATER_COLUMNS column's.
+_DUCKDB_TYPES = {"string": "VARCHAR", "int16": "SMALLINT", "int64": "BIGINT"}
 
 
 def _sql_list(items: list[str]) -> str:

@@ -27,7 +27,7 @@ import pyarrow as pa
 import torch
 
 from attnstore import tasks
-from attnstore.checkpoint import LoadedModel, load_checkpoint, train_step
+from attnstore.checkpoint import LoadedModel, load_checkpoint, train_seed, train_step
 from attnstore.errors import CommitConflict, ConfigError
 from attnstore.model import check_device
 from attnstore.provenance import content_id, versions
@@ -472,6 +472,7 @@ def _runs_row(e: Extraction, totals: _Totals, command: str) -> pa.Table:
         "precision": c.precision,
         "max_abs_error": totals.max_abs_error,
         "train_step": train_step(loaded),
+        "train_seed": train_seed(loaded),
         "sweep_id": c.sweep_id,
         "attnstore_version": v["attnstore"],
         "torch_version": v["torch"],

@@ -78,6 +78,7 @@ ADDED = {
     ("runs", "max_abs_error"): 0.0,
     ("runs", "train_step"): None,  # a version 1 run does not record it
     ("runs", "sweep_id"): None,
+    ("runs", "train_seed"): None,  # unknown: added later (schema.LATER_COLUMNS)
 }
 
 

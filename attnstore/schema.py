@@ -155,6 +155,22 @@ def full_rows(weights: pa.Array | pa.ChunkedArray, n_keys: int) -> np.ndarray:
     return out
 
 
+# Columns added to a table within SCHEMA_VERSION: a file written before one was added lacks
+# it, and every reader (Store.read, connect's views) reads it there as null ("unknown"), so
+# such a store needs no migration. Writers always write them.
+LATER_COLUMNS: dict[str, tuple[str, ...]] = {"runs": ("train_seed",)}
+
+
+def with_later_columns(t: Table, data: pa.Table) -> pa.Table:
+    """``data`` (a file of table ``t``) with every column of :data:`LATER_COLUMNS` it lacks
+    added as nulls of the declared type, in the declared column order."""
+    for name in LATER_COLUMNS.get(t.name, ()):
+        if name not in data.column_names:
+            field = t.schema.field(name)
+            data = data.append_column(field, pa.nulls(data.num_rows, field.type))
+    return data.select([c for c in t.schema.names if c in data.column_names])
+
+
 def _t(name, partition, fields, grain, doc) -> Table:
     """A table from (name, type, meaning) triples: the meaning, with its unit, is each column's
     one definition (DuckDB's column comments, ``attnstore sql --help``, the report's tooltips)."""
@@ -210,6 +226,12 @@ TABLES: dict[str, Table] = {
                 ("precision", text, "storage of attention.weights: 'float32' (exact) or 'float16'"),
                 ("max_abs_error", f64, "largest |stored weight - model's weight|; 0 for float32"),
                 ("train_step", i64, "the checkpoint's training step; null where unknown"),
+                (
+                    "train_seed",
+                    i64,
+                    "the checkpoint's training seed (its card's train.seed): another training "
+                    "seed is another model; null where unknown. Not the prompt seed (seed)",
+                ),
                 ("sweep_id", text, "the sweep that wrote the run (attnstore sweep); else null"),
                 ("attnstore_version", text, "attnstore's version at extraction"),
                 ("torch_version", text, "torch's version at extraction"),

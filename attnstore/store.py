@@ -29,7 +29,14 @@ import pyarrow.parquet as pq
 
 from attnstore.errors import NotFoundError, SchemaVersionError, StoreError, known
 from attnstore.fs import FileSystem, filesystem_for
-from attnstore.schema import PRIMARY, SCHEMA_VERSION, TABLES, Table, _grain_repeats
+from attnstore.schema import (
+    PRIMARY,
+    SCHEMA_VERSION,
+    TABLES,
+    Table,
+    _grain_repeats,
+    with_later_columns,
+)
 from attnstore.transaction import (
     COMMIT_FILE,
     COMMIT_KEY,
@@ -203,7 +210,8 @@ class Store:
         for key, entry in self._read_records(t.level, keys).items():
             if entry[3] is None:
                 data = pq.read_table(pa.BufferReader(entry[2]))
-                data = data.replace_schema_metadata(None).select(t.schema.names).cast(t.schema)
+                data = with_later_columns(t, data.replace_schema_metadata(None))
+                data = data.select(t.schema.names).cast(t.schema)
                 entry[3] = data.add_column(0, key_name, pa.array([key], key_type))
             rows.append(entry[3])
         return pa.concat_tables(rows) if rows else t.full_schema.empty_table()

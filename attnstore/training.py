@@ -15,9 +15,10 @@ Baselines, computed on the very same evaluation prompts:
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from attnstore import tasks
-from attnstore.checkpoint import LoadedModel, save_checkpoint, save_step
+from attnstore.checkpoint import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    LoadedModel,
+    save_checkpoint,
+    save_step,
+)
 from attnstore.errors import ConfigError
 from attnstore.limits import MAX_PROMPT_VALUES, check_at_most
 from attnstore.model import InContextModel, ModelConfig, check_device
@@ -107,10 +114,11 @@ def train(
 ) -> dict[str, Any]:
     """Train a model as ``cfg`` says, evaluate it, write checkpoint and card; returns the card.
 
-    With ``cfg.save_every = N`` the model is also kept at steps N, 2N, ... and the last, each in
+    With ``cfg.save_every = N`` the model is also kept at step 0 (the untrained weights, the
+    null of every structure metric), N, 2N, ... and the last, each in
     ``out_dir/steps/step-<step>/`` (:func:`attnstore.checkpoint.save_step`) with the step and
-    the running loss in its card; saving reads the weights only, so the final model is the
-    same bytes with or without it."""
+    the running loss in its card (none at step 0); saving reads the weights only, so the final
+    model is the same bytes with or without it."""
     cfg.validate()
     check_device(device)
     torch.manual_seed(cfg.seed)
@@ -119,6 +127,8 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses: list[float] = []
     start = time.perf_counter()
+    if cfg.save_every:
+        save_step(model, step_card(cfg, model_cfg, 0, losses, device, command), out_dir, 0)
     bar = progress_bar(range(cfg.steps), desc="train", unit="step", enabled=progress)
     for step in bar:
         batch = tasks.sample_task(
@@ -167,6 +177,67 @@ def train(
     return card
 
 
+SEED_FOLDER = "seed-{seed}"  # one training of a grid of seeds (train_seeds), inside its out
+
+
+def train_seeds(
+    cfg: TrainConfig,
+    seeds: list[int],
+    out_dir: str | Path,
+    command: str | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> list[tuple[int, Path, dict[str, Any] | None]]:
+    """Train ``cfg`` once per training seed, each into ``out_dir/seed-<seed>/``: a grid of
+    models that differ by their seed alone (``cfg.seed`` is replaced). Resumable: a seed whose
+    folder holds its finished model (a card with its evaluation, of this very config) is
+    skipped; one killed mid-way (no such card) is trained again from step 0, its saved steps
+    rewritten. Every seed and every finished folder is checked before anything trains: a seed
+    out of range, a seed given twice, or a folder finished with another config is a
+    ConfigError, and nothing is written. Returns (seed, folder, card) per seed, card None for
+    one skipped."""
+    if not seeds:
+        raise ConfigError("no training seeds; accepted: one or more, e.g. 1,2,3")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"training seed {repeated[0]} is given twice; give each seed once")
+    configs = [replace(cfg, seed=seed) for seed in seeds]
+    for c in configs:
+        c.validate()
+    check_device(device)
+    folders = [Path(out_dir) / SEED_FOLDER.format(seed=seed) for seed in seeds]
+    finished = [finished_training(c, f) for c, f in zip(configs, folders, strict=True)]
+    out = []
+    for c, folder, done in zip(configs, folders, finished, strict=True):
+        if done:
+            out.append((c.seed, folder, None))
+            continue
+        card = train(c, folder, command=command, progress=progress, device=device)
+        out.append((c.seed, folder, card))
+    return out
+
+
+def finished_training(cfg: TrainConfig, folder: Path) -> bool:
+    """Whether ``folder`` holds the finished model of ``cfg`` (its final card, with the
+    evaluation that is written last); False for a folder with none (never trained, or killed
+    before the end). A finished model of another config is a ConfigError naming the first
+    field that differs."""
+    try:
+        card = json.loads((folder / CARD_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if not (isinstance(card, dict) and "eval" in card and (folder / WEIGHTS_FILE).is_file()):
+        return False
+    trained = card.get("train") if isinstance(card.get("train"), dict) else {}
+    for name, value in asdict(cfg).items():
+        if trained.get(name) != value:
+            raise ConfigError(
+                f"'{folder}' holds a model trained with {name}={trained.get(name)!r}, not "
+                f"{value!r}; give another --out, or the config it was trained with"
+            )
+    return True
+
+
 RUNNING_LOSS_STEPS = 100  # the running loss of a card: the mean over this many last steps
 
 
@@ -179,7 +250,8 @@ def step_card(
     command: str | None,
 ) -> dict[str, Any]:
     """The card of the model after ``step`` optimiser steps: what trained it, the step, and
-    the running loss (mean of the last :data:`RUNNING_LOSS_STEPS` steps' losses)."""
+    the running loss (mean of the last :data:`RUNNING_LOSS_STEPS` steps' losses; None before
+    the first step)."""
     return {
         "format": "attnstore-card-v1",
         "model": model_cfg.to_dict(),
@@ -189,7 +261,9 @@ def step_card(
         "seed": cfg.seed,
         "steps": cfg.steps,
         "step": step,
-        "running_loss": round(float(np.mean(losses[-RUNNING_LOSS_STEPS:])), 6),
+        "running_loss": (
+            round(float(np.mean(losses[-RUNNING_LOSS_STEPS:])), 6) if losses else None
+        ),
         "versions": versions(),
         "command": command or "attnstore.train(...)",
     }

@@ -23,13 +23,13 @@ from attnstore.training import elimination_baseline, majority_baseline
 from tests.conftest import TINY
 from tests.test_sql_views import query_output, same_values, view_output
 
-STEPS = (10, 20, 30)
+STEPS = (0, 10, 20, 30)
 SAMPLES = 6
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """The tiny model kept at steps 10, 20 and 30, each extracted (seed 3) and analysed (raw
+    """The tiny model kept at steps 0, 10, 20 and 30, each extracted (seed 3) and analysed (raw
     view), and step 30 once more with seed 4: two lineages."""
     from attnstore import checkpoint
     from attnstore.analysis.run import analyze

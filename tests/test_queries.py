@@ -200,6 +200,7 @@ def _write_run(store: Store, run_id: str, created_at, x, y, attn) -> None:
             "precision": "float32",
             "max_abs_error": 0.0,
             "train_step": None,
+            "train_seed": None,
             "sweep_id": None,
             "attnstore_version": attnstore.__version__,
             "torch_version": "",

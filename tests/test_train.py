@@ -127,8 +127,9 @@ def test_eval_points_above_positions(tiny_checkpoint):
 
 
 def test_save_every_keeps_the_steps_and_the_same_final_model(tiny_checkpoint, tmp_path):
-    """--save-every keeps steps N, 2N, ... and the last, each a checkpoint with its step and
-    running loss; the final model is the same bytes as without it (the tiny fixture)."""
+    """--save-every keeps step 0 (the untrained weights), N, 2N, ... and the last, each a
+    checkpoint with its step and running loss (none at step 0); the final model is the same
+    bytes as without it (the tiny fixture)."""
     from click.testing import CliRunner
 
     from attnstore.checkpoint import train_step, training_steps
@@ -143,15 +144,24 @@ def test_save_every_keeps_the_steps_and_the_same_final_model(tiny_checkpoint, tm
     final = (out / "model.safetensors").read_bytes()
     assert final == (tiny_checkpoint / "model.safetensors").read_bytes()
     steps = training_steps(out)
-    assert [s for s, _ in steps] == [12, 24, 30]
+    assert [s for s, _ in steps] == [0, 12, 24, 30]
     assert (steps[-1][1] / "model.safetensors").read_bytes() == final
     cards = [json.loads((p / "card.json").read_text()) for _, p in steps]
-    assert [c["step"] for c in cards] == [12, 24, 30]
+    assert [c["step"] for c in cards] == [0, 12, 24, 30]
+    assert cards[0]["running_loss"] is None
     assert (
-        all(c["running_loss"] > 0 for c in cards)
-        and cards[0]["running_loss"] != cards[2]["running_loss"]
+        all(c["running_loss"] > 0 for c in cards[1:])
+        and cards[1]["running_loss"] != cards[3]["running_loss"]
     )
-    assert [train_step(load_checkpoint(p)) for _, p in steps] == [12, 24, 30]
+    assert [train_step(load_checkpoint(p)) for _, p in steps] == [0, 12, 24, 30]
+    # step 0 is the initialisation of the training seed: a fresh model of that seed
+    torch.manual_seed(TrainConfig(**TINY).seed)
+    from attnstore.model import InContextModel, ModelConfig
+
+    fresh = InContextModel(ModelConfig(TINY["n_dims"], 2 * TINY["n_points"], TINY["n_layers"],
+                                       TINY["n_heads"], TINY["d_model"])).state_dict()  # fmt: skip
+    untrained = load_checkpoint(steps[0][1]).model.state_dict()
+    assert all(torch.equal(fresh[k], untrained[k]) for k in fresh)
     assert train_step(load_checkpoint(out)) == 30 and training_steps(tiny_checkpoint) == []
 
 
@@ -165,3 +175,198 @@ def test_save_every_out_of_range_is_one_line(tmp_path, every):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and "save" in result.output.lower(), result.output
     assert len(result.output.strip().splitlines()) <= 3 and not (tmp_path / "t").exists()
+
+
+# --- a grid of training seeds -------------------------------------------------------------
+
+
+def _grid_args(out, *extra: str) -> list[str]:
+    shape = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
+    return ["train", *shape, "--steps", "4", "--eval-samples", "10", "--save-every", "2",
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def _files(folder) -> dict[str, tuple[int, int]]:
+    """Every file below ``folder`` with its inode and mtime: a rewritten file changes."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """train --seeds 1,2: two models of the tiny shape, steps 0, 2 and 4 each."""
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    out = tmp_path_factory.mktemp("grid") / "grid"
+    result = CliRunner().invoke(cli, _grid_args(out, "--seeds", "1,2"))
+    assert result.exit_code == 0, result.output
+    return out, result
+
+
+def test_train_seeds_trains_each_seed_into_its_folder(grid):
+    from attnstore.checkpoint import train_seed, training_steps
+
+    out, result = grid
+    assert result.stdout.count('"seed"') == 2 and "skipped" not in result.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["seed-1", "seed-2"]
+    weights = set()
+    for seed in (1, 2):
+        folder = out / f"seed-{seed}"
+        assert [s for s, _ in training_steps(folder)] == [0, 2, 4]
+        assert train_seed(load_checkpoint(folder)) == seed
+        assert train_seed(load_checkpoint(folder / "steps" / "step-00000000")) == seed
+        weights.add((folder / "model.safetensors").read_bytes())
+    assert len(weights) == 2  # another training seed, another model
+    # the same config as one training with --seed: the same bytes
+    single = out.parent / "single"
+    train(TrainConfig(**TINY, steps=4, eval_samples=10, save_every=2, seed=2), single,
+          progress=False)  # fmt: skip
+    assert (single / "model.safetensors").read_bytes() == (
+        out / "seed-2" / "model.safetensors"
+    ).read_bytes()
+
+
+def test_train_seeds_resumes_a_grid_killed_midway(grid, tmp_path):
+    """A rerun skips the finished seeds (nothing rewritten) and trains again the one whose
+    final card is missing (killed before it was written): the same bytes as before."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    out = tmp_path / "grid"
+    shutil.copytree(grid[0], out)
+    before = (out / "seed-2" / "model.safetensors").read_bytes()
+    (out / "seed-2" / "card.json").unlink()  # killed after its weights, before its card
+    (out / "seed-2" / "model.safetensors").write_bytes(b"half-written")
+    kept = _files(out / "seed-1")
+    result = CliRunner().invoke(cli, _grid_args(out, "--seeds", "1,2"))
+    assert result.exit_code == 0, result.output
+    assert '"skipped": "finished before"' in result.stdout.split('"seed": 2')[0]
+    assert _files(out / "seed-1") == kept
+    assert (out / "seed-2" / "model.safetensors").read_bytes() == before
+    assert json.loads((out / "seed-2" / "card.json").read_text())["train"]["seed"] == 2
+
+
+@pytest.mark.parametrize(
+    "seeds,named",
+    [
+        ("1,-1", "seed=-1"),
+        (f"1,{2**63}", f"seed={2**63}"),
+        ("1,x", "'1,x'"),
+        ("3,3", "seed 3 is given twice"),
+    ],
+)
+def test_bad_training_seeds_are_one_line_and_write_nothing(tmp_path, seeds, named):
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    out = tmp_path / "grid"
+    result = CliRunner().invoke(cli, _grid_args(out, "--seeds", seeds))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_rerun_of_a_grid_with_another_config_is_refused_naming_it(grid):
+    """A finished seed folder of another config is named, and nothing trains or changes."""
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    out, _ = grid
+    before = _files(out)
+    args = _grid_args(out, "--seeds", "3,1")
+    args[args.index("--steps") + 1] = "6"
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "seed-1" in lines[0] and "steps=4" in lines[0], lines
+    assert _files(out) == before and not (out / "seed-3").exists()
+
+
+def test_seed_and_seeds_together_are_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    result = CliRunner().invoke(cli, _grid_args(tmp_path / "g", "--seed", "1", "--seeds", "2"))
+    assert result.exit_code == 2 and "--seeds" in result.stderr, result.output
+    assert not (tmp_path / "g").exists()
+
+
+# --- runs.train_seed --------------------------------------------------------------------------
+
+
+def test_runs_record_the_training_seed_beside_the_prompt_seed(grid, tmp_path):
+    """runs.train_seed is the checkpoint's training seed, runs.seed the prompt seed; a run of
+    a checkpoint whose card has none (incontext-bool) has null."""
+    from attnstore.connection import connect
+    from attnstore.extraction import extract
+
+    out, _ = grid
+    store = tmp_path / "store"
+    run = extract(store, checkpoint=str(out / "seed-2"), samples=3, seed=7).run_id
+    row = (
+        connect(store)
+        .execute("select seed, train_seed, train_step from runs where run_id = $r", {"r": run})
+        .fetchone()
+    )
+    assert row == (7, 2, 4)
+
+
+def test_a_run_written_before_train_seed_reads_it_as_null(grid, tmp_path):
+    """A store written before runs had train_seed (its run records lack the column) needs no
+    migration: Store.read and SQL read null there, and the runs written since their seed."""
+    import pyarrow.parquet as pq
+
+    from attnstore.connection import connect
+    from attnstore.extraction import extract
+    from attnstore.schema import TABLES
+    from attnstore.store import Store
+
+    out, _ = grid
+    store = tmp_path / "store"
+    old = extract(store, checkpoint=str(out / "seed-1"), samples=3, seed=0).run_id
+    record = next((store / "runs").glob(f"run_id={old}/*.parquet"))
+    data = pq.read_table(record)
+    pq.write_table(data.drop_columns(["train_seed"]), record)  # keeps the key-value metadata
+    assert "train_seed" not in pq.read_schema(record).names
+    assert Store(store).read("runs").column("train_seed").to_pylist() == [None]
+    assert connect(store).execute("select train_seed from runs").fetchall() == [(None,)]
+    new = extract(store, checkpoint=str(out / "seed-2"), samples=3, seed=0).run_id
+    runs = Store(store).read("runs", columns=["run_id", "train_seed"]).to_pylist()
+    got = {r["run_id"]: r["train_seed"] for r in runs}
+    assert got == {old: None, new: 2}
+    sql = dict(connect(store).execute("select run_id, train_seed from runs").fetchall())
+    assert sql == got
+    Store(store).verify(deep=True)
+    assert TABLES["runs"].schema.names.index("train_seed") > 0
+
+
+def test_sweep_takes_the_training_folders_of_several_seeds(grid, tmp_path):
+    """sweep --checkpoints OUT/seed-1 --checkpoints OUT/seed-2: every saved step of each
+    seed, the runs telling the training seed (train_seed) from the prompt seed (seed)."""
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+    from attnstore.connection import connect
+
+    out, _ = grid
+    store = tmp_path / "store"
+    args = ["sweep", "--store", str(store), "--samples", "3", "--seed", "5", "--backend", "torch"]
+    args += ["--checkpoints", str(out / "seed-1"), "--checkpoints", str(out / "seed-2")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = connect(store).execute(
+        "select train_seed, train_step, seed from runs order by train_seed, train_step"
+    ).fetchall()
+    assert rows == [(s, step, 5) for s in (1, 2) for step in (0, 2, 4)]

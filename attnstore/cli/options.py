@@ -152,7 +152,11 @@ points_option = click.option(
     help="Points per prompt [default: the checkpoint's training length].",
 )
 prompt_seed_option = click.option(
-    "--seed", default=0, show_default=True, help="Seed of the prompts."
+    "--seed",
+    default=0,
+    show_default=True,
+    help="The prompt seed: draws the prompts and hidden functions (runs.seed); not the "
+    "checkpoint's training seed (train --seed, runs.train_seed).",
 )
 device_option = click.option(
     "--device", default="cpu", show_default=True, help="torch device (cpu, cuda)."

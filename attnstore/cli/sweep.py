@@ -32,7 +32,14 @@ from attnstore.cli.options import (
 @model_config_option
 @click.option("--task", "tasks", multiple=True, help="Repeatable [default: the checkpoint's].")
 @task_param_option
-@click.option("--seed", "seeds", multiple=True, type=int, help="Repeatable [default: 0].")
+@click.option(
+    "--seed",
+    "seeds",
+    multiple=True,
+    type=int,
+    help="The prompt seed (runs.seed); repeatable [default: 0]. Training seeds are the "
+    "checkpoints' (train --seeds, runs.train_seed).",
+)
 @click.option("--samples", multiple=True, type=int, help="Repeatable [default: 1000].")
 @click.option("--points", default=None, type=int, help="Points per prompt [default: trained].")
 @click.option("--view", type=click.Choice(VIEWS), default=None, help="Row view [shared_keys].")
