@@ -222,9 +222,14 @@ def test_run_writes_the_report_and_prints_it_first(tiny_checkpoint, tmp_path):
 
 @pytest.fixture(scope="module")
 def iv_built(tiny_analysed_store, tmp_path_factory):
-    """A report of a copy of the tiny analysed store holding every method (knockout with two
-    targets) and a second resample of another seed: (store, report folder, intervention ids)."""
+    """A report of a copy of the tiny analysed store holding every method one head at a time
+    (knockout with two targets), a second resample of another seed, a joint intervention
+    (L1 H0 and L1 H1 zeroed together), a position-restricted one (zero at y positions only),
+    an activation patch and a path patch: (store, report folder, the one-at-a-time
+    intervention ids, the joint id, the positional id, the activation patch id, the path
+    patch id)."""
     from attnstore.interventions import intervene
+    from attnstore.patching import patch
 
     tmp = tmp_path_factory.mktemp("iv_report")
     store = _copy(tiny_analysed_store, tmp)
@@ -232,30 +237,103 @@ def iv_built(tiny_analysed_store, tmp_path_factory):
     every = ["zero", "mean", "resample", "knockout"]
     done = intervene(store, run_id, methods=every, targets=["x_to_y_pos", "y_to_x"], batch_size=6)
     done += intervene(store, run_id, methods=["resample"], seed=7, batch_size=6)
+    (joint,) = intervene(store, run_id, heads="L1H0,L1H1", batch_size=6)
+    (positional,) = intervene(store, run_id, positions="y", batch_size=6)
+    activation = patch(store, run_id, corruption="flip_label", batch_size=6).patch_id
+    path = patch(store, run_id, corruption="flip_label", paths=["L0H0->L1H1.q"]).patch_id
     out = tmp / "site"
     result = _report("--store", str(store), "--out", str(out))
     assert result.exit_code == 0, result.output
-    return store, out, [r.intervention_id for r in done]
+    ids = [r.intervention_id for r in done]
+    return store, out, ids, joint.intervention_id, positional.intervention_id, activation, path
 
 
 def test_heads_page_maps_every_intervention(iv_built):
-    store, out, ids = iv_built
+    store, out, ids, _, positional, _, _ = iv_built
     assert len(set(ids)) == 6  # zero, mean, resample x 2 seeds, knockout x 2 targets
     text = (out / "heads.html").read_text()
     data = _page_data(out / "heads.html")
     maps = [m for m in data["maps"] if m["source"] == "interventions"]
-    assert sorted(m["intervention_id"] for m in maps) == sorted(ids)
+    assert sorted(m["intervention_id"] for m in maps) == sorted([*ids, positional])
     for m in maps:
         assert m["signed"] and m["name"] in text  # offered in the metric picker
         z = np.array(m["z"], dtype=float)
         assert z.shape == (2, 2) and np.isfinite(z).all()
     for method in ("zero", "mean", "resample", "knockout x_to_y_pos", "knockout y_to_x"):
         assert any(method in m["name"] for m in maps), method
-    assert not any(m["signed"] for m in data["maps"] if m["source"] != "interventions")
+    assert not any(m["signed"] for m in data["maps"] if m["source"] == "head_summary")
     for m in maps:  # each map is its intervention's late_delta_accuracy, head by head
         effects = query(store, "intervention_effects", intervention_id=m["intervention_id"])
         for r in effects.itertuples():
             assert m["z"][r.layer][r.head] == pytest.approx(r.late_delta_accuracy, abs=1e-4)
+            for bound in ("lower", "upper"):
+                expected = getattr(r, f"late_delta_accuracy_{bound}")
+                assert m[bound][r.layer][r.head] == pytest.approx(expected, abs=1e-4)
+        lower, z, upper = (np.array(m[k], dtype=float) for k in ("lower", "z", "upper"))
+        assert (lower <= z + 1e-9).all() and (z <= upper + 1e-9).all()
+
+
+def test_joint_and_positional_interventions_are_shown_as_what_they_are(iv_built):
+    """A joint intervention (layer and head -1) gets no map but a row of the heads page's
+    table of sets, with its interval and additivity gap (query additivity_gap), and a row on
+    the page of each head of its set; a position-restricted one is labelled so."""
+    store, out, _, joint, positional, _, _ = iv_built
+    data = _page_data(out / "heads.html")
+    assert joint not in {m.get("intervention_id") for m in data["maps"]}
+    (named,) = [m["name"] for m in data["maps"] if m.get("intervention_id") == positional]
+    assert "positions y only" in named
+    others = [m["name"] for m in data["maps"] if m.get("intervention_id") != positional]
+    assert not any("positions" in name for name in others), others
+    heads = (out / "heads.html").read_text()
+    table = re.search(r'<table class="sortable joint">.*?</table>', heads).group(0)
+    (gap,) = query(store, "additivity_gap", intervention_id=joint).itertuples()
+    assert gap.heads == "L1H0,L1H1" and gap.single_intervention_id is not None
+    assert "additivity_gap [95% interval]" in table
+    for value in (
+        gap.joint_late_delta_accuracy,
+        gap.joint_late_delta_accuracy_lower,
+        gap.additivity_gap,
+        gap.additivity_gap_upper,
+    ):
+        assert f"{value:.3f}" in table, (value, table)
+    for layer, head in ((1, 0), (1, 1), (0, 0)):
+        page = (out / "heads" / f"L{layer}_H{head}.html").read_text()
+        assert (joint in page) == (layer == 1), (layer, head)
+
+
+def test_head_pages_lead_with_their_causal_numbers(iv_built):
+    """A head page opens on what the head carries: its row of every one-at-a-time
+    intervention and of the activation patch, each estimate with its interval."""
+    store, out, ids, _, positional, activation, path = iv_built
+    patched = query(store, "heads_by_patching_effect", patch_id=activation)
+    assert patched["restored_share"].notna().all()
+    for layer, head in ((0, 0), (1, 1)):
+        page = (out / "heads" / f"L{layer}_H{head}.html").read_text()
+        body = page[page.index("<h1>") :]
+        first = re.search(r"<h2>(.*?)</h2>", body).group(1)
+        assert first == "What the head carries", first
+        effects = re.search(r'<table class="sortable effects">.*?</table>', body).group(0)
+        assert "late_delta_accuracy [95% interval]" in effects
+        for iid in [*ids, positional]:
+            rows = query(store, "intervention_effects", intervention_id=iid)
+            (r,) = rows[(rows["layer"] == layer) & (rows["head"] == head)].itertuples()
+            cell = re.search(rf"<td>{iid}</td><td>\d+</td><td>(.*?)</td>", effects).group(1)
+            lo, hi = r.late_delta_accuracy_lower, r.late_delta_accuracy_upper
+            assert cell == f"{r.late_delta_accuracy:.3f} [{lo:.3f}, {hi:.3f}]", cell
+        table = re.search(r'<table class="sortable patches">.*?</table>', body).group(0)
+        (r,) = patched[(patched["layer"] == layer) & (patched["head"] == head)].itertuples()
+        assert activation in table and f"{r.restored_share:.3f} [" in table
+    heads = (out / "heads.html").read_text()
+    assert f"Path patch {path}" in heads and '<table class="sortable paths">' in heads
+    maps = [m for m in _page_data(out / "heads.html")["maps"] if m["source"] == "patches"]
+    assert [m["patch_id"] for m in maps] == [activation]
+
+
+def test_a_head_page_without_interventions_names_the_command(built):
+    store, out, run_id = built
+    page = (out / "heads" / "L0_H0.html").read_text()
+    assert "What the head carries" in page
+    assert f"attnstore intervene --store {store} --run {run_id}" in page
 
 
 def _page_data(page: Path) -> dict:
@@ -333,8 +411,9 @@ def test_head_pages_open_on_the_typical_sample(built, tiny_analysed_store):
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: apt-get install chromium")
 def test_intervention_maps_in_chromium(iv_built, tmp_path):
-    """An intervention's map is drawn on the diverging scale centred at 0, a metric's not."""
-    _, out, _ = iv_built
+    """An intervention's map is drawn on the diverging scale centred at 0, a metric's not;
+    hovering a head of it shows its interval."""
+    out = iv_built[1]
     maps = _page_data(out / "heads.html")["maps"]
     signed = next(i for i, m in enumerate(maps) if m["signed"])
     errors: list[str] = []
@@ -353,6 +432,17 @@ def test_intervention_maps_in_chromium(iv_built, tmp_path):
         page.wait_for_function("document.getElementById('map').data[0].zmid === 0")
         zmid, scale = page.evaluate(trace)
         assert zmid == 0 and "#67001f" in scale and "#053061" in scale
+        page.locator("#map").scroll_into_view_if_needed()
+        box = page.locator("#map .nsewdrag").bounding_box()
+        page.mouse.move(box["x"] + 5, box["y"] + 5)
+        page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.25, steps=5)
+        page.wait_for_selector(".hovertext", state="attached")
+        tip = page.locator(".hovertext").first.text_content()
+        m = maps[signed]
+        lo, hi = m["lower"][0][0], m["upper"][0][0]
+        shown = re.search(r"95% interval \[(\S+), (\S+)\]", tip)
+        assert "layer 0, head 0" in tip and shown, tip
+        assert [float(v) for v in shown.groups()] == pytest.approx([lo, hi], abs=1e-3), tip
     assert not errors, errors
 
 

@@ -81,7 +81,24 @@ def _poison(store: Path, tmp: Path) -> list[str]:
         poisoned += [f"{table}.{c}" for c in columns]
     for part in sorted((store / "fits").rglob("part-*.parquet")):
         _rewrite(part, {"notes": hostile("notes")}, tmp)
+    for record in sorted((store / "analyses").rglob("commit.parquet")):
+        _restate_bytes(store, record, tmp)
     return [*poisoned, "fits.notes"]
+
+
+def _restate_bytes(store: Path, record: Path, tmp: Path) -> None:
+    """The manifest of the commit record ``record`` (its files' bytes, which readers check)
+    made to name the bytes of its files as they are now: the rewritten ones stay committed."""
+    from attnstore.transaction import FILES_KEY
+
+    table = pq.ParquetFile(record).read()
+    metadata = dict(table.schema.metadata)
+    files = json.loads(metadata[FILES_KEY.encode()])
+    for entry in files:
+        entry["bytes"] = (store / entry["path"]).stat().st_size
+    metadata[FILES_KEY.encode()] = json.dumps(files, separators=(",", ":")).encode()
+    pq.write_table(table.replace_schema_metadata(metadata), tmp / "rewrite.parquet")
+    os.replace(tmp / "rewrite.parquet", record)
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -263,6 +280,9 @@ def test_values_outside_their_domain_are_refused(
     # the x rows only where a column is in the grain, so that no row repeats another
     new = {"x": value} if column == "query_kind" else value
     _rewrite(first, {column: new}, tmp_path)
+    if file != "commit.parquet":  # a data file: its record names its new bytes
+        key = next(p for p in first.relative_to(store).parts if p.startswith("analysis_id="))
+        _restate_bytes(store, store / "analyses" / key / "commit.parquet", tmp_path)
     before = _digests(store)
     out = tmp_path / "site"
     result = _report("--store", str(store), "--out", str(out))

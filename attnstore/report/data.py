@@ -33,6 +33,7 @@ N_SAMPLES = 3  # samples a head page offers: without an analysis, the first ones
 # the sample picker lists them; the page opens on the first.
 SAMPLE_ROLES = ("typical", "cleanest", "least_clean")
 EFFECT_MAP = "late_delta_accuracy"  # the intervention maps' column of intervention_effects
+PATCH_MAP = "restored_share"  # the patch maps' column of heads_by_patching_effect
 WEIGHT_SCALE = 1000  # attention weights travel as integers in thousandths
 
 
@@ -144,16 +145,56 @@ def overview(c: Context) -> dict[str, Any]:
 # --- the heads --------------------------------------------------------------------------------
 
 
-def head_maps(c: Context, interventions: pd.DataFrame) -> list[dict[str, Any]]:
+def head_maps(c: Context, causal: Causal) -> list[dict[str, Any]]:
     """One layer × head map per head metric and query kind of the analysis (query
-    head_summary), then one per intervention of ``interventions`` (:func:`intervention_maps`)."""
-    return summary_maps(c) + intervention_maps(c, interventions)
+    head_summary), then one per one-at-a-time intervention (:func:`intervention_maps`) and
+    one per activation patch (:func:`patch_maps`)."""
+    return summary_maps(c) + intervention_maps(c, causal) + patch_maps(c, causal)
 
 
 def interventions(c: Context) -> pd.DataFrame:
-    """The run's interventions (query run_interventions: by method, target, the latest
-    first)."""
+    """The run's interventions (query run_interventions: by method, target, the one-at-a-time
+    ones before the joint ones, the latest first)."""
     return c.query("run_interventions", run_id=c.run_id).dropna(subset=["intervention_id"])
+
+
+@dataclass(frozen=True)
+class Causal:
+    """What the run's interventions and patches say, each read once: the interventions (query
+    run_interventions), per one-at-a-time intervention its heads' effects (query
+    intervention_effects, one row per head), the joint ones with their additivity gap (query
+    additivity_gap, one row per joint intervention), per activation patch its heads' restored
+    share (query heads_by_patching_effect, one row per head) and per path patch its paths
+    (query path_patching_matrix, one row per sender and receiver)."""
+
+    interventions: pd.DataFrame
+    effects: dict[str, pd.DataFrame]
+    joint: pd.DataFrame
+    patches: dict[str, pd.DataFrame]
+    paths: dict[str, pd.DataFrame]
+
+
+def causal(c: Context, runs: pd.DataFrame) -> Causal:
+    """The run's causal numbers for ``runs`` (:func:`interventions`) and its patches (the
+    store's lookup of the run's patch ids, each read through the query of its kind)."""
+    alone = runs[runs["heads"].isna()]
+    effects = {
+        i: c.query("intervention_effects", run_id=c.run_id, intervention_id=i)
+        for i in alone["intervention_id"]
+    }
+    joint = pd.DataFrame()
+    if runs["heads"].notna().any():
+        joint = c.query("additivity_gap", run_id=c.run_id).dropna(subset=["intervention_id"])
+    patches, paths = {}, {}
+    for patch_id in sorted(c.store.ids("patch", run_id=c.run_id)):
+        heads = c.query("heads_by_patching_effect", run_id=c.run_id, patch_id=patch_id)
+        if heads["patch_id"].notna().any():  # an activation patch
+            patches[patch_id] = heads.sort_values(["layer", "head"])
+            continue
+        matrix = c.query("path_patching_matrix", run_id=c.run_id, patch_id=patch_id)
+        if matrix["patch_id"].notna().any():
+            paths[patch_id] = matrix.dropna(subset=["patch_id"])
+    return Causal(runs, effects, joint, patches, paths)
 
 
 def _grid(c: Context, df: pd.DataFrame, column: str) -> list[list[float | None]]:
@@ -162,6 +203,18 @@ def _grid(c: Context, df: pd.DataFrame, column: str) -> list[list[float | None]]
     z = np.full((int(c.run["n_layers"]), int(c.run["n_heads"])), np.nan)
     z[df["layer"].to_numpy(int), df["head"].to_numpy(int)] = df[column].to_numpy(float)
     return clean(z)
+
+
+def _signed_map(c: Context, df: pd.DataFrame, column: str, **fields: Any) -> dict[str, Any]:
+    """The map of ``column`` of a per-head query's rows on a scale centred at 0, with the
+    grids of its 95% interval (``column``_lower, ``column``_upper) for the hover."""
+    return {
+        **fields,
+        "signed": True,
+        "z": _grid(c, df, column),
+        "lower": _grid(c, df, f"{column}_lower"),
+        "upper": _grid(c, df, f"{column}_upper"),
+    }
 
 
 def summary_maps(c: Context) -> list[dict[str, Any]]:
@@ -182,25 +235,133 @@ def summary_maps(c: Context) -> list[dict[str, Any]]:
     ]
 
 
-def intervention_maps(c: Context, runs: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per intervention of ``runs`` (:func:`interventions`), the change of accuracy over the
-    late points when each head is changed (EFFECT_MAP of query intervention_effects): signed,
-    drawn on a scale centred at 0."""
-    maps = []
-    for r in runs.itertuples(index=False):
-        df = c.query("intervention_effects", run_id=c.run_id, intervention_id=r.intervention_id)
-        seed = "" if pd.isna(r.resample_seed) else f", seed {int(r.resample_seed)}"
-        name = f"{EFFECT_MAP}, {r.method} {r.target}{seed} (intervention {r.intervention_id})"
-        maps.append(
-            {
-                "source": "interventions",
-                "intervention_id": r.intervention_id,
-                "name": name,
-                "signed": True,
-                "z": _grid(c, df, EFFECT_MAP),
-            }
+def positions_label(changed_positions: str) -> str:
+    """How a map or table names the query positions an intervention or patch changed: empty
+    for all of them."""
+    return "" if changed_positions == "all" else f", positions {changed_positions} only"
+
+
+def intervention_name(r: Any) -> str:
+    """An intervention as the report names it: method, target, resample seed, positions."""
+    seed = "" if pd.isna(r.resample_seed) else f", seed {int(r.resample_seed)}"
+    return f"{r.method} {r.target}{seed}{positions_label(r.changed_positions)}"
+
+
+def intervention_maps(c: Context, causal: Causal) -> list[dict[str, Any]]:
+    """Per one-at-a-time intervention, the change of accuracy over the late points when each
+    head is changed (EFFECT_MAP of query intervention_effects) and its interval: signed,
+    drawn on a scale centred at 0. A joint intervention has no map (one number for a set of
+    heads): :func:`joint_table` lists it."""
+    runs = causal.interventions
+    return [
+        _signed_map(
+            c,
+            causal.effects[r.intervention_id],
+            EFFECT_MAP,
+            source="interventions",
+            intervention_id=r.intervention_id,
+            name=f"{EFFECT_MAP}, {intervention_name(r)} (intervention {r.intervention_id})",
         )
+        for r in runs[runs["heads"].isna()].itertuples(index=False)
+    ]
+
+
+def patch_name(r: Any) -> str:
+    """An activation patch as the report names it: corruption, target, positions."""
+    k = "" if pd.isna(r.corruption_k) else f" k={int(r.corruption_k)}"
+    return f"{r.corruption}{k}, {r.patch_target}{positions_label(r.positions)}"
+
+
+def patch_maps(c: Context, causal: Causal) -> list[dict[str, Any]]:
+    """Per activation patch, the share of the corruption's change of logit that patching each
+    head restores (PATCH_MAP of query heads_by_patching_effect) and its interval, on a scale
+    centred at 0."""
+    maps = []
+    for patch_id, df in causal.patches.items():
+        r = next(df.dropna(subset=["patch_id"]).itertuples(index=False))
+        name = f"{PATCH_MAP}, {patch_name(r)} (patch {patch_id})"
+        maps.append(_signed_map(c, df, PATCH_MAP, source="patches", patch_id=patch_id, name=name))
     return maps
+
+
+JOINT_COLUMNS = [
+    "intervention_id",
+    "method",
+    "target",
+    "heads",
+    "changed_positions",
+    "n_prompts",
+    "joint_late_delta_accuracy",
+    "joint_late_delta_accuracy_lower",
+    "joint_late_delta_accuracy_upper",
+    "single_late_delta_accuracy_sum",
+    "additivity_gap",
+    "additivity_gap_lower",
+    "additivity_gap_upper",
+    "single_intervention_id",
+]
+
+
+def joint_table(causal: Causal) -> dict[str, Any] | None:
+    """The joint interventions (heads changed together) with their effect and additivity gap
+    (query additivity_gap); None where the run has none."""
+    if causal.joint.empty:
+        return None
+    return records(causal.joint, JOINT_COLUMNS)
+
+
+HEAD_EFFECT_COLUMNS = [
+    "intervention",
+    "intervention_id",
+    "n_prompts",
+    "late_delta_accuracy",
+    "late_delta_accuracy_lower",
+    "late_delta_accuracy_upper",
+    "mean_delta_accuracy",
+    "mean_delta_accuracy_lower",
+    "mean_delta_accuracy_upper",
+    "late_delta_logit",
+    "late_delta_logit_lower",
+    "late_delta_logit_upper",
+]
+HEAD_PATCH_COLUMNS = [
+    "patch",
+    "patch_id",
+    "rank",
+    "n_moved_prompts",
+    PATCH_MAP,
+    f"{PATCH_MAP}_lower",
+    f"{PATCH_MAP}_upper",
+]
+
+
+def head_causal(c: Context, causal: Causal, layer: int, head: int) -> dict[str, Any]:
+    """One head's causal numbers, each with its interval: its row of every one-at-a-time
+    intervention (query intervention_effects), the joint interventions whose set holds it
+    (query additivity_gap) and its row of every activation patch (query
+    heads_by_patching_effect). Each is None where the run has none."""
+    names = {
+        r.intervention_id: intervention_name(r)
+        for r in causal.interventions.itertuples(index=False)
+    }
+    rows = []
+    for iid, df in causal.effects.items():
+        row = df[(df["layer"] == layer) & (df["head"] == head)].iloc[0].to_dict()
+        rows.append({**row, "intervention": names[iid]})
+    name = f"L{layer}H{head}"
+    joint = causal.joint
+    if not joint.empty:
+        joint = joint[[name in h.split(",") for h in joint["heads"]]]
+    patched = []
+    for df in causal.patches.values():
+        row = df[(df["layer"] == layer) & (df["head"] == head)].iloc[0].to_dict()
+        first = next(df.dropna(subset=["patch_id"]).itertuples(index=False))
+        patched.append({**row, "patch": patch_name(first)})
+    return {
+        "interventions": records(pd.DataFrame(rows), HEAD_EFFECT_COLUMNS) if rows else None,
+        "joint": records(joint, JOINT_COLUMNS) if not joint.empty else None,
+        "patches": records(pd.DataFrame(patched), HEAD_PATCH_COLUMNS) if patched else None,
+    }
 
 
 def rankings(c: Context) -> dict[str, dict[str, Any]]:
@@ -309,8 +470,8 @@ class HeadPage:
     """What one head's page shows: the samples it offers (sample → why, the typical first),
     why (its row of query head_samples), the figure's data on the typical sample and that
     sample's clusters table (these three None without an analysis), per sample its attention
-    of shape (2N, 2N) and its tokens, per view and sample the cluster labels, and the query
-    kinds those labels hold."""
+    of shape (2N, 2N) and its tokens, per view and sample the cluster labels, the query
+    kinds those labels hold, and its causal numbers (:func:`head_causal`)."""
 
     layer: int
     head: int
@@ -322,12 +483,18 @@ class HeadPage:
     tokens: dict[int, list[dict[str, Any]]]
     labels: dict[str, dict[int, list[int | None]]]
     query_kinds: set[Any]
+    causal: dict[str, Any]  # :func:`head_causal`
 
 
 def head_page(
-    c: Context, choices: dict[tuple[int, int], dict[str, Any]] | None, layer: int, head: int
+    c: Context,
+    choices: dict[tuple[int, int], dict[str, Any]] | None,
+    causal: Causal,
+    layer: int,
+    head: int,
 ) -> HeadPage:
-    """Everything one head's page shows, read from the store."""
+    """Everything one head's page shows, read from the store (its causal numbers from
+    ``causal``, read once for every head)."""
     shown = samples_shown(c, choices, layer, head)
     samples = list(shown)
     figure = clusters = None
@@ -345,7 +512,10 @@ def head_page(
             weights[s], toks[s] = attention(c, layer, head, s), tokens(c, s)
     labels, kinds = head_views(c, layer, head, samples)
     choice = None if choices is None else choices[(layer, head)]
-    return HeadPage(layer, head, shown, choice, figure, clusters, weights, toks, labels, kinds)
+    numbers = head_causal(c, causal, layer, head)
+    return HeadPage(
+        layer, head, shown, choice, figure, clusters, weights, toks, labels, kinds, numbers
+    )
 
 
 def head_clusters(c: Context, layer: int, head: int, sample: int) -> dict[str, Any]:

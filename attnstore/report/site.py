@@ -144,18 +144,32 @@ def _check_query_kinds(heads: list[d.HeadPage]) -> None:
         _refuse_unknown("table clusters", "query_kind", kind, DOMAINS["query_kind"])
 
 
+def _intervals(columns: list[str]) -> dict[str, tuple[str, str]]:
+    """The columns of a table that have a 95% interval beside them (``C_lower``, ``C_upper``,
+    as every query names it): column → its bounds' columns."""
+    return {
+        c: (f"{c}_lower", f"{c}_upper")
+        for c in columns
+        if f"{c}_lower" in columns and f"{c}_upper" in columns
+    }
+
+
 def _table(t: dict[str, Any], cls: str = "", link: bool = False) -> str:
     """An HTML table of ``{"columns", "rows"}``; ``link``: rows open their head's page. A
-    column with a declared domain (:data:`DOMAINS`) holds only its values or nulls."""
-    head = "".join(f"<th>{_h(c)}</th>" for c in t["columns"])
-    body = []
+    column with a declared domain (:data:`DOMAINS`) holds only its values or nulls. A column
+    with its interval beside it (:func:`_intervals`) is one cell, ``estimate [lower,
+    upper]`` (the estimate alone where there is no interval: one prompt)."""
     cols = t["columns"]
+    bounds = _intervals(cols)
+    shown = [c for c in cols if c not in {b for pair in bounds.values() for b in pair}]
+    head = "".join(f"<th>{_h(c)}{' [95% interval]' if c in bounds else ''}</th>" for c in shown)
+    body = []
     for row in t["rows"]:
         rec = dict(zip(cols, row, strict=True))
         for column in DOMAINS.keys() & rec.keys():
             if rec[column] is not None:
                 _refuse_unknown("the store", column, rec[column], DOMAINS[column])
-        cells = "".join(f"<td>{_cell(v)}</td>" for v in row)
+        cells = "".join(f"<td>{_estimate(rec, c, bounds.get(c))}</td>" for c in shown)
         attr = ""
         if link and "layer" in cols and "head" in cols:
             attr = f' data-href="heads/L{int(rec["layer"])}_H{int(rec["head"])}.html"'
@@ -164,6 +178,14 @@ def _table(t: dict[str, Any], cls: str = "", link: bool = False) -> str:
         f'<table class="{_h(cls)}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table>"
     )
+
+
+def _estimate(rec: dict[str, Any], column: str, bounds: tuple[str, str] | None) -> str:
+    """A table cell: ``column``'s value, with its interval where ``bounds`` names one."""
+    text = _cell(rec[column])
+    if bounds is None or rec[bounds[0]] is None or rec[bounds[1]] is None:
+        return text
+    return f"{text} [{_cell(rec[bounds[0]])}, {_cell(rec[bounds[1]])}]"
 
 
 def _cell(v: Any) -> str:
@@ -237,12 +259,22 @@ def _heads(c: d.Context, pages: Pages, out: Path, files: list[Path]) -> None:
             f"{options}</select></label>"
             '<div id="map" class="chart"></div><p>Click a head to open its page.</p>'
         )
-        if any(m["signed"] for m in maps):
+        if any(m["source"] == "interventions" for m in maps):
             body += (
-                f"<p>{_h(d.EFFECT_MAP)} maps (one per intervention of the run, query "
-                "<code>intervention_effects</code>): the change of accuracy over the last half "
-                "of the points when the head is changed, on a scale centred at 0; negative: "
-                "the prediction needs the head.</p>"
+                f"<p>{_h(d.EFFECT_MAP)} maps (one per intervention of the run that changed "
+                "each head alone, query <code>intervention_effects</code>): the change of "
+                "accuracy over the last half of the points when the head is changed, on a "
+                "scale centred at 0; negative: the prediction needs the head. Hover a head "
+                "for its 95% interval (a paired bootstrap over prompts). An intervention "
+                "restricted to some query positions says so in its name.</p>"
+            )
+        if any(m["source"] == "patches" for m in maps):
+            body += (
+                f"<p>{_h(d.PATCH_MAP)} maps (one per activation patch of the run, query "
+                "<code>heads_by_patching_effect</code>): the share of the corruption's change "
+                "of logit that patching the head from the clean prompt brings back (1: the "
+                "clean logits), on a scale centred at 0; hover a head for its 95% "
+                "interval.</p>"
             )
     else:
         grid = "".join(
@@ -251,6 +283,7 @@ def _heads(c: d.Context, pages: Pages, out: Path, files: list[Path]) -> None:
             for head in range(int(c.run["n_heads"]))
         )
         body += f"<h2>Heads</h2><p class='grid'>{grid}</p>"
+    body += _joint(pages.joint) + _paths(pages.causal)
     for name, t in ranks.items():
         body += (
             f"<h2>{_h(name)}</h2><p>Query <code>{_h(name)}</code>; click a header to "
@@ -262,9 +295,84 @@ def _heads(c: d.Context, pages: Pages, out: Path, files: list[Path]) -> None:
     _write(out / "heads.html", _page(f"Heads of run {c.run_id}", body, data), files)
 
 
+def _joint(joint: dict[str, Any] | None) -> str:
+    """The heads page's table of the joint interventions (heads changed together)."""
+    if joint is None:
+        return ""
+    return (
+        "<h2>Heads changed together</h2><p>Query <code>additivity_gap</code>: each "
+        "intervention that changed a set of heads at once (<code>attnstore intervene "
+        "--heads</code>), its change of accuracy over the last half of the points, the sum of "
+        "its heads' changes alone, and the gap between the two (negative: together they cost "
+        "more than their parts), each with its 95% interval (a paired bootstrap over "
+        'prompts).</p><div class="scroll">' + _table(joint, "sortable joint") + "</div>"
+    )
+
+
+PATH_COLUMNS = [
+    "layer",
+    "head",
+    "receiver_layer",
+    "receiver_head",
+    "patch_target",
+    "n_moved_prompts",
+    "restored_share",
+    "restored_share_lower",
+    "restored_share_upper",
+]
+
+
+def _paths(causal: d.Causal) -> str:
+    """The heads page's tables of the path patches, one per patch."""
+    out = ""
+    for patch_id, df in causal.paths.items():
+        r = next(df.itertuples(index=False))
+        out += (
+            f"<h2>Path patch {_h(patch_id)}: {_h(d.patch_name(r))}</h2><p>Query "
+            "<code>path_patching_matrix</code>: the share of the corruption's change of logit "
+            "that the sender head's clean output brings back through the receiver's input "
+            'alone, with its 95% interval.</p><div class="scroll">'
+            + _table(d.records(df, PATH_COLUMNS), "sortable paths")
+            + "</div>"
+        )
+    return out
+
+
+def _causal(c: d.Context, numbers: dict[str, Any]) -> str:
+    """A head page's first section: its causal numbers, each with its interval."""
+    out = "<h2>What the head carries</h2>"
+    if not any(numbers.values()):
+        return out + (
+            '<p class="note">The run has no intervention nor patch yet: '
+            f"<code>attnstore intervene --store {_h(c.store.path)} --run {_h(c.run_id)}</code> "
+            "measures what each head carries, <code>attnstore patch</code> what patching it "
+            "restores.</p>"
+        )
+    if numbers["interventions"] is not None:
+        out += (
+            "<p>Changed alone (query <code>intervention_effects</code>): the change of accuracy "
+            "(over the last half of the points, and over all) and of logit × y when this head "
+            "is changed, each with its 95% interval (a paired bootstrap over prompts).</p>"
+            + _table(numbers["interventions"], "sortable effects")
+        )
+    if numbers["joint"] is not None:
+        out += (
+            "<p>Changed with other heads (query <code>additivity_gap</code>): the sets of heads "
+            "changed together that hold this one.</p>" + _table(numbers["joint"], "sortable joint")
+        )
+    if numbers["patches"] is not None:
+        out += (
+            "<p>Patched from the clean prompt (query <code>heads_by_patching_effect</code>): "
+            "the share of the corruption's change of logit it brings back, with its 95% "
+            "interval, and its rank among the heads.</p>"
+            + _table(numbers["patches"], "sortable patches")
+        )
+    return out
+
+
 def _head(c: d.Context, p: d.HeadPage, drawn: Drawer, out: Path, files: list[Path]) -> None:
     stem = f"L{p.layer}_H{p.head}"
-    body = "" if c.analysis is not None else _no_analysis(c)
+    body = ("" if c.analysis is not None else _no_analysis(c)) + _causal(c, p.causal)
     if p.figure is not None:
         sample = p.figure.sample  # the typical one: the page opens on it
         figure = out / "heads" / f"{stem}_s{sample}.png"
@@ -327,11 +435,13 @@ def _why_this_sample(c: d.Context, r: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class Pages:
     """Every page's data, read before anything is written: the overview, the run's
-    interventions, the heads page's maps and rankings, and each head's page."""
+    interventions and patches, the heads page's maps, joint interventions and rankings, and
+    each head's page."""
 
     overview: dict[str, Any]
-    interventions: Any  # query run_interventions' rows, one per intervention
+    causal: d.Causal
     maps: list[dict[str, Any]]
+    joint: dict[str, Any] | None
     rankings: dict[str, dict[str, Any]]
     heads: list[d.HeadPage]
 
@@ -343,6 +453,7 @@ def _read(c: d.Context, draw: Drawer, progress: bool) -> Pages:
 
     overview, interventions = d.overview(c), d.interventions(c)
     _check_declared(overview["contents"], interventions)
+    causal = d.causal(c, interventions)
     choices = d.head_samples(c)
     L, H = int(c.run["n_layers"]), int(c.run["n_heads"])
     heads = []
@@ -352,11 +463,12 @@ def _read(c: d.Context, draw: Drawer, progress: bool) -> Pages:
         unit="head",
         enabled=progress,
     ):
-        heads.append(d.head_page(c, choices, layer, head))
+        heads.append(d.head_page(c, choices, causal, layer, head))
         if heads[-1].figure is not None:
             draw.submit((layer, head), heads[-1].figure)
     _check_query_kinds(heads)
-    return Pages(overview, interventions, d.head_maps(c, interventions), d.rankings(c), heads)
+    maps = d.head_maps(c, causal)
+    return Pages(overview, causal, maps, d.joint_table(causal), d.rankings(c), heads)
 
 
 def build_report(

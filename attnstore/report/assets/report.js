@@ -58,6 +58,14 @@ function overview() {
   }, CONFIG);
 }
 
+// A signed map's 95% interval of one head, as hover text; empty where it has none (a metric's
+// map, a head with one prompt).
+function interval(m, layer, head) {
+  if (!m.lower) return "";
+  const [lo, hi] = [m.lower[layer][head], m.upper[layer][head]];
+  return lo === null || hi === null ? "" : `<br>95% interval [${lo.toFixed(3)}, ${hi.toFixed(3)}]`;
+}
+
 function heads() {
   const select = document.getElementById("metric");
   if (!select) return;
@@ -69,7 +77,8 @@ function heads() {
       colorscale: m.signed ? RDBU : "Viridis", zmid: m.signed ? 0 : undefined,
       text: m.z.map((row) => row.map((v) => (v === null ? "" : v.toFixed(3)))),
       texttemplate: "%{text}",
-      hovertemplate: "layer %{y}, head %{x}<br>" + m.name + ": %{z:.3f}<extra></extra>",
+      customdata: m.z.map((row, l) => row.map((_, h) => interval(m, l, h))),
+      hovertemplate: "layer %{y}, head %{x}<br>" + m.name + ": %{z:.3f}%{customdata}<extra></extra>",
     }], {
       xaxis: { title: { text: "head" }, dtick: 1 },
       yaxis: { title: { text: "layer" }, dtick: 1, autorange: "reversed" },
