@@ -243,8 +243,11 @@ def path_logits(
         dz = dz * positions[None, :, None]
         w_o = block.attn.out.weight.view(cfg.d_model, H, dh)[:, hd]  # (d_model, c, d_head)
         delta[mine] = torch.einsum("ctk,dck->ctd", dz, w_o)
-    h = corrupted.resid[0]
+    first = int(s_layer.min())  # below every sender the walk is the corrupted run
+    h = corrupted.resid[first]
     for layer, block in enumerate(model.blocks):  # Block.forward, receivers reading h + delta
+        if layer < first:
+            continue
         inp = block.ln_1(h)
         edit = HeadEdit()
         reads = receivers.heads[:, layer]  # (C, H, 3)
@@ -382,48 +385,49 @@ def patch(
 
 
 def _measure(model, clean, bad: Corrupted, target, mask, paths, batch_size, device, progress):
-    """The patch_effects table: every head (or every path) over every prompt, in chunks."""
+    """The patch_effects table: every head (or every path) over every prompt, in chunks of
+    prompts replicated once per head. Paths go in groups of n_heads copies (the last padded
+    with its own last path), each group walking from the same clean and corrupted passes."""
     cfg = model.cfg
     L, H = cfg.n_layers, cfg.n_heads
     S, N = bad.y.shape
     positions = torch.from_numpy(mask).to(device)
-    groups = [paths[i : i + H] for i in range(0, len(paths), H)] if paths else [None]
-    copies = [H] if not paths else [len(g) for g in groups]
+    groups = [paths[i : i + H] for i in range(0, len(paths), H)]
     chunks = [(lo, min(lo + batch_size, S)) for lo in range(0, S, batch_size)]
-    n_units = L * H if not paths else len(paths)
+    n_units = len(paths) if paths else L * H
     patched = np.zeros((n_units, S, N), dtype=np.float32)
     base = {"clean": np.zeros_like(patched), "corrupted": np.zeros_like(patched)}
-    bar = progress_bar(total=len(chunks) * len(groups), desc="patch", unit="pass", enabled=progress)
+    total = len(chunks) * max(1, len(groups))
+    bar = progress_bar(total=total, desc="patch", unit="pass", enabled=progress)
 
-    def tensors(x, y, lo, hi, n):
-        xs = torch.from_numpy(x[lo:hi]).to(device).repeat(n, 1, 1)
-        return xs, torch.from_numpy(y[lo:hi]).to(device).repeat(n, 1)
+    def replicated(x, y, lo, hi):  # prompts lo..hi-1 once per head, head major
+        xs = torch.from_numpy(x[lo:hi]).to(device).repeat(H, 1, 1)
+        return xs, torch.from_numpy(y[lo:hi]).to(device).repeat(H, 1)
 
     for lo, hi in chunks:
         B = hi - lo
+        wanted = ("z",) if paths else (target,)
+        cp = run_pass(model, *replicated(*clean, lo, hi), wanted)
+        bp = run_pass(model, *replicated(bad.x, bad.y, lo, hi), wanted)
+        clean_logits = cp.logits.view(H, B, N).cpu().numpy()  # copy h's own clean run
+        bad_logits = bp.logits.view(H, B, N).cpu().numpy()
+        if not paths:
+            out = head_logits(model, cp, bp, target, positions).view(L * H, B, N)
+            patched[:, lo:hi] = out.cpu().numpy()
+            base["clean"][:, lo:hi] = np.tile(clean_logits, (L, 1, 1))  # the same every layer
+            base["corrupted"][:, lo:hi] = np.tile(bad_logits, (L, 1, 1))
+            bar.update(1)
         for g, group in enumerate(groups):
-            n = copies[g]
-            wanted = ("z",) if paths else (target,)
-            cp = run_pass(model, *tensors(*clean, lo, hi, n), wanted)
-            bp = run_pass(model, *tensors(bad.x, bad.y, lo, hi, n), wanted)
-            first = g * H
-            units = slice(first, first + n)
-            if paths:
-                senders = [p.sender for p in group for _ in range(B)]
-                recv = receivers_of(group, L, H, B)
-                recv = Receivers(*(t.to(device) for t in (recv.heads, recv.mlp, recv.out)))
-                out = path_logits(model, cp, bp, senders, recv, positions).view(n, B, N)
-                patched[units, lo:hi] = out.cpu().numpy()
-                base["clean"][units, lo:hi] = cp.logits.view(n, B, N).cpu().numpy()
-                base["corrupted"][units, lo:hi] = bp.logits.view(n, B, N).cpu().numpy()
-            else:
-                out = head_logits(model, cp, bp, target, positions).view(L * H, B, N)
-                patched[:, lo:hi] = out.cpu().numpy()
-                # copy h's own clean and corrupted runs, the same for every layer
-                base["clean"][:, lo:hi] = np.tile(cp.logits.view(H, B, N).cpu().numpy(), (L, 1, 1))
-                base["corrupted"][:, lo:hi] = np.tile(
-                    bp.logits.view(H, B, N).cpu().numpy(), (L, 1, 1)
-                )
+            n = len(group)
+            full = group + [group[-1]] * (H - n)  # H copies, as the passes are replicated
+            senders = [p.sender for p in full for _ in range(B)]
+            recv = receivers_of(full, L, H, B)
+            recv = Receivers(*(t.to(device) for t in (recv.heads, recv.mlp, recv.out)))
+            out = path_logits(model, cp, bp, senders, recv, positions).view(H, B, N)
+            units = slice(g * H, g * H + n)
+            patched[units, lo:hi] = out[:n].cpu().numpy()
+            base["clean"][units, lo:hi] = clean_logits[:n]
+            base["corrupted"][units, lo:hi] = bad_logits[:n]
             bar.update(1)
     bar.close()
     if paths:
