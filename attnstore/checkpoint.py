@@ -30,7 +30,7 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -150,6 +150,15 @@ def url_training_steps(url: str) -> list[tuple[int, str]]:
 def url_has_weights(url: str) -> bool:
     """Whether a folder in an object store holds a model (its ``model.safetensors``)."""
     return WEIGHTS_FILE in _files_below(url)
+
+
+def url_tags(url: str) -> dict[str, str]:
+    """What identifies each object below an object-store URL without reading it, by the
+    object's URL: its ETag, from one listing (S3 gives an object a new ETag whenever it is
+    written; for a single-part upload it is the MD5 of the bytes)."""
+    fs, _, root = _object_store(url)
+    tags = fs.stamps(PurePosixPath(root), "**/*")
+    return {fs.url(path): str(tag) for path, tag in tags.items()}
 
 
 def local_checkpoint(spec: str | Path) -> str | Path:

@@ -4,18 +4,20 @@ sample counts into one store, on this machine or as Ray tasks.
 A sweep is a :class:`SweepSpec` (from flags, a TOML spec file, or both: flags win). Its
 checkpoints expand first: a training folder means all the steps it saved (``train
 --save-every``), ``PATH@STEP`` one of them, a folder without steps its final model, a file or
-``default`` itself. The items are the product checkpoints × tasks × seeds × samples. Each item
-is :func:`run_item`: :func:`attnstore.pipeline.extract_and_analyze`, what ``attnstore extract``
-does, with the sweep's :class:`~attnstore.extraction.ExtractConfig` (the item's checkpoint,
-task, seed and samples) and :class:`~attnstore.analysis.run.AnalysisConfig`. A run already
-committed is not extracted again and an analysis already committed (the same parameters give
-the same id) is not redone, so a sweep rerun after a kill finishes the rest and a finished
-sweep rerun writes nothing. An item's failure is caught and reported, its traceback written
-into :func:`log_folder`; the others go on.
+``default`` itself; each may also be an ``s3://`` URL, expanded from listings of the bucket
+(each item's worker copies its own checkpoint: nothing depends on the driver's disk). The items
+are the product checkpoints × tasks × seeds × samples. Each item is :func:`run_item`:
+:func:`attnstore.pipeline.extract_and_analyze`, what ``attnstore extract`` does, with the
+sweep's :class:`~attnstore.extraction.ExtractConfig` (the item's checkpoint, task, seed and
+samples) and :class:`~attnstore.analysis.run.AnalysisConfig`. A run already committed is not
+extracted again and an analysis already committed (the same parameters give the same id) is not
+redone, so a sweep rerun after a kill finishes the rest and a finished sweep rerun writes
+nothing. An item's failure is caught and reported, its traceback written into
+:func:`log_folder`; the others go on.
 
 The sweep id is a content id of the normalised spec (the checkpoints by the sha256 of their
-weights, the tasks, seeds, samples, task parameters, points and the analysis), recorded in
-``runs.sweep_id`` of the runs the sweep writes.
+weights, or their ETag in an object store, the tasks, seeds, samples, task parameters, points
+and the analysis), recorded in ``runs.sweep_id`` of the runs the sweep writes.
 """
 
 from __future__ import annotations
@@ -79,11 +81,14 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One expanded checkpoint: what ``load_checkpoint`` takes, and a short label."""
+    """One expanded checkpoint: what ``load_checkpoint`` takes, and a short label. A local
+    one is identified by the sha256 of its ``weights``; one in an object store by its
+    weights' ``tag`` (the ETag), so that the driver reads none of its bytes."""
 
     path: str
     label: str
-    weights: str  # the file whose bytes identify it
+    weights: str  # the file (or object URL) whose bytes identify it
+    tag: str | None = None  # the weights object's ETag, for a checkpoint given as a URL
 
 
 @dataclass(frozen=True)
@@ -240,6 +245,9 @@ def expand_checkpoints(spec: SweepSpec) -> list[Checkpoint]:
 
     out: list[Checkpoint] = []
     for given in spec.checkpoints:
+        if is_url(given):
+            out += _url_checkpoints(given)
+            continue
         # PATH@STEP where STEP is a number and PATH@STEP is not itself a path that exists
         text, at, step_text = given.rpartition("@")
         if not at or not step_text.isdigit() or Path(given).expanduser().exists():
@@ -287,6 +295,49 @@ def expand_checkpoints(spec: SweepSpec) -> list[Checkpoint]:
     return list({c.path: c for c in out}.values())
 
 
+def _url_checkpoints(given: str) -> list[Checkpoint]:
+    """:func:`expand_checkpoints` of one ``s3://`` checkpoint, from listings of its prefix
+    only (nothing is downloaded here: each worker copies the checkpoint it runs): a training
+    folder (every step), ``URL@STEP``, a folder holding a model, or a .safetensors/.pt file."""
+    from attnstore.checkpoint import WEIGHTS_FILE, url_has_weights, url_tags, url_training_steps
+
+    url = given.rstrip("/")
+    text, at, step_text = url.rpartition("@")
+    if not at or not step_text.isdigit():
+        text, at = url, ""
+    name = text.rsplit("/", 1)[-1]
+    if not at and name.endswith((".safetensors", ".pt")):
+        tags = url_tags(text.rsplit("/", 1)[0])
+        if text not in tags:
+            raise CheckpointError(f"checkpoint '{given}' does not exist (no such object)")
+        return [Checkpoint(text, name, text, tags[text])]
+    steps = url_training_steps(text)
+    if at:
+        found = dict(steps)
+        if int(step_text) not in found:
+            saved = known(sorted(found)) if found else "none (no steps/step-N/ there)"
+            raise CheckpointError(
+                f"checkpoint '{given}': step {int(step_text)} was not saved; saved steps: {saved}"
+            )
+        steps = [(int(step_text), found[int(step_text)])]
+    elif not steps:
+        if not url_has_weights(text):
+            raise CheckpointError(
+                f"checkpoint '{given}' holds no checkpoints (no {WEIGHTS_FILE}, no "
+                "steps/step-N/ saved by 'attnstore train --save-every') or does not exist"
+            )
+        steps = [(None, text)]
+    tags = url_tags(text)  # one listing: the ETag of every step's weights
+    out = []
+    for step, folder in steps:
+        weights = f"{folder}/{WEIGHTS_FILE}"
+        if weights not in tags:  # removed between the two listings
+            raise CheckpointError(f"checkpoint '{weights}' does not exist (no such object)")
+        label = name if step is None else f"{name}@{step}"
+        out.append(Checkpoint(folder, label, weights, tags[weights]))
+    return out
+
+
 def items(spec: SweepSpec, checkpoints: list[Checkpoint]) -> list[Item]:
     """The product checkpoints × tasks × seeds × samples, in that order."""
     return [
@@ -307,11 +358,15 @@ def _file_sha256(path: str) -> str:
 
 
 def sweep_id_for(spec: SweepSpec, checkpoints: list[Checkpoint]) -> str:
-    """The content id of the normalised spec: checkpoints by their weights' sha256 (wherever
-    they lie), the model config by its bytes, and every value that shapes the results."""
+    """The content id of the normalised spec: local checkpoints by their weights' sha256,
+    those in an object store by their weights' ETag (listed, never downloaded here), the model
+    config by its bytes, and every value that shapes the results."""
     return content_id(
         {
-            "checkpoints": [_file_sha256(c.weights) for c in checkpoints],
+            "checkpoints": [
+                f"etag:{c.tag}" if c.tag is not None else _file_sha256(c.weights)
+                for c in checkpoints
+            ],
             "model_config": _file_sha256(spec.model_config) if spec.model_config else None,
             "tasks": list(spec.tasks),
             "seeds": list(spec.seeds),

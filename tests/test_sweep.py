@@ -8,12 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from attnstore.checkpoint import CACHE_ENV
 from attnstore.cli import cli
 from attnstore.schema import TABLES
 from attnstore.store import Store
@@ -351,3 +353,248 @@ def test_sweep_into_an_object_store(training, s3_bucket, tmp_path, monkeypatch):
     assert failed.exit_code == 1, failed.output
     [line] = [ln for ln in failed.stderr.splitlines() if ln.startswith("  broken.safetensors ")]
     assert "CheckpointError" in kept_traceback(line, None)
+
+
+def test_checkpoints_in_an_object_store_expand_from_listings(training, s3_bucket, monkeypatch):
+    """s3:// checkpoints expand as local ones do (a training folder: every step; URL@STEP; a
+    folder holding a model; a file), from listings alone: the sweep id comes from the ETags,
+    no checkpoint byte is read, and it changes when an object is written again. A step not
+    saved or a URL holding nothing is one line naming it."""
+    import boto3
+
+    import attnstore.sweep as sweep
+    from attnstore.checkpoint import WEIGHTS_FILE, training_steps
+    from attnstore.errors import CheckpointError
+
+    steps = training_steps(training)[-2:]
+    s3 = boto3.client("s3")
+    for _, folder in steps:
+        for f in folder.iterdir():
+            s3.upload_file(str(f), s3_bucket, f"tiny/steps/{folder.name}/{f.name}")
+    url = f"s3://{s3_bucket}/tiny"
+    (n1, f1), (n2, f2) = steps
+    monkeypatch.setattr(sweep, "_file_sha256", None)  # reading a checkpoint's bytes fails
+
+    def expand(*given: str) -> list[tuple[str, str]]:
+        spec = make_spec(checkpoints=list(given))
+        found = sweep.expand_checkpoints(spec)
+        sweep.sweep_id_for(spec, found)
+        return [(c.label, c.path) for c in found]
+
+    step1, step2 = f"{url}/steps/{f1.name}", f"{url}/steps/{f2.name}"
+    assert expand(url) == [(f"tiny@{n1}", step1), (f"tiny@{n2}", step2)]
+    assert expand(f"{url}@{n2}") == [(f"tiny@{n2}", step2)]
+    assert expand(step1 + "/") == [(f1.name, step1)]
+    assert expand(f"{step1}/{WEIGHTS_FILE}") == [(WEIGHTS_FILE, f"{step1}/{WEIGHTS_FILE}")]
+
+    spec = make_spec(checkpoints=[url])
+    before = sweep.sweep_id_for(spec, sweep.expand_checkpoints(spec))
+    assert before == sweep.sweep_id_for(spec, sweep.expand_checkpoints(spec))
+    s3.upload_file(str(f1 / WEIGHTS_FILE), s3_bucket, f"tiny/steps/{f2.name}/{WEIGHTS_FILE}")
+    assert sweep.sweep_id_for(spec, sweep.expand_checkpoints(spec)) != before
+
+    for given, expect in (
+        (f"{url}@7", f"step 7 was not saved; saved steps: {n1}, {n2}"),
+        (f"s3://{s3_bucket}/nothing", "holds no checkpoints"),
+        (f"s3://{s3_bucket}/nothing/model.safetensors", "does not exist"),
+    ):
+        with pytest.raises(CheckpointError, match=expect) as err:
+            expand(given)
+        assert given in str(err.value) and "\n" not in str(err.value)
+
+
+# --- a sweep across machines: Ray nodes that share no disk, an s3:// store and checkpoints ------
+
+
+class _CommitGate:
+    """An S3 endpoint on 127.0.0.1 that forwards every request to ``upstream`` but stops each
+    commit (a create-only put, ``If-None-Match``, of anything but the store's
+    ``attnstore.json``), setting ``reached``: with ``after``, until that event is set, then
+    forwarded; without, for good (never forwarded, never answered). A node whose
+    AWS_ENDPOINT_URL is a gate without ``after`` writes an item's files and waits at its
+    commit, to be killed there."""
+
+    def __init__(self, upstream: str, after: threading.Event | None = None) -> None:
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        self.reached, self.closed = threading.Event(), threading.Event()
+        gate, host = self, urlsplit(upstream).netloc
+        hop = {"connection", "content-length", "expect", "keep-alive", "transfer-encoding"}
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def body(self) -> bytes:
+                if "chunked" in self.headers.get("Transfer-Encoding", ""):
+                    out = b""
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                return self.rfile.read(int(self.headers.get("Content-Length", 0)))
+
+            def forward(self) -> None:
+                data = self.body()
+                commit = self.command == "PUT" and "If-None-Match" in self.headers
+                if commit and not self.path.split("?")[0].endswith("/attnstore.json"):
+                    gate.reached.set()
+                    if after is None or not wait_any(after, gate.closed):
+                        gate.closed.wait()
+                        self.close_connection = True  # dropped, unanswered
+                        return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                headers["Content-Length"] = str(len(data))
+                conn = http.client.HTTPConnection(host, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=data, headers=headers)
+                    resp = conn.getresponse()
+                    answer = resp.read()
+                finally:
+                    conn.close()
+                self.send_response_only(resp.status, resp.reason)
+                for k, v in resp.getheaders():
+                    if k.lower() not in hop:
+                        self.send_header(k, v)
+                head = self.command == "HEAD"
+                length = resp.getheader("Content-Length", "0") if head else str(len(answer))
+                self.send_header("Content-Length", length)
+                self.end_headers()
+                if not head:
+                    self.wfile.write(answer)
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_any(event: threading.Event, closed: threading.Event) -> bool:
+    """Wait until ``event`` or ``closed`` is set: whether ``event`` was."""
+    while not closed.is_set():
+        if event.wait(timeout=0.1):
+            return True
+    return False
+
+
+def test_a_sweep_across_machines_survives_a_killed_node(
+    training, s3_bucket, s3_server, tmp_path, monkeypatch
+):
+    """A two-node Ray cluster on 127.0.0.1 (a head without CPUs; nodes a and b, one CPU each,
+    each in its own working folder with its own temporary folder and checkpoint cache) sweeps
+    a training folder that lies only in S3 into an s3:// store, the driver in a folder of its
+    own. Each node reaches S3 through a proxy (:class:`_CommitGate`): b's holds its item's
+    commit, and b is killed there, its files written and not committed; a's holds its commits
+    until b's item got there (so b surely has an item, whatever Ray's choices). The sweep
+    reports that item failed (its traceback kept by the driver, in the driver's folder); the
+    rerun finishes it; the store holds one run per item, each recording its checkpoint's URL,
+    and verifies."""
+    import boto3
+
+    pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    from attnstore.checkpoint import training_steps
+
+    steps = training_steps(training)[-2:]  # two steps, uploaded; the local copy is deleted
+    local = tmp_path / "upload"
+    for _, folder in steps:
+        shutil.copytree(folder, local / "steps" / folder.name)
+    s3 = boto3.client("s3")
+    for f in sorted(p for p in local.rglob("*") if p.is_file()):
+        s3.upload_file(str(f), s3_bucket, f"runs/tiny/{f.relative_to(local).as_posix()}")
+    shutil.rmtree(local)
+    checkpoints, store = f"s3://{s3_bucket}/runs/tiny", f"s3://{s3_bucket}/sweeps"
+    folders = {name: tmp_path / name for name in ("driver", "a", "b")}
+    for folder in folders.values():
+        folder.mkdir()
+
+    gate_b = _CommitGate(s3_server)
+    gate_a = _CommitGate(s3_server, after=gate_b.reached)
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args=dict(num_cpus=0, include_dashboard=False, node_ip_address="127.0.0.1"),
+    )
+    try:
+        nodes = {}
+        for name in ("a", "b"):
+            env = {"TMPDIR": str(folders[name]), CACHE_ENV: str(folders[name] / "cache")}
+            env["AWS_ENDPOINT_URL"] = (gate_a if name == "a" else gate_b).endpoint
+            monkeypatch.chdir(folders[name])  # the node's processes start here
+            nodes[name] = cluster.add_node(
+                wait=False, num_cpus=1, node_ip_address="127.0.0.1", env_vars=env
+            )
+        monkeypatch.chdir(tmp_path)
+        cluster.wait_for_nodes()
+        sweep = [sys.executable, "-m", "attnstore", "sweep", "--store", store, "--samples", "4"]
+        sweep += ["--checkpoints", checkpoints, "--executor", "ray"]
+        sweep += ["--ray-address", cluster.address]
+        env = {**os.environ, CACHE_ENV: str(folders["driver"] / "cache")}
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+
+        def run() -> subprocess.Popen:
+            return subprocess.Popen(
+                sweep, cwd=folders["driver"], env=env, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+
+        first = run()
+        try:
+            deadline = time.monotonic() + 120
+            while not gate_b.reached.wait(timeout=0.1):  # node b's item is at its commit
+                assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            cluster.remove_node(nodes["b"], allow_graceful=False)  # SIGKILL, mid-item
+            out, err = first.communicate(timeout=120)
+        finally:
+            first.kill()
+            first.wait()
+        assert first.returncode == 1, out + err
+        assert "1 of 2 items failed" in err, err
+        [line] = [ln for ln in err.splitlines() if "(traceback: " in ln]
+        log = Path(re.search(r"\(traceback: (.+)\)$", line)[1])
+        assert log.parent.parent == folders["driver"] / "attnstore-sweep-logs", log
+        assert "Traceback (most recent call last)" in log.read_text()
+        assert sorted(r[-2] for r in _rows(out)) == ["done", "failed"]
+        sweep_id = re.search(r"^sweep (\w+): ", out, re.M)[1]  # Ray may print lines too
+
+        again = run()
+        out, err = again.communicate(timeout=180)
+        assert again.returncode == 0, out + err
+        rows = _rows(out)
+        assert sorted(r[-2] for r in rows) == ["done", "existed"], out
+        assert re.search(r"^sweep (\w+): ", out, re.M)[1] == sweep_id  # the same ETags
+    finally:
+        gate_a.close()
+        gate_b.close()
+        cluster.shutdown()
+
+    runs = Store(store).runs()
+    assert len(runs) == len(Store(store).ids("run")) == 2  # nothing duplicated
+    assert sorted(runs.checkpoint) == [f"{checkpoints}/steps/{f.name}" for _, f in steps]
+    assert set(runs.sweep_id) == {sweep_id}
+    assert len(Store(store).ids("analysis")) == 2
+    verify = CliRunner().invoke(cli, ["verify", "--store", store])
+    assert verify.exit_code == 0, verify.output
+    assert not (folders["driver"] / "cache").exists()  # the driver copied no checkpoint
+    for name in ("a", "b"):  # each node copied the checkpoints it ran into its own cache
+        assert list((folders[name] / "cache").iterdir()), name
+        assert not (folders[name] / "attnstore-sweep-logs").exists()
+
+
+def _rows(stdout: str) -> list[list[str]]:
+    lines = stdout.strip().splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("item "))
+    return [ln.split() for ln in lines[start + 1 :]]

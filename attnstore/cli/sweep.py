@@ -27,7 +27,8 @@ from attnstore.cli.options import (
     metavar="PATH",
     help="Repeatable: a training folder (all its saved steps), PATH@STEP (one saved step), a "
     "folder written by 'attnstore train' without steps (its final model), a .safetensors or "
-    "incontext-bool .pt file, or 'default'.",
+    "incontext-bool .pt file, or 'default'; each but 'default' may be an s3:// URL (each "
+    "worker copies it from there).",
 )
 @model_config_option
 @click.option("--task", "tasks", multiple=True, help="Repeatable [default: the checkpoint's].")
