@@ -552,7 +552,10 @@ def _keep_traceback(r: ItemResult, path: Path, store: str) -> ItemResult:
 
 def _run_on_ray(ray, address, store, todo, args, done) -> None:
     """Each item of ``todo`` a Ray task, ``run_item(store, item, *args)``; ``done(i, result)``
-    as each ends."""
+    as each ends, here on the driver (which writes a failure's traceback from the text the
+    task returned). The task loads its checkpoint itself (an ``s3://`` one into its machine's
+    cache), so workers need no disk in common with the driver. A task whose worker or node
+    dies is not retried: its item fails, and a rerun of the sweep does it."""
     started = not ray.is_initialized()
     if started:
         if address:
