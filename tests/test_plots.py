@@ -719,3 +719,54 @@ def test_an_effect_map_of_a_run_without_interventions(tiny_analysed_store, tmp_p
         plots.heads_figure(path, metric="late_delta_accuracy", method="zeros")
     with pytest.raises(ConfigError, match="method knockout needs a --target; known: x_to_y_pos"):
         plots.heads_figure(path, metric="late_delta_accuracy", method="knockout")
+
+
+@pytest.fixture(scope="module")
+def set_store(tmp_path_factory, tiny_analysed_store):
+    """A copy of the tiny analysed store whose zero interventions are a joint one (L1 H0 and
+    L1 H1 together) and one at y positions only: (path, run id, joint id, positional id)."""
+    import shutil
+
+    from attnstore.interventions import intervene
+
+    src, run_id, _ = tiny_analysed_store
+    path = tmp_path_factory.mktemp("sets") / "store"
+    shutil.copytree(src, path)
+    (joint,) = intervene(path, run_id, heads="L1H0,L1H1", batch_size=6)
+    return path, run_id, joint.intervention_id
+
+
+def test_a_joint_intervention_has_no_map(set_store):
+    """A run whose only (zero, z) intervention changed a set of heads together: no blank map
+    but a line naming the set and the command that measures each head alone."""
+    path, run_id, _ = set_store
+    with pytest.raises(NotFoundError) as caught:
+        plots.heads_figure(path, metric="late_delta_accuracy")
+    message = str(caught.value)
+    assert "change sets of heads together (L1H0,L1H1)" in message, message
+    assert f"'attnstore intervene --store {path} --run {run_id} --method zero'" in message
+
+
+def test_an_effect_map_writes_each_interval_and_names_its_positions(set_store):
+    """With a one-at-a-time intervention at y positions only beside the joint one, the map is
+    that one's, named so, each value written above its 95% interval (intervention_effects)."""
+    from attnstore.interventions import intervene
+
+    path, run_id, _ = set_store
+    (positional,) = intervene(path, run_id, positions="y", batch_size=6)
+    fig = plots.heads_figure(path, metric="late_delta_accuracy")
+    title = fig.axes[0].get_title()
+    assert f"intervention {positional.intervention_id}" in title
+    assert "query positions y only" in title and "95% interval" in title
+    rows = attnstore_query(path, "intervention_effects", intervention_id=positional.intervention_id)
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in fig.axes[0].texts}  # fmt: skip
+    assert len(texts) == len(rows) == TINY["n_layers"] * TINY["n_heads"]
+    for r in rows.itertuples():
+        lo, hi = r.late_delta_accuracy_lower, r.late_delta_accuracy_upper
+        expected = f"{r.late_delta_accuracy:.2f}\n[{lo:.2f}, {hi:.2f}]"
+        assert texts[(r.layer, r.head)] == expected
+    # worst_delta_accuracy has no interval: its values alone
+    worst = plots.heads_figure(path, metric="worst_delta_accuracy")
+    assert all("[" not in t.get_text() for t in worst.axes[0].texts)
+    assert "95% interval" not in worst.axes[0].get_title()

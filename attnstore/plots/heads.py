@@ -9,6 +9,7 @@ literal metrics, ``run_interventions`` and ``intervention_effects`` for what a h
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.colors import Normalize
@@ -68,19 +69,28 @@ def intervention_kind(method: str, target: str | None = None) -> tuple[str, str]
     return method, target
 
 
-def latest_intervention(store: Store, run_id: str, method: str, target: str) -> str:
-    """The id of the run's latest intervention of ``method`` and ``target`` (query
-    ``run_interventions``); NotFoundError naming those the run has where there is none, and
-    the command that makes it."""
+def latest_intervention(store: Store, run_id: str, method: str, target: str) -> dict[str, Any]:
+    """The run's latest intervention of ``method`` and ``target`` that changed each head
+    alone, at every query position where there is one (query ``run_interventions``, which
+    orders them so): its row. NotFoundError naming those the run has where there is none
+    (a joint intervention, which changes a set of heads at once, has no map), and the
+    command that makes it."""
     from attnstore.queries import run_query
 
     asked = {"run_id": run_id, "method": method, "target": target}
-    found = run_query(store, "run_interventions", asked)
-    if found["intervention_id"].notna().any():
-        return str(found["intervention_id"].iloc[0])  # the latest first
+    found = run_query(store, "run_interventions", asked).dropna(subset="intervention_id")
+    alone = found[found["heads"].isna()]
+    if len(alone):
+        return alone.iloc[0].to_dict()  # the latest first, all positions first
     has = run_query(store, "run_interventions", {"run_id": run_id}).dropna(subset="method")
     kinds = sorted({f"{m}/{t}" for m, t in zip(has["method"], has["target"], strict=True)})
     has = f"the run has: {', '.join(kinds)}" if kinds else "the run has none"
+    if len(found):
+        sets = ", ".join(sorted(found["heads"]))
+        has = (
+            f"the run's change sets of heads together ({sets}), which a map cannot show: it "
+            "needs one that changes each head alone"
+        )
     flags = _intervene_flags(method, target)
     make = f"; 'attnstore intervene --store {store.path} --run {run_id} {flags}' makes one"
     raise NotFoundError(
@@ -119,12 +129,19 @@ def effects_figure(
     s = open_store(store)
     run = s.run(run_id)
     chosen = latest_intervention(s, run["run_id"], method, target)
-    frame = run_query(
-        s, "intervention_effects", {"run_id": run["run_id"], "intervention_id": chosen}
-    )
-    values = _grid(frame, metric, int(run["n_layers"]), int(run["n_heads"]))
-    title = f"{metric}, {method} ({target})\nrun {run['run_id']}, intervention {chosen}"
-    return head_map(values, metric, title, signed=True)
+    iid = chosen["intervention_id"]
+    frame = run_query(s, "intervention_effects", {"run_id": run["run_id"], "intervention_id": iid})
+    L, H = int(run["n_layers"]), int(run["n_heads"])
+    values = _grid(frame, metric, L, H)
+    bounds = None
+    if f"{metric}_lower" in frame:  # worst_delta_accuracy has no interval
+        bounds = (_grid(frame, f"{metric}_lower", L, H), _grid(frame, f"{metric}_upper", L, H))
+    where = chosen["changed_positions"]
+    where = "" if where == "all" else f", query positions {where} only"
+    title = f"{metric}, {method} ({target}){where}\nrun {run['run_id']}, intervention {iid}"
+    if bounds is not None:
+        title += "\n95% interval beneath each value (paired bootstrap over prompts)"
+    return head_map(values, metric, title, signed=True, bounds=bounds)
 
 
 def _grid(frame, column: str, n_layers: int, n_heads: int) -> np.ndarray:
@@ -136,12 +153,19 @@ def _grid(frame, column: str, n_layers: int, n_heads: int) -> np.ndarray:
 
 
 def head_map(
-    values: np.ndarray, label: str, title: str, integer: bool = False, signed: bool = False
+    values: np.ndarray,
+    label: str,
+    title: str,
+    integer: bool = False,
+    signed: bool = False,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Figure:
     """Values of shape (n_layers, n_heads) as an annotated heat map ("–" where NaN), the
     colour bar named ``label``; ``integer`` writes the values without decimals. ``signed``
     values (a change, such as an intervention's delta) are drawn in a diverging colour map
-    centred at 0, its limits symmetric (±the largest magnitude), so that white is no change."""
+    centred at 0, its limits symmetric (±the largest magnitude), so that white is no change.
+    ``bounds``, the lower and upper ends of each value's interval (each of the shape of
+    ``values``), are written beneath it as ``[lower, upper]`` where both are finite."""
     L, H = values.shape
     if signed:
         finite = np.abs(values[np.isfinite(values)])
@@ -150,7 +174,8 @@ def head_map(
     else:
         cmap, norm = "viridis", None
     with style():
-        fig = Figure(figsize=(1.5 + 1.1 * H, 1.3 + 0.8 * L), dpi=DPI, layout="constrained")
+        cell = (1.1, 0.8) if bounds is None else (1.4, 1.0)  # inches: a value, its interval
+        fig = Figure(figsize=(1.5 + cell[0] * H, 1.3 + cell[1] * L), dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
         im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
         fig.colorbar(im, ax=ax, label=label)
@@ -159,7 +184,14 @@ def head_map(
             shade = im.cmap(im.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
             dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5
             text = fmt.format(v) if np.isfinite(v) else "–"
-            ax.text(head, layer, text, ha="center", va="center", color="w" if dark else "k")
+            if bounds is not None and np.isfinite(bounds[0][layer, head] + bounds[1][layer, head]):
+                lo, hi = (fmt.format(b[layer, head]) for b in bounds)
+                text += f"\n[{lo}, {hi}]"
+            size = "medium" if bounds is None else "small"
+            ax.text(
+                head, layer, text, ha="center", va="center", color="w" if dark else "k",
+                fontsize=size,
+            )  # fmt: skip
         ax.set_xticks(range(H))
         ax.set_yticks(range(L))
         ax.set_xlabel("head")
