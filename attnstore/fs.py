@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import fnmatch
 import os
@@ -520,26 +521,29 @@ class ObjectFS:
         """Nothing: an object store has no folders, only keys with slashes."""
 
     def find(self, root: PurePosixPath, pattern: str) -> list[PurePosixPath]:
-        """Objects (and the folders their keys imply) under ``root`` whose path below it
-        matches the glob ``pattern`` (``**/`` spans folders; ``*`` does not), sorted."""
-        return sorted(self._listing(root, pattern, dirs=True))
+        """Objects under ``root`` whose path below it matches the glob ``pattern`` (``**/``
+        spans folders; ``*`` does not), sorted."""
+        return list(self.stamps(root, pattern))
 
     def stamps(self, root: PurePosixPath, pattern: str) -> dict[PurePosixPath, str]:
-        """The objects :meth:`find` lists, each with its ETag (one listing, no extra request)."""
-        found = self._listing(root, pattern, dirs=False)
-        return {p: found[p] for p in sorted(found)}
-
-    def _listing(self, root: PurePosixPath, pattern: str, dirs: bool) -> dict:
-        with self.errors(root, "listing"):
-            info = self._s3.find(str(root), withdirs=dirs, detail=True)
+        """The objects :meth:`find` lists, each with its ETag: one LIST request per 1,000
+        keys (an empty prefix costs one), nothing per object."""
+        bucket, _, prefix = str(root).partition("/")
+        prefix = prefix and prefix + "/"
         out = {}
-        for key, entry in info.items():
-            if key == str(root):
-                continue
-            rel = PurePosixPath(key).relative_to(root)
-            if _glob_match(str(rel), pattern):
-                out[root / rel] = entry.get("ETag") or entry.get("LastModified")
-        return out
+        token = None
+        with self.errors(root, "listing"):
+            while True:
+                more = {} if token is None else {"ContinuationToken": token}
+                page = self._s3.call_s3("list_objects_v2", Bucket=bucket, Prefix=prefix, **more)
+                for o in page.get("Contents", []):
+                    rel = o["Key"][len(prefix) :]
+                    if rel and _glob_match(rel, pattern):
+                        out[root / rel] = o.get("ETag") or str(o.get("LastModified"))
+                token = page.get("NextContinuationToken")
+                if not page.get("IsTruncated") or token is None:
+                    break
+        return {p: out[p] for p in sorted(out)}
 
     def check_paths(
         self, root: PurePosixPath, paths: Iterable[PurePosixPath]
@@ -553,8 +557,11 @@ class ObjectFS:
         return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
     def read_text(self, path: PurePosixPath) -> str:
-        with self.errors(path, "reading"):
-            return self._s3.cat_file(str(path)).decode()
+        """One GET (s3fs's own ``cat_file`` sends a HEAD first)."""
+        got = self.read_many([path]).get(path)
+        if got is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", self.url(path))
+        return got[0].decode()
 
     def read_many(
         self, paths: Iterable[PurePosixPath]

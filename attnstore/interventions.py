@@ -131,7 +131,7 @@ def intervene(
         )
         for m, t in pairs
     }
-    todo = [p for p in pairs if overwrite or ids[p] not in s.keys("intervention")]
+    todo = [p for p in pairs if overwrite or not s.has("intervention", ids[p])]
     results = [InterventionResult(ids[p], *p, existed=p not in todo) for p in pairs]
     if not todo:
         return results

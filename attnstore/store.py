@@ -88,16 +88,8 @@ class Store:
         # each commit record read: its path -> (stamp, record, its bytes, its row or None)
         self._records_read: dict[PurePath, list[Any]] = {}
         self.fs.check_root(self.root, str(self.path))
-        meta = self.root / STORE_FILE
         if create:
             self._create()
-        elif not self.fs.exists(meta):
-            there = self.fs.exists(self.root)
-            hint = f"it has no {STORE_FILE}" if there else "it does not exist"
-            raise StoreError(
-                f"'{self.path}' is not an attnstore store ({hint}); 'attnstore extract "
-                f"--store {self.path}' makes one"
-            )
         self._check_version()
 
     # --- opening -----------------------------------------------------------------------
@@ -113,9 +105,17 @@ class Store:
         self.fs.create_only(meta, (json.dumps({"schema_version": SCHEMA_VERSION}) + "\n").encode())
 
     def _check_version(self) -> None:
+        """The store file read (one request on an object store) and its version checked."""
         meta = self.root / STORE_FILE
         try:
             content = json.loads(self.fs.read_text(meta))
+        except FileNotFoundError:
+            there = self.fs.exists(self.root)
+            hint = f"it has no {STORE_FILE}" if there else "it does not exist"
+            raise StoreError(
+                f"'{self.path}' is not an attnstore store ({hint}); 'attnstore extract "
+                f"--store {self.path}' makes one"
+            ) from None
         except (OSError, ValueError) as e:
             raise StoreError(f"'{self.fs.url(meta)}' is unreadable: {e}") from e
         version = content.get("schema_version") if isinstance(content, dict) else None
@@ -228,24 +228,32 @@ class Store:
         before the listing and again after: a commit (an ``--overwrite``) in between could
         otherwise pair the old record with a listing from which its files were already
         deleted."""
-        out = []
-        for name in [table] if table else list(TABLES):
-            t = TABLES.get(name)
-            if t is None:
+        names = [table] if table else list(TABLES)
+        for name in names:
+            if name not in TABLES:
                 raise NotFoundError(f"unknown table '{name}'; known: {known(sorted(TABLES))}")
-            out += [f for f, _ in self._entries(t, keys)]
+        out = []
+        for level in PRIMARY:  # each level's records read once, for all its tables
+            level_tables = [TABLES[n] for n in names if TABLES[n].level == level]
+            if level_tables:
+                out += [f for f, _ in self._entries(level_tables, keys)]
         return out
 
-    def _entries(self, t: Table, keys: list[str] | None) -> list[tuple[PurePath, FileEntry | None]]:
-        """The committed files of table ``t`` (of ``keys`` when given), checked (:meth:`files`),
-        each with its manifest entry (None for a record without a manifest)."""
+    def _entries(
+        self, tables: list[Table], keys: list[str] | None
+    ) -> list[tuple[PurePath, FileEntry | None]]:
+        """The committed files of ``tables`` (of one level; of ``keys`` when given), checked
+        (:meth:`files`), each with its manifest entry (None for a record without one)."""
+        level = tables[0].level
         for attempt in range(READ_ATTEMPTS):
-            records = self._select(t.level, keys)
-            files = self._committed(t, records)
+            records = self._select(level, keys)
+            files = [f for t in tables for f in self._committed(t, records)]
             listed = any(r.files is None for r in records.values())
-            if t.name == PRIMARY[t.level] or not listed or self._select(t.level, keys) == records:
+            data = any(t.name != PRIMARY[level] for t in tables)
+            if not (listed and data) or self._select(level, keys) == records:
                 try:
-                    self._check_files(t, files, records)
+                    for t in tables:
+                        self._check_files(t, [f for f in files if _table_of(self, f) == t], records)
                     return files
                 except FileNotFoundError:
                     if attempt == READ_ATTEMPTS - 1:
@@ -495,7 +503,7 @@ class Store:
         fmt = ds.ParquetFileFormat()
         arrow = self.fs.arrow()
         fragments = []
-        for f, entry in self._entries(t, keys):
+        for f, entry in self._entries([t], keys):
             parts = f.relative_to(self.root / name).parts
             expr = None
             for (col, ty), part in zip(t.partition, parts, strict=False):
@@ -625,6 +633,11 @@ class Store:
                     "files were removed and nothing was committed"
                 ) from e
             raise
+
+
+def _table_of(s: Store, f: tuple[PurePath, FileEntry | None]) -> Table:
+    """The table of a committed file (:meth:`Store._entries`' pairs)."""
+    return TABLES[f[0].relative_to(s.root).parts[0]]
 
 
 def open_store(store: str | Path | Store) -> Store:

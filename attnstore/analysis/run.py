@@ -160,7 +160,7 @@ def analyze_run(
     c = plan.config
     n_samples = run["n_samples"]
     analysis_id = analysis_id_for(run["run_id"], plan.params)
-    if analysis_id in s.ids("analysis") and not overwrite:
+    if s.has("analysis", analysis_id) and not overwrite:  # its record alone: any store size
         return AnalysisResult(analysis_id, existed=True)
 
     fit = get_backend(c.backend, c.device, c.random_state)
