@@ -770,3 +770,82 @@ def test_an_effect_map_writes_each_interval_and_names_its_positions(set_store):
     worst = plots.heads_figure(path, metric="worst_delta_accuracy")
     assert all("[" not in t.get_text() for t in worst.axes[0].texts)
     assert "95% interval" not in worst.axes[0].get_title()
+
+
+# --- what patching restores (attnstore patch) ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def patched_store(tmp_path_factory, tiny_store):
+    """A copy of the tiny store with an activation patch and a path patch of every pair:
+    (path, run id, activation patch id, path patch id)."""
+    import shutil
+
+    from attnstore.patching import patch
+
+    src, run_id = tiny_store
+    path = tmp_path_factory.mktemp("patched") / "store"
+    shutil.copytree(src, path)
+    activation = patch(path, run_id, corruption="flip_label", batch_size=6).patch_id
+    paths = patch(path, run_id, corruption="flip_label", paths=["*->*.v"]).patch_id
+    return path, run_id, activation, paths
+
+
+def test_a_patching_map_is_centred_at_0_with_its_intervals(patched_store, tmp_path):
+    path, run_id, activation, _ = patched_store
+    out = tmp_path / "patching.png"
+    result = _run("plot", "patching", "--store", path, "--out", out)  # the latest activation
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out) and out.stat().st_size > 0
+    fig = plots.patching_figure(Store(path), run_id, activation)
+    (im,) = fig.axes[0].get_images()
+    low, high = im.get_clim()
+    assert im.get_cmap().name == "RdBu" and low == -high
+    rows = attnstore_query(path, "heads_by_patching_effect", patch_id=activation)
+    values = im.get_array()
+    texts = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+             for t in fig.axes[0].texts}  # fmt: skip
+    for r in rows.itertuples():
+        assert values[r.layer, r.head] == pytest.approx(r.restored_share)
+        lo, hi = r.restored_share_lower, r.restored_share_upper
+        assert texts[(r.layer, r.head)] == f"{r.restored_share:.2f}\n[{lo:.2f}, {hi:.2f}]"
+    assert f"patch {activation}" in fig.axes[0].get_title()
+
+
+def test_a_path_matrix_has_senders_down_and_receivers_across(patched_store, tmp_path):
+    path, run_id, _, paths = patched_store
+    out = tmp_path / "paths.svg"
+    result = _run("plot", "paths", "--store", path, "--out", out)
+    assert result.exit_code == 0, result.output
+    fig = plots.paths_figure(Store(path), run_id, paths)
+    ax = fig.axes[0]
+    (im,) = ax.get_images()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["L0H0", "L0H1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["L1H0", "L1H1"]
+    assert im.get_cmap().name == "RdBu" and im.get_clim()[0] == -im.get_clim()[1]
+    rows = attnstore_query(path, "path_patching_matrix", patch_id=paths)
+    values = im.get_array()
+    assert len(rows) == values.size == 4 and rows["restored_share"].notna().all()
+    for r in rows.itertuples():
+        cell = values[r.head, r.receiver_head]  # senders of layer 0, receivers of layer 1
+        assert cell == pytest.approx(r.restored_share)
+    assert "receiver (its v input)" in ax.get_xlabel()
+
+
+def test_a_patch_of_the_other_kind_or_none_is_one_line(patched_store, tiny_store, tmp_path):
+    path, run_id, activation, paths = patched_store
+    out = tmp_path / "x.png"
+    cases = [
+        (["paths", "--patch", activation], f"patch {activation} is an activation patch"),
+        (["patching", "--patch", paths], f"'attnstore plot paths --patch {paths}' draws it"),
+        (["patching", "--patch", "feedfacefeedface"], "no patch 'feedfacefeedface' of run"),
+    ]
+    for args, message in cases:
+        result = _run("plot", args[0], "--store", path, *args[1:], "--out", out)
+        assert result.exit_code == 2, result.output
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and message in lines[0], result.output
+        assert not out.exists()
+    bare, _ = tiny_store
+    result = _run("plot", "patching", "--store", bare, "--out", out)
+    assert result.exit_code == 2 and "the run has none; 'attnstore patch --store" in result.output

@@ -34,6 +34,8 @@ _EXPORTS = {
     "head_figure_data": "data",
     "head_map": "heads",
     "heads_figure": "heads",
+    "patching_figure": "patching",
+    "paths_figure": "patching",
     "plot_figure": "manifest",
     "plot_manifest": "manifest",
     "query_figure": "query",

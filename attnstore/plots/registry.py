@@ -281,3 +281,34 @@ register(
         "e.g. 'attnstore plot emergence --store S --metric lift --kind x --out lift.png'.",
     )
 )
+PATCH = Param(
+    "patch",
+    help="Patch id ('attnstore patch' prints it) [default: the run's latest patch of the kind].",
+)
+register(
+    FigureKind(
+        "patching",
+        "attnstore.plots.patching:draw_patching",
+        (RUN, PATCH),
+        doc="A layer × head map of one activation patch: the share of the corruption's change "
+        "of logit that patching each head from the clean prompt restores, with its interval.\n"
+        "\n"
+        "Reads the named query heads_by_patching_effect; drawn on a diverging scale centred "
+        "at 0 (1: the clean logits), each value above its 95% interval, e.g. 'attnstore plot "
+        "patching --store S --out patching.png'.",
+    )
+)
+register(
+    FigureKind(
+        "paths",
+        "attnstore.plots.patching:draw_paths",
+        (RUN, PATCH),
+        doc="The sender × receiver matrix of one path patch: the share of the corruption's "
+        "change of logit that the sender's clean output restores through the receiver's "
+        "input alone, with its interval.\n"
+        "\n"
+        "Reads the named query path_patching_matrix (attnstore patch --path '*->*.q' "
+        "patches every pair); drawn on a diverging scale centred at 0, e.g. 'attnstore plot "
+        "paths --store S --out paths.png'.",
+    )
+)
