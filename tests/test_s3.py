@@ -539,3 +539,90 @@ def test_no_credentials_at_all(tiny_checkpoint, tmp_path, nothing_written):
     _refused(
         _extract("s3://any/store", tiny_checkpoint, env), "'s3://any/store'", "no AWS credentials"
     )
+
+
+# --- requests: what opening a store costs, and overwrites isolated by ETag ----------------------
+
+_REQUEST = re.compile(r'"(GET|PUT|HEAD|POST|DELETE) (\S+) HTTP')
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory):
+    """A moto server of its own whose log holds one line per request it answered (werkzeug
+    writes it before the response goes out): a function giving the requests so far, as
+    (method, path), and the server's endpoint."""
+    log = tmp_path_factory.mktemp("counted") / "log"
+    with moto_process(log) as endpoint:
+
+        def requests() -> list[tuple[str, str]]:
+            return [m.groups() for m in map(_REQUEST.search, log.read_text().splitlines()) if m]
+
+        yield requests, endpoint
+
+
+def _fake_ids(url: str, n: int) -> None:
+    """``n`` runs, each with an analysis, of fake rows (test_store_recovery's writer)."""
+    from tests.test_store_recovery import WRITER
+
+    for i in range(n):
+        for level in ("run", "analysis"):
+            args = [url, level, f"{i:016x}", "3", "0"]
+            result = subprocess.run([sys.executable, "-c", WRITER, *args], capture_output=True)
+            assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("runs", [1, 4])
+def test_opening_costs_a_constant_and_one_get_per_commit_record(
+    s3_server, counted, monkeypatch, runs
+):
+    """Opening an S3 store and finding every table's committed files (what connect() needs)
+    costs one LIST to check the bucket, one GET of attnstore.json, one LIST of each level's
+    primary folder, and one GET (whole, no HEAD) per commit record: here 2 records a run."""
+    requests, endpoint = counted
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    bucket = f"counted-{runs}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}/store"
+    _fake_ids(url, runs)
+    before = len(requests())
+    s = Store(url)
+    files = s.files()
+    got = requests()[before:]
+    assert len(files) > 2 * runs
+    lists = [p for m, p in got if m == "GET" and "list-type=2" in p]
+    gets = [p for m, p in got if m == "GET" and "list-type=2" not in p]
+    assert [m for m, _ in got if m != "GET"] == []  # no HEAD, no PUT
+    assert len(lists) == 1 + len(PRIMARY)
+    assert sorted(gets) == sorted(
+        [f"/{bucket}/store/attnstore.json"]
+        + [f"/{bucket}/store/runs/run_id={i:016x}/commit.parquet" for i in range(runs)]
+        + [f"/{bucket}/store/analyses/analysis_id={i:016x}/commit.parquet" for i in range(runs)]
+    )
+    assert len(got) == 2 + len(PRIMARY) + 2 * runs
+    before = len(requests())
+    s.files()  # again: the listings, and no record read again (their ETags are unchanged)
+    assert len(requests()) - before == len(PRIMARY)
+
+
+def test_two_overwrites_of_one_id_at_once_the_loser_fails_cleanly(s3_bucket):
+    """Two --overwrite writers of one run on S3 (no locks): each replaces the record only if it
+    is still the version it read when it started (If-Match on its ETag). The other commits
+    first; this one's put is refused, it removes its own files and says so in one line; the
+    store holds the other's version, whole, and none of the replaced files."""
+    from attnstore.errors import CommitConflict
+    from tests.test_store_recovery import KEY, _write_all, write
+
+    url = f"s3://{s3_bucket}/store"
+    assert write(url, "run", 3).returncode == 0
+    first = Store(url).record("run", KEY["run"]).token
+    s = Store(url)
+    with pytest.raises(CommitConflict) as err, s.transaction("run", KEY["run"], True) as txn:
+        _write_all(txn, "run", 4)
+        other = write(url, "run", 5, overwrite=True)  # commits while this one is open
+        assert other.returncode == 0, other.stderr
+    assert "replaced by another writer" in str(err.value) and "\n" not in str(err.value)
+    after = Store(url)
+    record = after.record("run", KEY["run"])
+    assert record.token not in (first, txn.token) and after.read("inputs").num_rows == 5
+    tokens = {k.rsplit("part-", 1)[1][:16] for k in _data_files(s3_bucket, "store/")}
+    assert tokens == {record.token}
