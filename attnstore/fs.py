@@ -258,24 +258,28 @@ class LocalFS:
         return out
 
     def check_paths(self, root: Path, paths: Iterable[Path]) -> dict[Path, int]:
-        checked: set[Path] = set()  # folders seen not to be links
+        top = str(root)
+        checked: set[str] = set()  # folders seen not to be links
         out = {}
         for path in paths:
-            for folder in reversed(path.parents):
-                if folder in checked or root not in folder.parents:
-                    continue
-                if folder.is_symlink():
-                    raise link_refused(folder)
-                checked.add(folder)
+            text = str(path)
+            if not text.startswith(top + os.sep):
+                raise StoreError(f"'{path}' is not inside the store '{root}'")
+            folder = top
+            for part in text[len(top) + 1 :].split(os.sep)[:-1]:
+                folder = f"{folder}{os.sep}{part}"
+                if folder not in checked:
+                    if os.path.islink(folder):
+                        raise link_refused(Path(folder))
+                    checked.add(folder)
             try:
-                st = path.lstat()
+                st = os.lstat(text)
             except FileNotFoundError:
                 continue
-            if not stat.S_ISREG(st.st_mode):
-                if stat.S_ISLNK(st.st_mode):
-                    raise link_refused(path)
-                continue  # a folder where a file should be: not there
-            out[path] = st.st_size
+            if stat.S_ISLNK(st.st_mode):
+                raise link_refused(path)
+            if stat.S_ISREG(st.st_mode):
+                out[path] = st.st_size  # else a folder where a file should be: not there
         return out
 
     def modified(self, path: Path) -> datetime:

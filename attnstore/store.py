@@ -247,14 +247,14 @@ class Store:
         level = tables[0].level
         for attempt in range(READ_ATTEMPTS):
             records = self._select(level, keys)
-            files = [f for t in tables for f in self._committed(t, records)]
+            per_table = {t.name: self._committed(t, records) for t in tables}
             listed = any(r.files is None for r in records.values())
             data = any(t.name != PRIMARY[level] for t in tables)
             if not (listed and data) or self._select(level, keys) == records:
                 try:
                     for t in tables:
-                        self._check_files(t, [f for f in files if _table_of(self, f) == t], records)
-                    return files
+                        self._check_files(t, per_table[t.name], records)
+                    return [f for t in tables for f in per_table[t.name]]
                 except FileNotFoundError:
                     if attempt == READ_ATTEMPTS - 1:
                         raise
@@ -633,11 +633,6 @@ class Store:
                     "files were removed and nothing was committed"
                 ) from e
             raise
-
-
-def _table_of(s: Store, f: tuple[PurePath, FileEntry | None]) -> Table:
-    """The table of a committed file (:meth:`Store._entries`' pairs)."""
-    return TABLES[f[0].relative_to(s.root).parts[0]]
 
 
 def open_store(store: str | Path | Store) -> Store:

@@ -37,7 +37,7 @@ the id's lock proves their writer dead (a writer holds ``flock`` on
 ``.locks/<level>-<id>.lock`` from before its first file until after its last), on an object
 store once they are older than :data:`STALE_AFTER` (it has no locks; a writer checks its files
 are all still there just before it commits); and only after the id's commit record passed its
-checks (:func:`read_record`): a record that is not one attnstore wrote (no valid token, not one
+checks (:func:`parse_record`): a record that is not one attnstore wrote (no valid token, not one
 row, another id, a manifest naming a file that is not its own: ``..``, an absolute path,
 another bucket, another id or token) is a StoreError naming it, and nothing is deleted.
 
@@ -51,7 +51,6 @@ followed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import json
 import os
@@ -191,16 +190,6 @@ class Record:
             for e in self.files or ()
             if table is None or e.path.split("/", 1)[0] == table
         ]
-
-
-def read_record(fs: FileSystem, path: PurePath, table: Table, key: str) -> Record:
-    """The commit record of ``key`` at ``path`` (a primary table's file), read whole (one
-    request on an object store) and checked (:func:`parse_record`). FileNotFoundError if it
-    is gone."""
-    got = fs.read_many([path]).get(path)
-    if got is None:
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", fs.url(path))
-    return parse_record(got[0], fs.url(path), table, key)
 
 
 def parse_record(data: bytes, url: str, table: Table, key: str) -> Record:
@@ -386,7 +375,7 @@ class Folder:
         return out
 
     def committed_token(self, level: str, key: str) -> str | None:
-        """The token the commit record of ``key`` names now (checked: :func:`read_record`);
+        """The token the commit record of ``key`` names now (checked: :func:`parse_record`);
         None where there is none."""
         record, _ = self.read_version(level, key)
         return None if record is None else record.token
