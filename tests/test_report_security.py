@@ -302,3 +302,22 @@ def test_json_in_pages_cannot_close_its_block():
     text = _json_in_html(value)
     assert not re.search("[<>&\u2028\u2029]", text), text
     assert json.loads(text) == value
+
+
+def test_positions_outside_their_grammar_are_refused(intervened_store, tmp_path):
+    """An intervention whose stored positions (params_json) are not all, x, y, N or N..M is
+    refused in one line naming them, nothing written, the store unchanged."""
+    store = tmp_path / "store"
+    shutil.copytree(intervened_store, store)
+    (record,) = sorted((store / "interventions").rglob("commit.parquet"))
+    value = "<b>y</b>"
+    params = json.loads(pq.ParquetFile(record).read().column("params_json")[0].as_py())
+    _rewrite(record, {"params_json": json.dumps({**params, "positions": value})}, tmp_path)
+    before = _digests(store)
+    out = tmp_path / "site"
+    result = _report("--store", str(store), "--out", str(out))
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert f"changed_positions {value!r}, not all, x, y, N or N..M" in lines[0], lines[0]
+    assert _digests(store) == before and not out.exists()

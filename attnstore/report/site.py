@@ -3,8 +3,11 @@
 ::
 
     DIR/index.html                  the run's card, accuracy by point, the store's contents
-    DIR/heads.html                  layer × head maps of every head metric, the rankings
-    DIR/heads/L{l}_H{h}.html        one head: figure, silhouette, clusters, attention viewer
+    DIR/heads.html                  layer × head maps of every head metric, intervention and
+                                    activation patch; heads changed together, path patches,
+                                    the rankings
+    DIR/heads/L{l}_H{h}.html        one head: what it carries (interventions, sets, patches),
+                                    figure, silhouette, clusters, attention viewer
     DIR/heads/L{l}_H{h}_*.png       its figures (plots.head_figure, plots.silhouette_figure)
     DIR/assets/                     plotly.min.js (from the plotly package), report.js, .css
 
@@ -21,8 +24,12 @@ every stored string is escaped (:func:`_h` in HTML, :func:`_json_in_html` in the
 blocks; ``report.js`` writes text with ``textContent`` only), every page carries a
 Content-Security-Policy (:data:`CSP`) that runs no inline script, and a stored value outside
 its declared domain (:data:`DOMAINS`: an unknown view, backend, query kind, intervention method
-or target) is refused in one line before anything is written: every page's data is read
-before the first file is written.
+or target; positions outside their grammar; an unknown corruption or patch target) is refused
+in one line before anything is written: every page's data is read before the first file is
+written.
+
+Every estimate with a 95% interval beside it (columns ``C``, ``C_lower``, ``C_upper``, as the
+queries name them) is shown with it: ``C [lower, upper]`` in tables, on hover in the maps.
 """
 
 from __future__ import annotations
@@ -117,11 +124,11 @@ def _intervention_domains() -> dict[str, tuple[str, ...]]:
     return {"method": METHODS, "target": (Z_TARGET, *TARGETS)}
 
 
-def _check_declared(contents: dict[str, Any], interventions: Any) -> None:
+def _check_declared(contents: dict[str, Any], interventions: Any, n_points: int) -> None:
     """Refuse, before anything is written, a stored value outside its domain that the report
     would show or act on: the views and backends of the store's analyses (``contents``, the
-    query's table), the methods and targets of the run's ``interventions`` (query
-    run_interventions)."""
+    query's table), the methods, targets and positions of the run's ``interventions`` (query
+    run_interventions; its prompts have ``n_points`` points)."""
     for row in contents["rows"]:
         r = dict(zip(contents["columns"], row, strict=True))
         if r["analysis_id"] is None:  # a run with no analysis
@@ -132,9 +139,38 @@ def _check_declared(contents: dict[str, Any], interventions: Any) -> None:
     rows = interventions.to_dict("records")
     domains = _intervention_domains() if rows else {}
     for r in rows:
+        where = f"intervention {r['intervention_id']}"
         for column in ("method", "target"):
-            where = f"intervention {r['intervention_id']}"
             _refuse_unknown(where, column, r[column], domains[column])
+        _refuse_positions(where, "changed_positions", r["changed_positions"], n_points)
+
+
+def _refuse_positions(where: str, column: str, value: Any, n_points: int) -> None:
+    """StoreError unless ``value`` names query positions of a prompt of ``n_points`` points
+    as ``attnstore intervene --positions`` and ``attnstore patch --positions`` take them."""
+    from attnstore.errors import ConfigError
+    from attnstore.interventions import query_positions  # imports torch: only here
+
+    try:
+        query_positions(str(value), n_points)
+    except ConfigError:
+        raise StoreError(
+            f"{where} holds {column} {_shown(value)}, not all, x, y, N or N..M within its "
+            "prompts; the report shows only declared values"
+        ) from None
+
+
+def _check_patches(causal: d.Causal, n_points: int) -> None:
+    """Refuse, before anything is written, a patch whose corruption, target or positions
+    the report would show is outside its domain."""
+    from attnstore.vocab import CORRUPTIONS, PATCH_TARGETS
+
+    for patch_id, df in [*causal.patches.items(), *causal.paths.items()]:
+        r = next(df.dropna(subset=["patch_id"]).itertuples(index=False))
+        where = f"patch {patch_id}"
+        _refuse_unknown(where, "corruption", r.corruption, tuple(CORRUPTIONS))
+        _refuse_unknown(where, "patch_target", r.patch_target, PATCH_TARGETS)
+        _refuse_positions(where, "positions", r.positions, n_points)
 
 
 def _check_query_kinds(heads: list[d.HeadPage]) -> None:
@@ -452,8 +488,10 @@ def _read(c: d.Context, draw: Drawer, progress: bool) -> Pages:
     from attnstore.progress import progress_bar
 
     overview, interventions = d.overview(c), d.interventions(c)
-    _check_declared(overview["contents"], interventions)
+    n_points = int(c.run["n_points"])
+    _check_declared(overview["contents"], interventions, n_points)
     causal = d.causal(c, interventions)
+    _check_patches(causal, n_points)
     choices = d.head_samples(c)
     L, H = int(c.run["n_layers"]), int(c.run["n_heads"])
     heads = []
