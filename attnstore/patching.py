@@ -50,9 +50,9 @@ from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES
 from attnstore.store import Store, open_store
-from attnstore.vocab import PATCH_TARGETS, PATH_INPUTS
+from attnstore.vocab import PATCH_TARGETS, PATH_INPUTS, QUERY_KINDS
 
-QKV = ("q", "k", "v")
+QKV = PATH_INPUTS  # a head's inputs, in the order the layer computes them
 _HEAD = r"(?:L(\d+)H(\d+)|(\*))"
 _PATH = re.compile(rf"{_HEAD}->{_HEAD}\.(\w+)")
 
@@ -83,7 +83,7 @@ def parse_positions(spec: str, n_points: int) -> np.ndarray:
     pos = np.arange(T)
     if spec == "all":
         return np.ones(T, dtype=bool)
-    if spec in ("x", "y"):
+    if spec in QUERY_KINDS:  # x tokens at even positions, y tokens at odd
         return pos % 2 == (0 if spec == "x" else 1)
     accepted = f"all, x, y or a token position 0..{T - 1}"
     if not re.fullmatch(r"[0-9]{1,9}", str(spec)):
