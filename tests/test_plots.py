@@ -849,3 +849,60 @@ def test_a_patch_of_the_other_kind_or_none_is_one_line(patched_store, tiny_store
     bare, _ = tiny_store
     result = _run("plot", "patching", "--store", bare, "--out", out)
     assert result.exit_code == 2 and "the run has none; 'attnstore patch --store" in result.output
+
+
+# --- emergence with intervals -----------------------------------------------------------------
+
+
+def _emergence_frames(with_interval: bool):
+    """head_emergence-shaped rows of two heads over three steps (the interval columns where
+    ``with_interval``), and accuracy_over_training-shaped rows for the same steps."""
+    import pandas as pd
+
+    rows = []
+    for head, values in ((0, (0.2, 0.6, 0.7)), (1, (0.1, 0.2, 0.3))):
+        for step, v in zip((0, 10, 20), values, strict=True):
+            row = {"metric": "quality", "layer": 0, "head": head, "train_step": step,
+                   "value": v, "emerged_at": 10.0 if head == 0 else None}  # fmt: skip
+            if with_interval:
+                row |= {"value_lower": v - 0.05, "value_upper": v + 0.05,
+                        "interval_method": "standard_error"}  # fmt: skip
+            rows.append(row)
+    accuracy = pd.DataFrame(
+        [
+            {
+                "train_step": s,
+                "point": p,
+                "model_accuracy": 0.5 + s / 100,
+                "majority_accuracy": 0.5,
+                "elimination_accuracy": None,
+            }  # fmt: skip
+            for s in (0, 10, 20)
+            for p in range(4)
+        ]
+    )
+    return pd.DataFrame(rows), accuracy
+
+
+def test_emergence_draws_each_heads_interval_as_a_band():
+    from matplotlib.collections import PolyCollection
+
+    heads, accuracy = _emergence_frames(with_interval=True)
+    fig = plots.emergence_figure(heads, accuracy, threshold=0.5, title="quality")
+    top = fig.axes[0]
+    bands = [c for c in top.collections if isinstance(c, PolyCollection)]
+    assert len(bands) == 2  # one per head
+    lines = {ln.get_label(): ln for ln in top.get_lines()}
+    for band, head in zip(bands, (0, 1), strict=True):
+        vertices = band.get_paths()[0].vertices
+        rows = heads[heads["head"] == head]
+        assert vertices[:, 1].min() == pytest.approx(rows["value_lower"].min())
+        assert vertices[:, 1].max() == pytest.approx(rows["value_upper"].max())
+        assert band.get_facecolor()[0][:3] == pytest.approx(
+            mpl.colors.to_rgb(lines[f"L0 H{head}"].get_color())
+        )
+    assert "bands: 95% interval (standard error)" in top.get_title()
+    plain, _ = _emergence_frames(with_interval=False)
+    top = plots.emergence_figure(plain, accuracy, threshold=0.5, title="quality").axes[0]
+    assert not [c for c in top.collections if isinstance(c, PolyCollection)]
+    assert "bands" not in top.get_title()

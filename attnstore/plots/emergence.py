@@ -19,6 +19,8 @@ from attnstore.plots.style import DPI, style
 from attnstore.store import Store
 from attnstore.vocab import DEFAULT_VIEW
 
+# head_emergence's interval of value, where the metric has one (a band around each line)
+INTERVAL = ("value_lower", "value_upper")
 BASELINES = (  # accuracy_over_training's columns, drawn in the lower panel
     ("model_accuracy", "model", "k", "-"),
     ("majority_accuracy", "majority baseline", "tab:gray", ":"),
@@ -54,7 +56,8 @@ def emergence_figure(
     heads, accuracy, threshold: float | None = None, title: str = "", late_from: int | None = None
 ) -> Figure:
     """Two panels sharing the training-step axis: above, ``heads`` (``head_emergence``'s
-    output for one lineage and one query kind) as one line per head, a marker where it
+    output for one lineage and one query kind) as one line per head, its 95% interval as a
+    band where the query gives one (``value_lower``, ``value_upper``), a marker where it
     emerged and ``threshold`` dashed; beneath, ``accuracy`` (``accuracy_over_training``'s
     output for the same lineage) as the mean over the points from ``late_from`` on (default:
     the second half of the prompt) of the model's accuracy and of the baselines."""
@@ -71,12 +74,18 @@ def emergence_figure(
             steps = rows["train_step"].to_numpy(float)
             values = rows["value"].to_numpy(float)
             (line,) = top.plot(steps, values, marker=".", label=f"L{layer} H{head}")
+            if INTERVAL[0] in rows and rows[INTERVAL[0]].notna().any():
+                lower, upper = (rows[c].to_numpy(float) for c in INTERVAL)
+                top.fill_between(steps, lower, upper, color=line.get_color(), alpha=0.2, lw=0)
             emerged = rows["emerged_at"].dropna()
             if len(emerged):
                 at = float(emerged.iloc[0])
                 top.plot([at], values[steps == at], "o", ms=8, mfc="none", color=line.get_color())
         if threshold is not None:
             top.axhline(threshold, color="0.4", ls="--", lw=1, label=f"threshold {threshold:g}")
+        if INTERVAL[0] in heads and heads[INTERVAL[0]].notna().any():
+            method = heads["interval_method"].dropna().iloc[0].replace("_", " ")
+            title += f"\nbands: 95% interval ({method}); emerged: lower bound above threshold"
         top.set_ylabel(metric)
         top.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
         top.set_title(title, fontsize="medium")
