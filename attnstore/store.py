@@ -379,15 +379,14 @@ class Store:
                 self.fs.check_paths(self.root, [f for f, _ in files])  # no link followed
                 for f, entry in files:
                     key = self._key_of(t, f)
-                    got = self._verify_file(t, f, key, records[key].token, deep)
+                    want = None if entry is None else entry.bytes
+                    got = self._verify_file(t, f, key, records[key].token, want, deep)
                     if got is None:
                         if self.record(level, key) == records[key]:
                             self._missing(t, f, records)
                         replaced.add(key)
                         continue
-                    n, size = got
-                    if entry is not None and size != entry.bytes:
-                        raise self._changed(t, f, size, entry.bytes)
+                    n, _ = got
                     rows[(key, name)] = rows.get((key, name), 0) + n
             for key, record in records.items():
                 if record.rows is None or key in replaced:
@@ -406,10 +405,12 @@ class Store:
                         )
 
     def _verify_file(
-        self, t: Table, f: PurePath, key: str, token: str, deep: bool
+        self, t: Table, f: PurePath, key: str, token: str, want: int | None, deep: bool
     ) -> tuple[int, int] | None:
-        """A committed file's rows and bytes, once checked (:meth:`verify`); None if gone."""
+        """A committed file's rows and bytes, once checked (:meth:`verify`; ``want``: its
+        bytes as its manifest says); None if gone."""
         url = self.fs.url(f)
+        size = None
         try:
             with self.fs.arrow().open_input_file(str(f)) as fh:
                 size = fh.size()
@@ -420,6 +421,8 @@ class Store:
         except FileNotFoundError:
             return None
         except (pa.ArrowException, OSError) as e:
+            if want is not None and size is not None and size != want:
+                raise self._changed(t, f, size, want) from e  # cut short, or grown
             raise StoreError(f"corrupted Parquet file '{url}': {e}") from e
         if not schema.remove_metadata().equals(t.schema):
             raise StoreError(
@@ -439,6 +442,8 @@ class Store:
                 f"{said[1]!r:.40}, not where it lies ({key}, {token}): it was copied or moved "
                 "here; move it out of the store"
             )
+        if want is not None and size != want:
+            raise self._changed(t, f, size, want)
         if data is not None and (repeats := _grain_repeats(data, data.column_names)):
             raise StoreError(
                 f"Parquet file '{url}': {repeats} rows repeat the grain of table {t.name} "
@@ -488,7 +493,21 @@ class Store:
                 if attempt == READ_ATTEMPTS - 1:
                     raise
                 time.sleep(0.05 * (attempt + 1))
+            except (pa.ArrowException, OSError) as e:
+                raise self._unreadable(t, keys, e) from e
         raise AssertionError("unreachable")
+
+    def _unreadable(self, t: Table, keys: list[str] | None, e: Exception) -> StoreError:
+        """What made a table unreadable, in one line: a committed file whose bytes are not its
+        manifest's (sizes asked only now, on the way to this error), else the reader's
+        error."""
+        entries = [(f, entry) for f, entry in self._entries([t], keys) if entry is not None]
+        infos = self.fs.arrow().get_file_info([str(f) for f, _ in entries])
+        for (f, entry), info in zip(entries, infos, strict=True):
+            if info.size is not None and info.size != entry.bytes:
+                return self._changed(t, f, info.size, entry.bytes)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return StoreError(f"table {t.name} of '{self.path}' is unreadable: {first}")
 
     def dataset(self, name: str, keys: list[str] | None = None):
         """A pyarrow dataset of a table's committed files as they are now (of ``keys``' ids

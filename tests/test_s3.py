@@ -626,3 +626,20 @@ def test_two_overwrites_of_one_id_at_once_the_loser_fails_cleanly(s3_bucket):
     assert record.token not in (first, txn.token) and after.read("inputs").num_rows == 5
     tokens = {k.rsplit("part-", 1)[1][:16] for k in _data_files(s3_bucket, "store/")}
     assert tokens == {record.token}
+
+
+def test_a_committed_file_of_other_bytes_on_s3_is_named(s3_bucket):
+    """An S3 object cut short after its commit: sizes are not asked on the way (each costs a
+    request), so the read fails, and the error names the file and its record's bytes."""
+    from tests.test_store_recovery import KEY, write
+
+    url = f"s3://{s3_bucket}/store"
+    assert write(url, "run", 3).returncode == 0
+    (entry,) = [e for e in Store(url).record("run", KEY["run"]).files if "inputs" in e.path]
+    key = f"store/{entry.path}"
+    body = _s3().get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+    _s3().put_object(Bucket=s3_bucket, Key=key, Body=body[:-10])
+    with pytest.raises(StoreError, match=f"holds {len(body) - 10} bytes.*says {entry.bytes}"):
+        Store(url).read("inputs", run_id=KEY["run"])
+    with pytest.raises(StoreError, match=f"holds {len(body) - 10} bytes"):
+        Store(url).verify()
