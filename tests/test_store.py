@@ -390,3 +390,33 @@ def test_bad_task_or_checkpoint_leave_no_store_folder(tiny_checkpoint, tmp_path)
         with pytest.raises(ConfigError):
             extract(tmp_path / "c", checkpoint=str(tiny_checkpoint), **{"samples": 2, **bad})
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_the_filesystem_seam_is_one_protocol_known_only_to_fs():
+    """Both filesystems implement every method of fs.FileSystem, and no module but fs.py names
+    either of them (nothing else branches on which filesystem it has)."""
+    import inspect
+    from pathlib import Path
+
+    import attnstore
+    from attnstore import fs
+
+    wanted = {
+        name
+        for name, value in vars(fs.FileSystem).items()
+        if not name.startswith("_") and callable(value)
+    } | {"has_locks"}
+    for cls in (fs.LocalFS, fs.ObjectFS):
+        missing = sorted(n for n in wanted if not hasattr(cls, n))
+        assert not missing, (cls.__name__, missing)
+        for name in wanted - {"has_locks"}:
+            ours = inspect.signature(getattr(fs.FileSystem, name)).parameters
+            theirs = inspect.signature(getattr(cls, name)).parameters
+            assert list(theirs) == list(ours), (cls.__name__, name)
+    package = Path(attnstore.__file__).parent
+    naming = [
+        str(f.relative_to(package))
+        for f in package.rglob("*.py")
+        if f.name != "fs.py" and ("LocalFS" in f.read_text() or "ObjectFS" in f.read_text())
+    ]
+    assert naming == []
