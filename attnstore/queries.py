@@ -50,7 +50,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,8 +221,7 @@ class Query:
             text = line.strip()
             if not text.startswith("$"):
                 if out:  # a continuation of the previous parameter's description
-                    p = out[-1]
-                    out[-1] = Param(p.name, p.type, p.default, p.required, f"{p.doc} {text}")
+                    out[-1] = replace(out[-1], doc=f"{out[-1].doc} {text}")  # range kept
                 continue
             out.append(self._parse_param(text))
         return out

@@ -654,6 +654,25 @@ def test_parameters_outside_their_declared_range_are_refused(tiny_analysed_store
     assert _digest(path) == before
 
 
+def test_a_parameter_described_over_two_lines_keeps_its_range(tmp_path):
+    """A description continued on the next header line kept its text but lost the declared
+    range and choices (compare_runs' min_delta accepted -0.5 once its line wrapped)."""
+    (tmp_path / "wrapped.sql").write_text(
+        "-- wrapped: a test\n--\n-- Parameters:\n"
+        "--   $frac: float[0..1] = 0.5   a share,\n"
+        "--                              described on two lines\n"
+        "--   $kind: str{a,b} = 'a'      a kind,\n"
+        "--                              also\n"
+        "select $frac as frac, $kind as kind\n"
+    )
+    q = get_query("wrapped", [tmp_path])
+    frac, kind = q.params
+    assert (frac.low, frac.high, frac.doc) == (0.0, 1.0, "a share, described on two lines")
+    assert kind.choices == ("a", "b")
+    with pytest.raises(ConfigError, match="accepted: 0 <= frac <= 1"):
+        q.bind({"frac": -0.5})
+
+
 def test_declared_ranges_and_choices_parse(tmp_path):
     (tmp_path / "ranged.sql").write_text(
         "-- ranged: a test\n--\n-- Parameters:\n"
