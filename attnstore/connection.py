@@ -68,6 +68,7 @@ SHARED_MACROS: tuple[str, ...] = (
     "mix32",  # a 32-bit integer hash: the bootstrap's randomness (attnstore/stats.py)
     "bootstrap_draws",  # a table: the prompts each bootstrap replicate draws
     "bootstrap_interval",  # an aggregate: the percentile interval of replicate means
+    "se_interval",  # an estimate ± 1.96 standard errors
     "normal_interval",  # an aggregate: a mean ± 1.96 standard errors
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
@@ -84,6 +85,7 @@ SHARED_VIEWS: tuple[str, ...] = (
     "label_routing_rows",  # per attention query row: y-token mass and positive labels seen
     "head_label_routing",  # per run x head x query kind: label routing over the last half
     "head_metric_values",  # per run x view x head x query kind x metric: its value
+    "head_metric_errors",  # the same, for a mean over samples: its standard error
     "head_effects",  # per intervention x head x point: accuracy and logit, unchanged and changed
     "head_effect_summary",  # per intervention x head: the accuracy and logit a head carries
     "patch_head_effects",  # per patch x head (or path): the share of the logits it restores

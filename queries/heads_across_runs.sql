@@ -1,13 +1,23 @@
 -- heads_across_runs: two groups of runs (two tasks, two seeds) side by side, head by head.
 --
--- Side a holds the runs of $task_a and $seed_a (null: any), side b those of $task_b and
--- $seed_b, each at one training step: $train_step, or where it is null the side's greatest
--- train_step (its runs with no train_step where none has one). A head_summary metric is read
--- from the latest analysis of each run with $view (latest_analyses); a label routing metric
--- is computed as head_emergence computes it (no analysis needed, $view ignored). Each side's
--- value is the mean over its runs, named beside it by their tasks, seeds and step. Heads rank
+-- Side a holds the runs of $task_a, $seed_a and $train_seed_a (null: any), side b those of
+-- $task_b, $seed_b and $train_seed_b, each at one training step: $train_step, or where it is
+-- null the side's greatest train_step (its runs with no train_step where none has one). A
+-- head_summary metric is read from the latest analysis of each run with $view
+-- (latest_analyses); a label routing metric is computed as head_emergence computes it (no
+-- analysis needed, $view ignored). Each side's value is the mean over its runs, named beside
+-- it by their tasks, seeds and step. Heads rank
 -- by the size of the difference; a head on one side only (models of other shapes) has nulls
 -- on the other and comes first.
+-- Two seeds: the prompt seed ($seed_a, runs.seed) re-draws prompts for the same weights
+-- (sampling noise); the training seed ($train_seed_a, runs.train_seed) is another model, whose
+-- head indices are arbitrary: the same (layer, head) of two trainings need not do the same.
+-- Intervals: a metric that is a mean over samples (head_metric_errors) has a 95% interval
+-- beside each side's value and beside the difference, from standard errors over samples: a
+-- side's is sqrt(sum of its runs' squared errors) / n_runs, the difference's
+-- sqrt(se_a^2 + se_b^2) (the runs taken as independent: for two runs on the same prompts it
+-- is conservative); interval_excludes_zero decides whether the sides differ. Other metrics
+-- have null intervals (interval_method null).
 --
 -- Parameters:
 --   $metric: str = 'quality'   a per-head metric, as head_emergence accepts; another name is
@@ -15,8 +25,10 @@
 --   $view: str{raw,shared_keys,per_example} = 'shared_keys'  the analyses' row view
 --   $task_a: str = null        side a's task; null: every task
 --   $task_b: str = null        side b's task; null: every task
---   $seed_a: int = null        side a's extraction seed; null: every seed
---   $seed_b: int = null        side b's extraction seed; null: every seed
+--   $seed_a: int = null        side a's prompt seed (runs.seed); null: every seed
+--   $seed_b: int = null        side b's prompt seed (runs.seed); null: every seed
+--   $train_seed_a: int = null  side a's training seed (runs.train_seed); null: any
+--   $train_seed_b: int = null  side b's training seed (runs.train_seed); null: any
 --   $train_step: int[0..] = null  the training step of both sides; null: each side's last
 -- Grain: layer, head, query_kind.
 -- Columns:
@@ -25,11 +37,19 @@
 --   metric               the metric, as known_head_metrics() names it
 --   tasks_a, tasks_b     the tasks of each side's runs, sorted
 --   seeds_a, seeds_b     the prompt seeds of each side's runs, sorted
+--   train_seeds_a, train_seeds_b  the training seeds of each side's runs, sorted (unknown
+--                        ones left out)
 --   step_a, step_b       the checkpoint's training step of each side's run(s) (null where
 --                        unknown)
 --   n_runs_a, n_runs_b   runs averaged on each side
 --   value_a, value_b     the metric on each side: the mean over its runs
+--   value_a_lower, value_a_upper  value_a's 95% interval; null where it has none
+--   value_b_lower, value_b_upper  value_b's 95% interval; null where it has none
 --   difference           value_b - value_a
+--   difference_lower, difference_upper  its 95% interval; null where it has none
+--   interval_method      'standard_error' (over samples) or null: the metric has no interval
+--   interval_excludes_zero  the difference's interval lies wholly above or below 0: the
+--                        sides differ on the evidence; null where there is no interval
 with
 -- the metric's source; an unknown name is refused, naming the known ones
 chosen_metric as (select head_metric_source($metric) as source),
@@ -40,29 +60,36 @@ matching as (
         r.run_id,
         r.task,
         r.seed,
+        r.train_seed,
         r.train_step,
         max(r.train_step) over (partition by s.side) as last_step,
     from runs as r
     cross join (values ('a'), ('b')) as s (side)
     where (s.side = 'a' and ($task_a is null or r.task = $task_a)
-            and ($seed_a is null or r.seed = $seed_a))
+            and ($seed_a is null or r.seed = $seed_a)
+            and ($train_seed_a is null or r.train_seed = $train_seed_a))
         or (s.side = 'b' and ($task_b is null or r.task = $task_b)
-            and ($seed_b is null or r.seed = $seed_b))
+            and ($seed_b is null or r.seed = $seed_b)
+            and ($train_seed_b is null or r.train_seed = $train_seed_b))
 ),
 
 sides as (
-    select side, run_id, task, seed, train_step,
+    select side, run_id, task, seed, train_seed, train_step,
     from matching
     where train_step is not distinct from coalesce($train_step, last_step)
 ),
 
 -- a summary metric from the latest analysis of each run with $view; a routing one needs none
 run_values as (
-    select run_id, layer, head, query_kind, value,
-    from head_metric_values
-    where metric = $metric and source = (select source from chosen_metric)
-        and (source = 'routing' or view = $view)
-        and run_id in (select run_id from sides)
+    select v.run_id, v.layer, v.head, v.query_kind, v.value, e.standard_error,
+        e.metric is not null as has_interval,
+    from head_metric_values as v
+    left join head_metric_errors as e
+        on e.run_id = v.run_id and e.view is not distinct from v.view and e.layer = v.layer
+        and e.head = v.head and e.query_kind = v.query_kind and e.metric = v.metric
+    where v.metric = $metric and v.source = (select source from chosen_metric)
+        and (v.source = 'routing' or v.view = $view)
+        and v.run_id in (select run_id from sides)
 ),
 
 per_side as (
@@ -74,8 +101,17 @@ per_side as (
         any_value(s.train_step) as train_step,
         list(distinct s.task order by s.task) as tasks,
         list(distinct s.seed order by s.seed) as seeds,
+        list(distinct s.train_seed order by s.train_seed) filter (
+            where s.train_seed is not null
+        ) as train_seeds,
         count(*) as n_runs,
         avg(v.value) as value,
+        -- independent runs: the mean's error from theirs; null if any run has none
+        case
+            when count(v.standard_error) = count(*)
+                then sqrt(sum(v.standard_error ^ 2)) / count(*)
+        end as standard_error,
+        bool_or(v.has_interval) as has_interval,
     from run_values as v
     join sides as s using (run_id)
     group by s.side, v.layer, v.head, v.query_kind
@@ -94,13 +130,21 @@ joined as (
         b.tasks as tasks_b,
         a.seeds as seeds_a,
         b.seeds as seeds_b,
+        coalesce(a.train_seeds, []) as train_seeds_a,
+        coalesce(b.train_seeds, []) as train_seeds_b,
         a.train_step as step_a,
         b.train_step as step_b,
         a.n_runs as n_runs_a,
         b.n_runs as n_runs_b,
         a.value as value_a,
         b.value as value_b,
+        se_interval(a.value, a.standard_error) as bounds_a,
+        se_interval(b.value, b.standard_error) as bounds_b,
         b.value - a.value as difference,
+        se_interval(
+            b.value - a.value, sqrt(a.standard_error ^ 2 + b.standard_error ^ 2)
+        ) as bounds,
+        coalesce(a.has_interval, b.has_interval) as has_interval,
     from side_a as a
     full outer join side_b as b using (layer, head, query_kind)
 )
@@ -117,12 +161,22 @@ select
     tasks_b,
     seeds_a,
     seeds_b,
+    train_seeds_a,
+    train_seeds_b,
     step_a,
     step_b,
     n_runs_a,
     n_runs_b,
     value_a,
+    bounds_a.lower as value_a_lower,
+    bounds_a.upper as value_a_upper,
     value_b,
+    bounds_b.lower as value_b_lower,
+    bounds_b.upper as value_b_upper,
     difference,
+    bounds.lower as difference_lower,
+    bounds.upper as difference_upper,
+    case when has_interval then 'standard_error' end as interval_method,
+    bounds.lower > 0 or bounds.upper < 0 as interval_excludes_zero,
 from joined
 order by rank

@@ -51,16 +51,28 @@ def sweep(tmp_path_factory):
     return store, runs
 
 
+Z95 = 1.959963984540054  # the 95% normal quantile
+
+
 def _quality(store, run_id) -> pd.DataFrame:
-    """quality and mean_nmi_y per head from the fits table, in pandas: (layer, head, kind)."""
+    """quality and mean_nmi_y per head from the fits table, in pandas: (layer, head, kind),
+    with the standard error of each mean over samples (quality_se, mean_nmi_y_se)."""
     s = Store(store)
     analyses = s.df("analyses")
     analysis = analyses[(analyses.run_id == run_id) & (analyses.view == "raw")]
     assert len(analysis) == 1
     fits = s.df("fits", analysis_id=analysis.analysis_id.iloc[0])
     fits["quality"] = fits.best_silhouette.fillna(0)
+
+    def se(v):
+        v = v.dropna()
+        return v.std(ddof=1) / np.sqrt(len(v))
+
     return fits.groupby(["layer", "head", "query_kind"]).agg(
-        quality=("quality", "mean"), mean_nmi_y=("nmi_y", "mean")
+        quality=("quality", "mean"),
+        mean_nmi_y=("nmi_y", "mean"),
+        quality_se=("quality", se),
+        mean_nmi_y_se=("nmi_y", se),
     )
 
 
@@ -83,10 +95,16 @@ def test_head_emergence_reads_each_steps_analysis(sweep, metric):
     assert df.lineage.nunique() == 1 and (df.metric == metric).all() and (df.n_runs == 1).all()
     assert sorted(df.train_step.unique()) == list(STEPS) and (df.task == "conjunction").all()
     assert len(df) == len(STEPS) * TINY["n_layers"] * TINY["n_heads"] * 2
+    assert (df.interval_method == "standard_error").all()
     for step in STEPS:
-        expected = _quality(store, runs[(3, step)])[metric]
-        got = df[df.train_step == step].set_index(["layer", "head", "query_kind"]).value
-        np.testing.assert_allclose(got.sort_index(), expected.sort_index(), rtol=1e-12)
+        expected = _quality(store, runs[(3, step)]).sort_index()
+        got = df[df.train_step == step].set_index(["layer", "head", "query_kind"]).sort_index()
+        np.testing.assert_allclose(got.value, expected[metric], rtol=1e-12)
+        # the interval: value ± 1.96 standard errors of the mean over samples (of float32
+        # values: summed in another order, equal to about 1e-8)
+        half = Z95 * expected[f"{metric}_se"]
+        np.testing.assert_allclose(got.value_lower, expected[metric] - half, atol=1e-7)
+        np.testing.assert_allclose(got.value_upper, expected[metric] + half, atol=1e-7)
 
 
 def test_head_emergence_label_routing_equals_heads_by_label_routing(sweep):
@@ -104,27 +122,46 @@ def test_head_emergence_label_routing_equals_heads_by_label_routing(sweep):
 
 
 def test_emerged_at_is_the_first_step_that_stays_above(sweep):
+    """Decided on the interval: above is the lower bound at or above the threshold (for a
+    metric with one); for lift (no interval), the value."""
     store, _ = sweep
-    values = query(store, "head_emergence", metric="quality", view="raw", seed=3).value
-    for threshold in np.quantile(values, [0.0, 0.3, 0.5, 0.7, 1.0]):
-        df = query(store, "head_emergence", metric="quality", view="raw", seed=3,
-                   threshold=float(threshold))  # fmt: skip
-        assert (df.above == (df.value >= threshold)).all()
-        for _, head in df.groupby(["layer", "head", "query_kind"]):
-            head = head.sort_values("train_step")
-            expected = _emerged_at(list(head.train_step), list(head.value), threshold)
-            assert head.emerged_at.nunique(dropna=False) == 1
-            got = head.emerged_at.iloc[0]
-            assert (pd.isna(got) and expected is None) or got == expected
+    for metric, bound in (("quality", "value_lower"), ("lift", "value")):
+        values = query(store, "head_emergence", metric=metric, view="raw", seed=3)[bound]
+        for threshold in np.quantile(values, [0.0, 0.3, 0.5, 0.7, 1.0]):
+            df = query(store, "head_emergence", metric=metric, view="raw", seed=3,
+                       threshold=float(threshold))  # fmt: skip
+            assert (df.above == (df[bound] >= threshold)).all()
+            assert df.interval_method.isna().all() == (bound == "value")
+            _check_emerged_at(df, bound, threshold)
 
 
-def _crafted_connection(series: dict[tuple[int, int], list[float | None]], steps):
+def _check_emerged_at(df, bound, threshold):
+    for _, head in df.groupby(["layer", "head", "query_kind"]):
+        head = head.sort_values("train_step")
+        expected = _emerged_at(list(head.train_step), list(head[bound]), threshold)
+        assert head.emerged_at.nunique(dropna=False) == 1
+        got = head.emerged_at.iloc[0]
+        assert (pd.isna(got) and expected is None) or got == expected
+
+
+def _crafted_connection(
+    series: dict[tuple[int, int], list[float | None]], steps, spread: dict | None = None
+):
     """An in-memory DuckDB with the tables head_emergence reads, one run per step of one
-    lineage, quality per head as ``series`` says (None: null)."""
+    lineage, quality per head as ``series`` says (None: null): two samples each, value - d
+    and value + d with d = spread[head] (0 if not given), so the standard error is d."""
+    spread = spread or {}
     con = duckdb.connect()
     con.execute(
         "create table runs (run_id varchar, train_step bigint, task varchar, seed bigint, "
-        "n_samples int, n_points int, task_params_json varchar, card_json varchar)"
+        "n_samples int, n_points int, task_params_json varchar, card_json varchar, "
+        "train_seed bigint)"
+    )
+    con.execute(
+        "create table problem_fits (analysis_id varchar, run_id varchar, view varchar, "
+        "layer smallint, head smallint, sample int, query_kind varchar, quality double, "
+        "best_silhouette double, runner_up_silhouette double, clustered boolean, "
+        "svm_accuracy double, nmi_y double, eta2_point double)"
     )
     con.execute(
         "create table latest_analyses (analysis_id varchar, run_id varchar, view varchar, "
@@ -143,11 +180,12 @@ def _crafted_connection(series: dict[tuple[int, int], list[float | None]], steps
     # the shared macros and views head_emergence reads, over these tables
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
-    for name in ("run_lineages", "label_routing_rows", "head_label_routing", "head_metric_values"):
+    for name in ("run_lineages", "label_routing_rows", "head_label_routing", "head_metric_values",
+                 "head_metric_errors"):  # fmt: skip
         con.execute(f"create view {name} as {view_sql(name)}")
     for i, step in enumerate(steps):
         con.execute(
-            "insert into runs values (?, ?, 'conjunction', 0, 10, 8, '{}', '{\"train\": {}}')",
+            "insert into runs values (?, ?, 'conjunction', 0, 10, 8, '{}', '{\"train\": {}}', 5)",
             [f"r{i}", step],
         )
         con.execute("insert into latest_analyses values (?, ?, 'raw', true)", [f"a{i}", f"r{i}"])
@@ -159,6 +197,14 @@ def _crafted_connection(series: dict[tuple[int, int], list[float | None]], steps
                     "insert into head_summary (analysis_id, layer, head, query_kind, quality) "
                     "values (?, ?, ?, 'x', ?)",
                     [analysis, layer, head, value],
+                )
+            d = spread.get((layer, head), 0.0)
+            for sample, q in enumerate([] if values[i] is None else [values[i] - d, values[i] + d]):
+                con.execute(
+                    "insert into problem_fits (analysis_id, run_id, view, layer, head, sample, "
+                    "query_kind, quality, best_silhouette) "
+                    "values (?, ?, 'raw', ?, ?, ?, 'x', ?, ?)",
+                    [f"a{i}", f"r{i}", layer, head, sample, q, q],
                 )
     return con
 
@@ -174,14 +220,20 @@ def test_emerged_at_on_a_hand_made_table():
         (0, 1): [0.6, 0.7, 0.5, 0.9, 1.0, 0.8],  # always at or above (0.5 counts): 100
         (1, 0): [0.1, 0.9, 0.9, 0.9, 0.9, 0.2],  # falls at the end: never
         (1, 1): [0.9, 0.9, None, 0.9, 0.9, 0.9],  # a null step counts as below: 400
+        (2, 0): [0.55] * 6,  # every value above, but not the interval (se 0.05): never
+        (2, 1): [0.3, 0.7, 0.7, 0.7, 0.7, 0.7],  # the interval from 200 on: 0.602 .. 0.798
     }
-    con = _crafted_connection(series, steps)
+    con = _crafted_connection(series, steps, spread={(2, 0): 0.05, (2, 1): 0.05})
     q = get_query("head_emergence")
     values = q.bind({"metric": "quality", "view": "raw", "threshold": 0.5})
     df = con.execute(q.sql, {n: values[n] for n in q.used_params}).df()
     emerged = df.groupby(["layer", "head"]).emerged_at.first()
     assert emerged[(0, 0)] == 400 and emerged[(0, 1)] == 100 and emerged[(1, 1)] == 400
-    assert pd.isna(emerged[(1, 0)])
+    assert pd.isna(emerged[(1, 0)]) and pd.isna(emerged[(2, 0)]) and emerged[(2, 1)] == 200
+    wide = df[(df.layer == 2) & (df["head"] == 0)]
+    np.testing.assert_allclose(wide.value_lower, 0.55 - Z95 * 0.05)
+    assert (wide.value >= 0.5).all() and not wide.above.any()
+    assert (df.train_seed == 5).all() and (df.interval_method.dropna() == "standard_error").all()
     got = df[(df.layer == 0) & (df["head"] == 0)].sort_values("train_step")
     assert list(got.value) == series[(0, 0)] and list(got.train_step) == steps
     assert list(got.above) == [False, True, False, True, True, True]
@@ -281,6 +333,21 @@ def test_heads_across_runs_compares_two_seeds_head_by_head(sweep):
     np.testing.assert_allclose(got.value_b, b.sort_index(), rtol=1e-12)
     np.testing.assert_allclose(got.difference, (b - a).sort_index(), rtol=1e-9, atol=1e-15)
     assert (df.difference.abs().diff().dropna() <= 0).all()  # ranked by |difference|
+    # intervals: each side's and the difference's, from the standard errors over samples
+    qa, qb = (
+        _quality(store, runs[(3, 30)]).sort_index(),
+        _quality(store, runs[(4, 30)]).sort_index(),
+    )
+    half = Z95 * np.sqrt(qa.quality_se**2 + qb.quality_se**2)
+    np.testing.assert_allclose(got.difference_lower, (qb.quality - qa.quality) - half, atol=1e-7)
+    np.testing.assert_allclose(got.value_a_upper, qa.quality + Z95 * qa.quality_se, atol=1e-7)
+    assert (df.interval_method == "standard_error").all()
+    excludes = (df.difference_lower > 0) | (df.difference_upper < 0)
+    assert (df.interval_excludes_zero == excludes).all()
+    # the training seed: named on each side, and a side may be chosen by it
+    assert {*map(tuple, df.train_seeds_a)} == {*map(tuple, df.train_seeds_b)} == {(0,)}
+    other = query(store, "heads_across_runs", view="raw", seed_a=3, seed_b=4, train_seed_a=9)
+    assert other.value_a.isna().all() and other.value_b.notna().all()
 
     early = query(store, "heads_across_runs", view="raw", seed_a=3, seed_b=3, train_step=10)
     assert (early.step_a == 10).all() and (early.difference == 0).all()
@@ -303,6 +370,22 @@ def test_compare_runs_names_each_side_by_step_seed_and_task(sweep):
     assert (df.seed_a == 3).all() and (df.seed_b == 4).all()
     assert (df.task_a == "conjunction").all() and (df.task_b == "conjunction").all()
     assert set(df.analysis_a) == {s.analysis(run_id=runs[(3, 10)])["analysis_id"]}
+    assert (df.train_seed_a == 0).all() and (df.train_seed_b == 0).all()
+
+
+@pytest.mark.parametrize("min_delta", [0.0, 0.001, 0.01, 0.1])
+def test_compare_runs_calls_a_change_on_the_interval(sweep, min_delta):
+    """changed: the whole interval of delta_quality (standard errors of the two means over
+    samples) beyond min_delta, not the estimate alone."""
+    store, runs = sweep
+    df = query(store, "compare_runs", run_a=runs[(3, 0)], run_b=runs[(3, 30)], min_delta=min_delta)
+    got = df.set_index(["layer", "head", "query_kind"]).sort_index()
+    qa, qb = _quality(store, runs[(3, 0)]).sort_index(), _quality(store, runs[(3, 30)]).sort_index()
+    half = Z95 * np.sqrt(qa.quality_se**2 + qb.quality_se**2)
+    np.testing.assert_allclose(got.delta_quality_lower, qb.quality - qa.quality - half, atol=1e-7)
+    np.testing.assert_allclose(got.delta_quality_upper, qb.quality - qa.quality + half, atol=1e-7)
+    beyond = (df.delta_quality_lower >= min_delta) | (df.delta_quality_upper <= -min_delta)
+    assert (df.changed == beyond).all()
 
 
 # --- the figure ------------------------------------------------------------------------------
