@@ -320,6 +320,16 @@ def test_head_pages_lead_with_their_causal_numbers(iv_built):
             cell = re.search(rf"<td>{iid}</td><td>\d+</td><td>(.*?)</td>", effects).group(1)
             lo, hi = r.late_delta_accuracy_lower, r.late_delta_accuracy_upper
             assert cell == f"{r.late_delta_accuracy:.3f} [{lo:.3f}, {hi:.3f}]", cell
+        series = _page_data(out / "heads" / f"L{layer}_H{head}.html")["head"]["effects"]
+        assert sorted(e["intervention_id"] for e in series) == sorted([*ids, positional])
+        by_point = query(store, "effect_by_position", layer=layer, head=head)
+        for e in series:
+            rows = by_point[by_point["intervention_id"] == e["intervention_id"]]
+            rows = rows.sort_values("point")
+            assert e["point"] == rows["point"].tolist()
+            for column in ("delta_accuracy", "delta_accuracy_lower", "delta_accuracy_upper"):
+                expected = rows[column].to_numpy(float)
+                assert np.array(e[column], dtype=float) == pytest.approx(expected, abs=1e-4)
         table = re.search(r'<table class="sortable patches">.*?</table>', body).group(0)
         (r,) = patched[(patched["layer"] == layer) & (patched["head"] == head)].itertuples()
         assert activation in table and f"{r.restored_share:.3f} [" in table
@@ -443,6 +453,16 @@ def test_intervention_maps_in_chromium(iv_built, tmp_path):
         shown = re.search(r"95% interval \[(\S+), (\S+)\]", tip)
         assert "layer 0, head 0" in tip and shown, tip
         assert [float(v) for v in shown.groups()] == pytest.approx([lo, hi], abs=1e-3), tip
+        # A head page's change by point: one line per intervention, its interval as error bars.
+        head = _page_data(out / "heads" / "L0_H0.html")["head"]["effects"]
+        page.goto((out / "heads" / "L0_H0.html").as_uri())
+        page.wait_for_selector("#effects .nsewdrag")
+        drawn = page.evaluate(
+            "() => document.getElementById('effects').data.map((t) => [t.name, t.y.length, "
+            "t.error_y.array.length, t.error_y.arrayminus.length])"
+        )
+        assert drawn == [[e["name"], len(e["point"]), len(e["point"]), len(e["point"])]
+                         for e in head]  # fmt: skip
     assert not errors, errors
 
 

@@ -163,12 +163,14 @@ class Causal:
     """What the run's interventions and patches say, each read once: the interventions (query
     run_interventions), per one-at-a-time intervention its heads' effects (query
     intervention_effects, one row per head), the joint ones with their additivity gap (query
-    additivity_gap, one row per joint intervention), per activation patch its heads' restored
+    additivity_gap, one row per joint intervention), every head's change of accuracy at
+    every point (query effect_by_position), per activation patch its heads' restored
     share (query heads_by_patching_effect, one row per head) and per path patch its paths
     (query path_patching_matrix, one row per sender and receiver)."""
 
     interventions: pd.DataFrame
     effects: dict[str, pd.DataFrame]
+    by_point: pd.DataFrame  # query effect_by_position: every head's change at every point
     joint: pd.DataFrame
     patches: dict[str, pd.DataFrame]
     paths: dict[str, pd.DataFrame]
@@ -182,6 +184,9 @@ def causal(c: Context, runs: pd.DataFrame) -> Causal:
         i: c.query("intervention_effects", run_id=c.run_id, intervention_id=i)
         for i in alone["intervention_id"]
     }
+    by_point = pd.DataFrame()
+    if effects:
+        by_point = c.query("effect_by_position", run_id=c.run_id)
     joint = pd.DataFrame()
     if runs["heads"].notna().any():
         joint = c.query("additivity_gap", run_id=c.run_id).dropna(subset=["intervention_id"])
@@ -194,7 +199,7 @@ def causal(c: Context, runs: pd.DataFrame) -> Causal:
         matrix = c.query("path_patching_matrix", run_id=c.run_id, patch_id=patch_id)
         if matrix["patch_id"].notna().any():
             paths[patch_id] = matrix.dropna(subset=["patch_id"])
-    return Causal(runs, effects, joint, patches, paths)
+    return Causal(runs, effects, by_point, joint, patches, paths)
 
 
 def _grid(c: Context, df: pd.DataFrame, column: str) -> list[list[float | None]]:
@@ -310,6 +315,7 @@ def joint_table(causal: Causal) -> dict[str, Any] | None:
     return records(causal.joint, JOINT_COLUMNS)
 
 
+BY_POINT = ("delta_accuracy", "delta_accuracy_lower", "delta_accuracy_upper")
 HEAD_EFFECT_COLUMNS = [
     "intervention",
     "intervention_id",
@@ -335,11 +341,36 @@ HEAD_PATCH_COLUMNS = [
 ]
 
 
+def head_by_point(
+    causal: Causal, names: dict[str, str], layer: int, head: int
+) -> list[dict[str, Any]]:
+    """Per one-at-a-time intervention (``names``: id → its name), the head's change of
+    accuracy at every point with its 95% interval (query effect_by_position's
+    delta_accuracy, delta_accuracy_lower, delta_accuracy_upper), as one series each."""
+    if causal.by_point.empty:
+        return []
+    df = causal.by_point
+    mine = df[(df["layer"] == layer) & (df["head"] == head)]
+    out = []
+    for iid in causal.effects:
+        rows = mine[mine["intervention_id"] == iid].sort_values("point")
+        out.append(
+            {
+                "intervention_id": iid,
+                "name": names[iid],
+                "point": clean(rows["point"].to_numpy(int)),
+                **{c: clean(rows[c].to_numpy(float)) for c in BY_POINT},
+            }
+        )
+    return out
+
+
 def head_causal(c: Context, causal: Causal, layer: int, head: int) -> dict[str, Any]:
     """One head's causal numbers, each with its interval: its row of every one-at-a-time
-    intervention (query intervention_effects), the joint interventions whose set holds it
-    (query additivity_gap) and its row of every activation patch (query
-    heads_by_patching_effect). Each is None where the run has none."""
+    intervention (query intervention_effects) and its change at every point
+    (:func:`head_by_point`), the joint interventions whose set holds it (query
+    additivity_gap) and its row of every activation patch (query heads_by_patching_effect).
+    Each is None (the points an empty list) where the run has none."""
     names = {
         r.intervention_id: intervention_name(r)
         for r in causal.interventions.itertuples(index=False)
@@ -358,6 +389,7 @@ def head_causal(c: Context, causal: Causal, layer: int, head: int) -> dict[str, 
         first = next(df.dropna(subset=["patch_id"]).itertuples(index=False))
         patched.append({**row, "patch": patch_name(first)})
     return {
+        "by_point": head_by_point(causal, names, layer, head),
         "interventions": records(pd.DataFrame(rows), HEAD_EFFECT_COLUMNS) if rows else None,
         "joint": records(joint, JOINT_COLUMNS) if not joint.empty else None,
         "patches": records(pd.DataFrame(patched), HEAD_PATCH_COLUMNS) if patched else None,

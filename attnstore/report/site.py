@@ -390,6 +390,9 @@ def _causal(c: d.Context, numbers: dict[str, Any]) -> str:
             "(over the last half of the points, and over all) and of logit × y when this head "
             "is changed, each with its 95% interval (a paired bootstrap over prompts).</p>"
             + _table(numbers["interventions"], "sortable effects")
+            + '<div id="effects" class="chart"></div><p>The change of accuracy at each point '
+            "(query <code>effect_by_position</code>), one line per intervention, its 95% "
+            "interval as error bars (the standard error over prompts).</p>"
         )
     if numbers["joint"] is not None:
         out += (
@@ -444,6 +447,7 @@ def _head(c: d.Context, p: d.HeadPage, drawn: Drawer, out: Path, files: list[Pat
             "scale": d.WEIGHT_SCALE,
             "tokens": {str(s): p.tokens[s] for s in p.shown},
             "labels": p.labels,
+            "effects": p.causal["by_point"],
         }
     )  # the weights are integers already: as clean() leaves them
     head_data["samples"] = {str(s): d.thousandths(p.attention[s]) for s in p.shown}

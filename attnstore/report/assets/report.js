@@ -97,6 +97,24 @@ function token(t, pos) {
   return `${t.kind}${t.point} (pos ${pos}, point ${t.point}, x ${t.x}, y ${t.y > 0 ? "+1" : "-1"})`;
 }
 
+// A head's change of accuracy at each point, one line per intervention, its interval as
+// error bars (a bound may be null: one prompt gives none).
+function effectsByPoint(series) {
+  const traces = series.map((e) => ({
+    x: e.point, y: e.delta_accuracy, name: e.name, type: "scatter", mode: "lines+markers",
+    error_y: {
+      type: "data", symmetric: false, thickness: 1,
+      array: e.delta_accuracy.map((v, i) => (e.delta_accuracy_upper[i] === null ? 0 : e.delta_accuracy_upper[i] - v)),
+      arrayminus: e.delta_accuracy.map((v, i) => (e.delta_accuracy_lower[i] === null ? 0 : v - e.delta_accuracy_lower[i])),
+    },
+  }));
+  Plotly.newPlot("effects", traces, {
+    xaxis: { title: { text: "point" }, dtick: 1 },
+    yaxis: { title: { text: "change of accuracy (95% interval)" }, zeroline: true },
+    margin: { t: 20 },
+  }, CONFIG);
+}
+
 function head() {
   const D = PAGE.head;
   const sampleSelect = document.getElementById("sample");
@@ -132,6 +150,7 @@ function head() {
   sampleSelect.addEventListener("change", draw);
   viewSelect.addEventListener("change", draw);
   draw();
+  if (D.effects.length) effectsByPoint(D.effects);
   document.getElementById("attention").on("plotly_hover", (e) => {
     const p = e.points[0];
     info.textContent = describe(current.w, current.toks, current.labels, p.y, p.x).join("\n");
