@@ -152,6 +152,9 @@ def _grid(frame, column: str, n_layers: int, n_heads: int) -> np.ndarray:
     return values
 
 
+MIN_WIDTH = 6.0  # inches: a map with intervals, whose title says what they are, is never narrower
+
+
 def head_map(
     values: np.ndarray,
     label: str,
@@ -175,7 +178,8 @@ def head_map(
         cmap, norm = "viridis", None
     with style():
         cell = (1.1, 0.8) if bounds is None else (1.4, 1.0)  # inches: a value, its interval
-        fig = Figure(figsize=(1.5 + cell[0] * H, 1.3 + cell[1] * L), dpi=DPI, layout="constrained")
+        width = 1.5 + cell[0] * H if bounds is None else max(1.5 + cell[0] * H, MIN_WIDTH)
+        fig = Figure(figsize=(width, 1.3 + cell[1] * L), dpi=DPI, layout="constrained")
         ax = fig.add_subplot()
         im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto")
         fig.colorbar(im, ax=ax, label=label)

@@ -19,7 +19,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from attnstore.errors import ConfigError, NotFoundError, known
-from attnstore.plots.heads import _grid, head_map
+from attnstore.plots.heads import MIN_WIDTH, _grid, head_map
 from attnstore.plots.style import DPI, style
 from attnstore.store import Store
 
@@ -102,7 +102,7 @@ def paths_figure(store: Store, run_id: str | None = None, patch_id: str | None =
     limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
     with style():
         fig = Figure(
-            figsize=(2.0 + 1.2 * len(receivers), 1.6 + 0.75 * len(senders)),
+            figsize=(max(2.0 + 1.2 * len(receivers), MIN_WIDTH), 1.6 + 0.75 * len(senders)),
             dpi=DPI,
             layout="constrained",
         )
