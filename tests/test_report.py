@@ -339,6 +339,14 @@ def test_head_pages_lead_with_their_causal_numbers(iv_built):
     assert [m["patch_id"] for m in maps] == [activation]
 
 
+def test_same_bytes_twice_with_interventions_and_patches(iv_built, tmp_path):
+    """The intervals (seeded bootstraps), the sets and the patches give the same bytes too."""
+    store, out = iv_built[:2]
+    again = tmp_path / "again"
+    assert _report("--store", str(store), "--out", str(again)).exit_code == 0
+    assert _digests(again) == _digests(out)
+
+
 def test_a_head_page_without_interventions_names_the_command(built):
     store, out, run_id = built
     page = (out / "heads" / "L0_H0.html").read_text()

@@ -321,3 +321,38 @@ def test_positions_outside_their_grammar_are_refused(intervened_store, tmp_path)
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     assert f"changed_positions {value!r}, not all, x, y, N or N..M" in lines[0], lines[0]
     assert _digests(store) == before and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def patched_store(tiny_analysed_store, tmp_path_factory):
+    """A copy of the tiny analysed store with one activation patch: its record is where the
+    corruption, target and positions are stored."""
+    from attnstore.patching import patch
+
+    store = tmp_path_factory.mktemp("patched") / "store"
+    shutil.copytree(tiny_analysed_store[0], store)
+    patch(store, tiny_analysed_store[1], corruption="flip_label", batch_size=6)
+    return store
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "accepted"),
+    [
+        ("corruption", "flip_label<script>", "flip_label, swap_function, drop_literal"),
+        ("patch_target", "<b>z</b>", "z, q, k, v"),
+        ("positions", "x'><img src=x>", "not all, x, y, N or N..M"),
+    ],
+)
+def test_a_patch_outside_its_domain_is_refused(patched_store, tmp_path, column, value, accepted):
+    store = tmp_path / "store"
+    shutil.copytree(patched_store, store)
+    (record,) = sorted((store / "patches").rglob("commit.parquet"))
+    _rewrite(record, {column: value}, tmp_path)
+    before = _digests(store)
+    out = tmp_path / "site"
+    result = _report("--store", str(store), "--out", str(out))
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: patch "), result.output
+    assert f"{column} {value!r}" in lines[0] and accepted in lines[0], lines[0]
+    assert _digests(store) == before and not out.exists()
