@@ -5,11 +5,12 @@ version before the store-at-scale work, in one run.
     python benchmarks/bench_scale.py --sizes 1 10 --baseline none --samples 8
     python benchmarks/bench_scale.py --s3                     # also S3 requests (local moto)
 
-One store is grown with this code to each size in turn: each run is one extraction of the
-bundled model (``--samples`` prompts, its own prompt seed) and one analysis, what a sweep item
-does. At each size the store is copied once per version, and a fresh process running that
-version (PYTHONPATH at its code; the baseline from a temporary git worktree) measures on its
-copy, imports excluded:
+Each version grows its own store (their formats differ) to each size in turn, in a fresh
+process running that version (PYTHONPATH at its code; the baseline from a temporary git
+worktree): each run is one extraction of the bundled model (``--samples`` prompts, its own
+prompt seed) and one analysis, what a sweep item does. The baseline stops at
+``--baseline-max`` runs (50: its writes grow with the store). At each size the store is copied,
+and a fresh process of that version measures on the copy, imports excluded:
 
 - ``files``: Parquet files in the store;
 - ``open``: ``Store(path)``; ``connect``: ``attnstore.connect(store)``;
@@ -51,7 +52,7 @@ QUERIES = (
 CHILD = r"""
 import json, statistics, sys, time
 args = json.loads(sys.argv[1])
-import attnstore, duckdb
+import attnstore, duckdb, fsspec, pandas, pyarrow.dataset  # imported before timing
 from attnstore.connection import SHARED_MACROS, SHARED_VIEWS, connect, macro_sql, view_sql
 from attnstore.queries import Reader, _resolve, query
 from attnstore.schema import TABLES
@@ -82,6 +83,19 @@ def requests():
 
 out = {"package": attnstore.__file__}
 path = args["store"]
+if args.get("grow_to"):
+    from attnstore.analysis.run import analyze
+    from attnstore.extraction import extract
+    import pathlib
+    have = len(list(pathlib.Path(path, "runs").glob("*"))) if pathlib.Path(path).exists() else 0
+    built = []
+    for i in range(have, args["grow_to"]):
+        t = time.perf_counter()
+        r = extract(path, checkpoint="default", samples=args["samples"], seed=i)
+        analyze(path, r.run_id)
+        built.append(time.perf_counter() - t)
+    print(json.dumps({"package": attnstore.__file__, "built": built}))
+    sys.exit(0)
 n0 = requests()
 t = time.perf_counter(); s = Store(path); out["open_s"] = time.perf_counter() - t
 out["open_requests"] = requests() - n0
@@ -141,21 +155,6 @@ def child(code: Path, store: str, **args) -> dict:
     return r
 
 
-def grow(store: Path, runs: int, samples: int, built: list[float]) -> None:
-    """Add runs to ``store`` with this code until it holds ``runs``; each one's seconds
-    appended to ``built``."""
-    from attnstore.analysis.run import analyze
-    from attnstore.extraction import extract
-
-    while len(built) < runs:
-        t = time.perf_counter()
-        r = extract(store, checkpoint="default", samples=samples, seed=len(built))
-        analyze(store, r.run_id)
-        built.append(time.perf_counter() - t)
-        if len(built) % 10 == 0:
-            print(f"  grown to {len(built)} runs", file=sys.stderr)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50, 200])
@@ -167,6 +166,13 @@ def main() -> None:
         help="commit to compare with (the main before the store-at-scale work), or 'none'",
     )
     ap.add_argument("--s3", action="store_true", help="also count requests on a local S3")
+    ap.add_argument(
+        "--baseline-max",
+        type=int,
+        default=50,
+        help="the largest store the baseline builds (its writes grow with the store: 200 runs "
+        "take it about 20 minutes)",
+    )
     args = ap.parse_args()
     sizes = sorted(set(args.sizes))
     work = Path(tempfile.mkdtemp(prefix="attnstore-scale-"))
@@ -198,11 +204,16 @@ def main() -> None:
 
             s3 = s3fs.S3FileSystem()
             s3.mkdir("scale")
-        store, built, rows = work / "grown", [], []
+        rows, built = [], {name: [] for name in versions}
         header()
         for size in sizes:
-            grow(store, size, args.samples, built)
             for name, code in versions.items():
+                if name != "current" and size > args.baseline_max:
+                    continue
+                store = work / f"grown-{name}"  # each version builds its own: formats differ
+                built[name] += child(
+                    code, str(store), grow_to=size, samples=args.samples, log=None
+                )["built"]
                 copy = work / f"copy-{name}"
                 shutil.rmtree(copy, ignore_errors=True)
                 shutil.copytree(store, copy)
@@ -230,7 +241,7 @@ def main() -> None:
                     )
                 rows.append(r)
                 report_row(r)
-        summary(rows, built, versions)
+        summary(rows, built["current"], versions)
     finally:
         if server is not None:
             server.__exit__(None, None, None)
