@@ -228,15 +228,25 @@ class Store:
         before the listing and again after: a commit (an ``--overwrite``) in between could
         otherwise pair the old record with a listing from which its files were already
         deleted."""
+        return list(self.sizes(table, keys))
+
+    def sizes(
+        self, table: str | None = None, keys: list[str] | None = None
+    ) -> dict[Path, int | None]:
+        """:meth:`files`, each with its bytes as the commit records say, at no further cost:
+        a data file's from its record's manifest, a commit record's from its own reading;
+        None where no record says (a record written before manifests). For a reader that
+        would otherwise ask each file's size (a request per file on an object store)."""
         names = [table] if table else list(TABLES)
         for name in names:
             if name not in TABLES:
                 raise NotFoundError(f"unknown table '{name}'; known: {known(sorted(TABLES))}")
-        out = []
+        out = {}
         for level in PRIMARY:  # each level's records read once, for all its tables
             level_tables = [TABLES[n] for n in names if TABLES[n].level == level]
-            if level_tables:
-                out += [f for f, _ in self._entries(level_tables, keys)]
+            for f, entry in self._entries(level_tables, keys) if level_tables else []:
+                read = self._records_read.get(f)
+                out[f] = entry.bytes if entry else (len(read[2]) if read else None)
         return out
 
     def _entries(

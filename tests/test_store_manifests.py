@@ -73,6 +73,9 @@ def test_a_record_names_its_files_with_their_bytes_and_rows(built):
         assert s.record(level, key).rows == {
             n: (1 if n == PRIMARY[level] else ROWS) for n in [*tables, PRIMARY[level]]
         }
+    # every committed file's bytes, records included, known with no request per file
+    assert s.sizes() == {f: f.stat().st_size for f in s.files()}
+    assert len(s.sizes()) == len(list(built.rglob("*.parquet")))
 
 
 def test_reading_lists_no_data_folder_and_reads_no_footer(built, monkeypatch):
