@@ -184,7 +184,9 @@ def test_the_hidden_function_is_written_out_for_every_kind_of_task(tiny_checkpoi
 
     tasks = ("disjunction", "dnf", "cnf", "int_halfspace", "parity", "nearest_neighbours")
     for task in tasks:
-        run_id = extract(tmp_path, str(tiny_checkpoint), task=task, samples=3, seed=1).run_id
+        run_id = extract(
+            tmp_path, checkpoint=str(tiny_checkpoint), task=task, samples=3, seed=1
+        ).run_id
         for sample in range(3):
             rows = Store(tmp_path).read("functions", run_id=run_id, sample=sample).to_pylist()
             (got,) = attnstore_query(
