@@ -81,15 +81,11 @@ sides as (
 
 -- a summary metric from the latest analysis of each run with $view; a routing one needs none
 run_values as (
-    select v.run_id, v.layer, v.head, v.query_kind, v.value, e.standard_error,
-        e.metric is not null as has_interval,
-    from head_metric_values as v
-    left join head_metric_errors as e
-        on e.run_id = v.run_id and e.view is not distinct from v.view and e.layer = v.layer
-        and e.head = v.head and e.query_kind = v.query_kind and e.metric = v.metric
-    where v.metric = $metric and v.source = (select source from chosen_metric)
-        and (v.source = 'routing' or v.view = $view)
-        and v.run_id in (select run_id from sides)
+    select run_id, layer, head, query_kind, value, standard_error, has_interval,
+    from head_metric_estimates
+    where metric = $metric and source = (select source from chosen_metric)
+        and (source = 'routing' or view = $view)
+        and run_id in (select run_id from sides)
 ),
 
 per_side as (

@@ -181,7 +181,7 @@ def _crafted_connection(
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
     for name in ("run_lineages", "label_routing_rows", "head_label_routing", "head_metric_values",
-                 "head_metric_errors"):  # fmt: skip
+                 "head_metric_errors", "head_metric_estimates"):  # fmt: skip
         con.execute(f"create view {name} as {view_sql(name)}")
     for i, step in enumerate(steps):
         con.execute(
@@ -429,3 +429,42 @@ def test_emergence_figure_asks_for_one_lineage(sweep, tmp_path):
             "emergence", store, tmp_path / "c.png", metric="quality", view="raw", lineage="nope"
         )
     assert not (tmp_path / "c.png").exists()
+
+
+# --- structure_null ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["quality", "mean_nmi_y", "lift"])
+def test_structure_null_is_step_zero_of_the_same_training(sweep, metric):
+    """null_value is the metric at train_step 0 of the lineage, excess the difference, its
+    interval from the two standard errors; a lineage with no step 0 (seed 4: step 30 only)
+    has no null; a metric with no interval (lift) has none."""
+    store, _ = sweep
+    curve = query(store, "head_emergence", metric=metric, view="raw")
+    df = query(store, "structure_null", metric=metric, view="raw")
+    key = ["lineage", "layer", "head", "query_kind", "train_step"]
+    merged = df.merge(curve, on=key, suffixes=("", "_curve"))
+    assert len(merged) == len(df) == len(curve)
+    np.testing.assert_allclose(merged.value, merged.value_curve, rtol=1e-12)
+    with_null = df[df.null_value.notna()]
+    assert set(with_null.train_step) == set(STEPS) and set(df.lineage) - set(with_null.lineage) == {
+        query(store, "head_emergence", metric=metric, view="raw", seed=4).lineage.iloc[0]
+    }
+    zero = with_null[with_null.train_step == 0].set_index(
+        ["lineage", "layer", "head", "query_kind"]
+    )
+    for _, row in with_null.iterrows():
+        assert (
+            row.null_value == zero.loc[(row.lineage, row.layer, row["head"], row.query_kind)].value
+        )
+    np.testing.assert_allclose(with_null.excess, with_null.value - with_null.null_value)
+    if metric == "lift":
+        assert df.interval_method.isna().all() and df.excess_lower.isna().all()
+        return
+    assert (df.interval_method == "standard_error").all()
+    se = (with_null.value_upper - with_null.value) / Z95
+    se_null = (with_null.null_upper - with_null.null_value) / Z95
+    half = Z95 * np.sqrt(se**2 + se_null**2)
+    np.testing.assert_allclose(with_null.excess_upper, with_null.excess + half, atol=1e-9)
+    at_zero = with_null[with_null.train_step == 0]
+    assert (at_zero.excess == 0).all() and not at_zero.excess_excludes_zero.any()
