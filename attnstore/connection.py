@@ -210,7 +210,7 @@ def connect(
     if verify:
         s.verify()
     con = duckdb.connect(config={"autoinstall_known_extensions": False})
-    files = StoreFiles(s, [f for name in TABLES for f in s.files(name)])
+    files = StoreFiles(s, s.sizes())
     con.register_filesystem(files)
     for name, t in TABLES.items():
         urls = files.urls(name)
@@ -277,23 +277,30 @@ class StoreFiles(fsspec.AbstractFileSystem):
 
     protocol = "attnstore"
 
-    def __init__(self, store: Store, files: list) -> None:
+    def __init__(self, store: Store, files: dict) -> None:
+        """``files``: the committed files, each with its bytes where its record says them
+        (:meth:`attnstore.store.Store.sizes`), so that no size costs a request."""
         super().__init__(skip_instance_cache=True)
+        self._store = store
         self._arrow = store.fs.arrow()
-        self._root = store.root
-        self._files: dict[str, dict[str, str]] = {}  # table -> {relative path: real path}
-        for f in files:
-            rel = f.relative_to(store.root).as_posix()
-            self._files.setdefault(rel.split("/", 1)[0], {})[rel] = str(f)
+        self._files: dict[str, dict[str, Any]] = {}  # table -> {relative path: real path}
         self._sizes: dict[str, int] = {}
+        for f, size in files.items():
+            rel = f.relative_to(store.root).as_posix()
+            self._files.setdefault(rel.split("/", 1)[0], {})[rel] = f
+            if size is not None:
+                self._sizes[f"attnstore://{rel}"] = size
         self._open: OrderedDict[str, Any] = OrderedDict()
+        self._held = 0  # bytes of the files in _open kept in memory
+        self._lock = threading.Lock()
 
     def urls(self, table: str | None = None) -> list[str]:
         """The names of a table's files (every table's when None) as SQL reads them."""
         tables = [table] if table else list(self._files)
         return [f"attnstore://{rel}" for t in tables for rel in self._files.get(t, {})]
 
-    def _real(self, path: str, doing: str) -> str:
+    def _real(self, path: str, doing: str) -> Any:
+        """The store's path of a committed file's name (PermissionError for any other)."""
         rel = str(path).removeprefix("attnstore://")
         real = self._files.get(rel.split("/", 1)[0], {}).get(rel)
         if real is None:
@@ -311,26 +318,55 @@ class StoreFiles(fsspec.AbstractFileSystem):
         bytes is read whole on first use and served from memory (on S3 one request instead of
         one per footer and column chunk); so is every commit record, which an ``--overwrite``
         replaces in place: the rows the connection shows stay those of the files it lists."""
-        handle = self._open.pop(path, None)
-        if handle is None:
-            real = self._real(path, "read")
+        with self._lock:  # DuckDB opens files from several threads
+            handle = self._open.pop(path, None)
+            if handle is not None:
+                self._open[path] = handle  # most recently used last
+                return handle
+        real = self._real(path, "read")
+        record = self._store.record_bytes(real) if real.name == COMMIT_FILE else None
+        if record is not None:  # the version whose manifest the file list follows
+            handle = _InMemory(record)
+        elif self._sizes.get(path, _READ_WHOLE + 1) <= _READ_WHOLE:  # one GET, no HEAD
+            got = self._store.fs.read_many([real]).get(real)
+            if got is None:  # replaced by a commit since listed: retried
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+            self._check_bytes(path, real, len(got[0]))
+            handle = _InMemory(got[0])
+        else:
             try:
-                handle = self._arrow.open_input_file(real)
-            except FileNotFoundError as e:  # replaced by a commit since listed: the caller retries
+                handle = self._arrow.open_input_file(str(real))
+            except FileNotFoundError as e:  # replaced by a commit since listed: retried
                 raise FileNotFoundError(errno.ENOENT, "No such file or directory", path) from e
-            if real.endswith(_COMMIT_FILE) or handle.size() <= _READ_WHOLE:
+            self._check_bytes(path, real, handle.size())
+            if real.name == COMMIT_FILE or handle.size() <= _READ_WHOLE:
                 handle = _InMemory(handle.read_at(handle.size(), 0))
+        with self._lock:
+            if path in self._open:  # another thread opened it meanwhile: theirs
+                return self._open[path]
+            self._open[path] = handle
             self._sizes[path] = handle.size()
-        self._open[path] = handle  # most recently used last
-        while len(self._open) > _OPEN_FILES or (
-            len(self._open) > 1 and self._held() > _HELD_BYTES
-        ):
-            self._open.pop(next(iter(self._open)))  # closed once no reader holds it
+            if isinstance(handle, _InMemory):
+                self._held += handle.size()
+            while len(self._open) > _OPEN_FILES or (
+                len(self._open) > 1 and self._held > _HELD_BYTES
+            ):
+                gone = self._open.pop(next(iter(self._open)))  # closed once no reader holds it
+                if isinstance(gone, _InMemory):
+                    self._held -= gone.size()
         return handle
 
-    def _held(self) -> int:
-        """Bytes of the files kept in memory."""
-        return sum(h.size() for h in self._open.values() if isinstance(h, _InMemory))
+    def _check_bytes(self, path: str, real: Any, size: int) -> None:
+        """A file must hold the bytes the manifest the connection followed says; one that
+        does not is named against its record as it is now (:meth:`Store.check_bytes`: a
+        StoreError if the record says the same), or, if an overwrite replaced it since, read
+        again from a new listing (FileNotFoundError, which the caller retries)."""
+        want = self._sizes.get(path)
+        if want is None:  # a record written before manifests: it says no size
+            self._store.check_bytes(real, size)
+        elif size != want:
+            self._store.check_bytes(real, size)
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
 
     def size(self, path):
         if path not in self._sizes:
@@ -365,7 +401,6 @@ class StoreFiles(fsspec.AbstractFileSystem):
 
 
 _NEVER = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_COMMIT_FILE = "/" + COMMIT_FILE
 _OPEN_FILES = 256  # files a connection keeps open between queries
 _READ_WHOLE = 1 << 20  # a file this small is read in one request and kept in memory
 _HELD_BYTES = 128 << 20  # at most this much of such files kept between queries

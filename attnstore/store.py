@@ -340,6 +340,12 @@ class Store:
             "gone and can be written again)"
         )
 
+    def record_bytes(self, path: PurePath) -> bytes | None:
+        """The bytes of the commit record ``path`` (as :meth:`files` gave it) as this store last
+        read them, the version whose manifest :meth:`files` followed; None if it was not read."""
+        read = self._records_read.get(path)
+        return None if read is None else read[2]
+
     def check_bytes(self, path: PurePath, size: int) -> None:
         """StoreError if the committed file ``path`` (as :meth:`files` gave it) does not hold
         the ``size`` bytes its record's manifest says: for a reader that opens a file and

@@ -204,3 +204,38 @@ def test_the_tables_keep_their_declared_types(store):
         ).to_arrow_table().schema
         assert got.names == want.names, name
         assert [str(x) for x in got.types] == [str(x) for x in want.types], name
+
+
+def test_store_files_open_from_many_threads(store, monkeypatch):
+    """DuckDB opens files from several threads: StoreFiles' cache of open files stays whole
+    (it raised 'OrderedDict mutated during iteration' under load) and counts the bytes it holds."""
+    import threading
+
+    import attnstore.connection as connection
+    from attnstore.store import Store
+
+    path, _ = store
+    s = Store(path)
+    monkeypatch.setattr(connection, "_OPEN_FILES", 2)
+    files = connection.StoreFiles(s, s.sizes())
+    urls = files.urls()
+    errors = []
+
+    def opener():
+        try:
+            for _ in range(30):
+                for url in urls:
+                    assert files.open(url).read(4) == b"PAR1"
+        except Exception as e:  # noqa: BLE001 - any error fails the test below
+            errors.append(e)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert len(files._open) <= 2
+    assert files._held == sum(
+        h.size() for h in files._open.values() if isinstance(h, connection._InMemory)
+    )
