@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from attnstore.checkpoint import load_checkpoint, save_checkpoint
 from attnstore.cli import cli
 from attnstore.connection import connect
-from attnstore.errors import CheckpointError, ConfigError, NotFoundError
+from attnstore.errors import CheckpointError, ConfigError, NotFoundError, StoreError
 from attnstore.extraction import extract
 from attnstore.interventions import METHODS, TARGETS, intervene
 from attnstore.model import HeadEdit
@@ -256,7 +256,8 @@ def test_an_unknown_run_or_one_without_prompts_writes_nothing(iv_store, tmp_path
     bare = _copy(path, tmp_path)
     shutil.rmtree(bare / "inputs" / f"run_id={run_id}")
     before = _snapshot(bare)
-    with pytest.raises(NotFoundError, match="0 prompt points"):
+    # the run's commit record names its prompts' file: a run without it is damaged, named
+    with pytest.raises(StoreError, match="inputs/.*which is missing: the run is damaged"):
         intervene(bare, run_id, methods=["mean"])
     assert _snapshot(bare) == before
 
