@@ -561,7 +561,12 @@ def _run_on_ray(ray, address, store, todo, args, done) -> None:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            ray.init(  # a new local Ray, even where another one runs on this machine
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+            )
     try:
         extract = args[0]
         gpus = extract.device.startswith("cuda") and ray.cluster_resources().get("GPU", 0) > 0

@@ -31,7 +31,13 @@ def ray_local():
     """One local Ray for every test that needs one (it takes seconds to start): 2 CPUs, no
     dashboard, on 127.0.0.1 only; shut down at the end of the session."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    ray.init(
+        address="local",  # a new one, even where another Ray runs on this machine
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        _node_ip_address="127.0.0.1",
+    )
     yield ray
     ray.shutdown()
 
