@@ -575,7 +575,7 @@ def _fake_ids(url: str, n: int) -> None:
             assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("runs", [1, 4])
+@pytest.mark.parametrize("runs", [1, 2])
 def test_opening_costs_a_constant_and_one_get_per_commit_record(
     s3_server, counted, monkeypatch, runs
 ):

@@ -198,7 +198,7 @@ def test_the_tables_keep_their_declared_types(store):
     path, _ = store
     con = connect(path)
     for name, t in TABLES.items():
-        got = con.execute(f"select * from {name} limit 0").to_arrow_table().schema
+        got = con.sql(f"select * from {name} limit 0").to_arrow_table().schema
         want = duckdb.connect().from_arrow(t.full_schema.empty_table()).select(
             *(duckdb.ColumnExpression(c) for c in t.columns)
         ).to_arrow_table().schema
