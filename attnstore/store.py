@@ -67,7 +67,10 @@ def _check_place(fs: FileSystem, root: PurePath, shown: str) -> None:
     fs.check_special(root, shown)
     if fs.exists(root / STORE_FILE):
         return
-    others = [n for n in fs.entries(root, 20) if not _MAKING.fullmatch(n)]
+    entries = fs.entries(root, 20)
+    if STORE_FILE in entries:  # another writer made the store since: a store now, not a stranger
+        return
+    others = [n for n in entries if not _MAKING.fullmatch(n)]
     if others:
         raise StoreError(
             f"store '{shown}' is a folder that holds other things ('{others[0]}') and no "

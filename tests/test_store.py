@@ -420,3 +420,19 @@ def test_the_filesystem_seam_is_one_protocol_known_only_to_fs():
         if f.name != "fs.py" and ("LocalFS" in f.read_text() or "ObjectFS" in f.read_text())
     ]
     assert naming == []
+
+
+def test_a_store_made_by_another_writer_meanwhile_is_not_a_stranger(tmp_path, monkeypatch):
+    """Two writers making one new store at once (Ray workers of one sweep): the second found no
+    attnstore.json, then the first made it before the second listed the folder, which then held
+    'attnstore.json' and was refused as a folder of other things (seen in a two-node sweep)."""
+    import attnstore.store as store_module
+    from attnstore.fs import filesystem_for
+
+    Store(tmp_path / "s", create=True)  # the first writer's store
+    fs, root = filesystem_for(tmp_path / "s")
+    real_exists = fs.exists
+    monkeypatch.setattr(
+        fs, "exists", lambda p: False if p.name == "attnstore.json" else real_exists(p)
+    )
+    store_module._check_place(fs, root, str(root))  # the second writer's check: no error
