@@ -70,6 +70,7 @@ SHARED_MACROS: tuple[str, ...] = (
     "bootstrap_interval",  # an aggregate: the percentile interval of replicate means
     "se_interval",  # an estimate ± 1.96 standard errors
     "normal_interval",  # an aggregate: a mean ± 1.96 standard errors
+    "rank_key",  # a score as rankings order by it: rounded, so equal sums rank equal
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
 # a view may read the macros and the views before it.

@@ -119,7 +119,7 @@ joined as (
 
 select
     row_number() over (
-        order by abs(delta_quality) desc nulls first, layer, head, query_kind
+        order by rank_key(abs(delta_quality)) desc nulls first, layer, head, query_kind
     ) as rank,
     layer,
     head,

@@ -51,7 +51,7 @@ changed as (
         delta_logit_lower,
         delta_logit_upper,
         kept_rows,
-        rank() over (partition by intervention_id, point order by delta_accuracy)
+        rank() over (partition by intervention_id, point order by rank_key(delta_accuracy))
             as rank_at_point,
     from head_effects
     where run_id = $run_id

@@ -54,7 +54,7 @@ ranked as (
         *,
         row_number() over (
             partition by layer, head
-            order by abs(xy_silhouette - median_xy_silhouette), sample
+            order by rank_key(abs(xy_silhouette - median_xy_silhouette)), sample
         ) as typical_rank,
         row_number() over (
             partition by layer, head order by xy_silhouette desc, sample

@@ -147,7 +147,7 @@ joined as (
 
 select
     row_number() over (
-        order by abs(difference) desc nulls first, layer, head, query_kind
+        order by rank_key(abs(difference)) desc nulls first, layer, head, query_kind
     ) as rank,
     layer,
     head,

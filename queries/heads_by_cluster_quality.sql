@@ -34,7 +34,7 @@ ranked as (
         *,
         row_number() over (
             partition by analysis_id
-            order by quality desc, modal_k_share desc, layer, head, query_kind
+            order by rank_key(quality) desc, rank_key(modal_k_share) desc, layer, head, query_kind
         ) as rank,
     from head_fits
     where run_id = $run_id and ($view is null or view = $view)

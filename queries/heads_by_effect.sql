@@ -81,7 +81,8 @@ ranked as (
         e.late_delta_logit_upper,
         row_number() over (
             partition by e.intervention_id, f.analysis_id
-            order by e.late_delta_accuracy, e.mean_delta_accuracy, f.layer, f.head
+            order by rank_key(e.late_delta_accuracy), rank_key(e.mean_delta_accuracy),
+                f.layer, f.head
         ) as rank,
     from fits as f
     left join effects as e using (layer, head)

@@ -45,7 +45,7 @@ ranked as (
     select
         *,
         row_number() over (
-            order by routing.excess_mass desc nulls last, layer, head
+            order by rank_key(routing.excess_mass) desc nulls last, layer, head
         ) as rank,
     from per_head
 )

@@ -44,8 +44,8 @@ ranked as (
         row_number() over (
             partition by analysis_id
             order by
-                literal_f1 desc nulls last,
-                precision_lift desc nulls last,
+                rank_key(literal_f1) desc nulls last,
+                rank_key(precision_lift) desc nulls last,
                 layer,
                 head,
                 query_kind

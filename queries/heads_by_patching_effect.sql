@@ -37,7 +37,9 @@ effects as (
 
 ranked as (
     select
-        row_number() over (order by e.restored_share desc nulls last, h.layer, h.head) as rank,
+        row_number() over (
+            order by rank_key(e.restored_share) desc nulls last, h.layer, h.head
+        ) as rank,
         h.run_id,
         h.layer,
         h.head,

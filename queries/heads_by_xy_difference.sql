@@ -104,7 +104,7 @@ ranked as (
     select
         *,
         row_number() over (
-            partition by analysis_id order by xy_difference desc nulls last, layer, head
+            partition by analysis_id order by rank_key(xy_difference) desc nulls last, layer, head
         ) as rank,
     from scored
 )

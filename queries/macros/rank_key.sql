@@ -1,0 +1,12 @@
+-- rank_key: a computed score as the queries order by it, rounded to 9 decimals.
+--
+-- An aggregate's last bits depend on the order in which DuckDB's threads sum it, so two heads
+-- whose scores are equal (the tiny test models have many) could swap ranks from one call to the
+-- next, or between a local and an S3 store. Ranking on the rounded score makes such scores
+-- equal, and the columns listed after it (layer, head, ...) break the tie the same way every
+-- time. The rounding is for ordering only: the queries output the unrounded score.
+--
+-- Arguments:
+--   score                a DOUBLE (null stays null)
+-- Returns: the DOUBLE score rounded to 9 decimals.
+create macro rank_key(score) as round(score, 9)
