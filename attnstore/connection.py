@@ -82,6 +82,7 @@ SHARED_VIEWS: tuple[str, ...] = (
     "head_literals",  # per analysis x head x query kind: literal precision, recall, chance
     "head_summary",  # head_fits next to head_literals: every per-head metric
     "run_lineages",  # per run: its lineage (the runs that differ only by train_step)
+    "latest_matchings",  # per matching of two runs' heads: its lineages, newest first
     "point_accuracy",  # per run x point: the model's accuracy and the baselines'
     "label_routing_rows",  # per attention query row: y-token mass and positive labels seen
     "head_label_routing",  # per run x head x query kind: label routing over the last half
@@ -102,6 +103,7 @@ RUN_LEVEL_VIEWS: frozenset[str] = frozenset(
         "label_routing_rows",
         "head_label_routing",
         "patch_head_effects",  # reads attnstore patch's tables only
+        "latest_matchings",  # reads attnstore match's tables only
     }
 )
 

@@ -33,6 +33,7 @@ PRIMARY = {
     "intervention": "interventions",
     "attribution": "attributions",
     "patch": "patches",
+    "match": "matchings",
 }
 
 i8, i16, i32, i64 = pa.int8(), pa.int16(), pa.int32(), pa.int64()
@@ -53,7 +54,7 @@ class Table:
 
     @property
     def level(self) -> str:
-        """'run', 'analysis' or 'intervention': the id its tables are partitioned by."""
+        """'run', 'analysis', 'intervention', ...: the id its tables are partitioned by."""
         return self.partition[0][0].removesuffix("_id")
 
     @property
@@ -190,6 +191,7 @@ ANALYSIS = [("analysis_id", text, "the analysis: hash of its run and every param
 INTERVENTION = [("intervention_id", text, "the intervention: hash of its run and parameters")]
 ATTRIBUTION = [("attribution_id", text, "the attribution: hash of its run and parameters")]
 PATCH = [("patch_id", text, "the patch: hash of its run, corruption, target and parameters")]
+MATCH = [("match_id", text, "the matching: hash of its two runs, method and samples")]
 # The identity of one analysis problem, inside every analysis table.
 PROBLEM = [
     ("layer", i16, "the head's layer, from 0"),
@@ -637,6 +639,68 @@ TABLES: dict[str, Table] = {
             "Per patched head (or path), prompt and point: the clean, corrupted and patched "
             "logits (the grain of paired intervals); layer and head are the patched head, a "
             "path's sender.",
+        ),
+        _t(
+            "matchings",
+            MATCH,
+            [
+                ("created_at", utc, "when the matching was committed (UTC)"),
+                ("run_a", text, "the reference run, whose head indices are kept"),
+                ("run_b", text, "the run whose heads are matched to run_a's"),
+                (
+                    "match_method",
+                    text,
+                    "how heads are paired: 'hungarian' (per layer, least total cost)",
+                ),
+                (
+                    "cost_name",
+                    text,
+                    "what a pair of heads costs: 'total_variation', the mean over samples and "
+                    "query positions of the total variation distance between their rows",
+                ),
+                ("n_samples", i32, "prompts compared (samples 0..n_samples-1 of both runs)"),
+                ("n_layers", i16, "transformer layers of the model"),
+                ("n_heads", i16, "attention heads per layer"),
+                ("attnstore_version", text, "attnstore's version at matching"),
+                ("torch_version", text, "torch's version at matching"),
+                ("python_version", text, "Python's version at matching"),
+                ("schema_version", i16, "the store format the matching was written in"),
+                ("command", text, "the command line that made the matching"),
+            ],
+            ["match_id"],
+            "One row per matching of two runs' heads (attnstore match): head indices are "
+            "arbitrary across trainings, so run_b's heads are paired with run_a's by behaviour.",
+        ),
+        _t(
+            "head_matches",
+            MATCH,
+            [
+                ("layer", i16, "the head's layer, from 0"),
+                ("head_a", i16, "a head of run_a within the layer, from 0"),
+                ("head_b", i16, "a head of run_b within the layer, from 0"),
+                (
+                    "cost",
+                    f64,
+                    "mean total variation distance between the two heads' attention rows on "
+                    "the same prompts, 0 (identical) .. 1 (disjoint keys)",
+                ),
+                ("matched", boolean, "the matching pairs head_b with head_a"),
+                (
+                    "margin",
+                    f64,
+                    "matched pairs: the least cost of head_a or head_b with any other head of "
+                    "the layer, minus cost (positive: each prefers its partner); else null",
+                ),
+                (
+                    "null_cost",
+                    f64,
+                    "matched pairs: the mean cost of the layer's unmatched pairs, what a "
+                    "pairing that means nothing costs; else null",
+                ),
+            ],
+            ["match_id", "layer", "head_a", "head_b"],
+            "Every pair of a layer's heads of the two runs with its cost; matched marks the "
+            "pairs of the matching (one per head), each with its margin and the layer's null.",
         ),
     ]
 }

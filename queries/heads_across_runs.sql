@@ -12,6 +12,13 @@
 -- Two seeds: the prompt seed ($seed_a, runs.seed) re-draws prompts for the same weights
 -- (sampling noise); the training seed ($train_seed_a, runs.train_seed) is another model, whose
 -- head indices are arbitrary: the same (layer, head) of two trainings need not do the same.
+-- With $matched, side b's heads are renamed to side a's before they are compared: each side-b
+-- run's head is read as the head of side a that the latest stored matching (attnstore match;
+-- latest_matchings) between a run of its lineage and a run of a side-a lineage, either way
+-- round, pairs it with. Head identity is stable within a lineage, so one matching of two
+-- trainings' final runs names the heads of all their steps; a side-b run of a side-a lineage
+-- keeps its heads. A side-b run with no such matching is refused, naming the
+-- attnstore match command that makes one.
 -- Intervals: a metric that is a mean over samples (head_metric_errors) has a 95% interval
 -- beside each side's value and beside the difference, from standard errors over samples: a
 -- side's is sqrt(sum of its runs' squared errors) / n_runs, the difference's
@@ -30,6 +37,7 @@
 --   $train_seed_a: int = null  side a's training seed (runs.train_seed); null: any
 --   $train_seed_b: int = null  side b's training seed (runs.train_seed); null: any
 --   $train_step: int[0..] = null  the training step of both sides; null: each side's last
+--   $matched: bool = false     rename side b's heads to side a's through the stored matchings
 -- Grain: layer, head, query_kind.
 -- Columns:
 --   rank                 1 = the largest |difference|
@@ -42,6 +50,9 @@
 --   step_a, step_b       the checkpoint's training step of each side's run(s) (null where
 --                        unknown)
 --   n_runs_a, n_runs_b   runs averaged on each side
+--   heads_b              the head indices side b's runs store for this head, sorted: [head]
+--                        unless $matched renamed them
+--   match_ids_b          the matchings that renamed side b's heads (empty: none did)
 --   value_a, value_b     the metric on each side: the mean over its runs
 --   value_a_lower, value_a_upper  value_a's 95% interval; null where it has none
 --   value_b_lower, value_b_upper  value_b's 95% interval; null where it has none
@@ -74,9 +85,52 @@ matching as (
 ),
 
 sides as (
-    select side, run_id, task, seed, train_seed, train_step,
-    from matching
-    where train_step is not distinct from coalesce($train_step, last_step)
+    select m.side, m.run_id, m.task, m.seed, m.train_seed, m.train_step, l.lineage,
+    from matching as m
+    join run_lineages as l using (run_id)
+    where m.train_step is not distinct from coalesce($train_step, m.last_step)
+),
+
+lineages_a as (select distinct lineage from sides where side = 'a'),
+
+-- $matched: each side-b lineage's heads as side a names them, through the latest matching
+-- between one of its runs and a run of a side-a lineage, either way round
+renames as (
+    select m.lineage_b as lineage, h.layer, h.head_b as head, h.head_a as renamed,
+        m.match_id, m.created_at,
+    from latest_matchings as m
+    join head_matches as h using (match_id)
+    where h.matched and m.lineage_recency = 1 and m.lineage_a in (from lineages_a)
+    union all
+    select m.lineage_a as lineage, h.layer, h.head_a as head, h.head_b as renamed,
+        m.match_id, m.created_at,
+    from latest_matchings as m
+    join head_matches as h using (match_id)
+    where h.matched and m.lineage_recency = 1 and m.lineage_b in (from lineages_a)
+        and m.lineage_a <> m.lineage_b
+),
+
+chosen_renames as (
+    select lineage, layer, head, renamed, match_id,
+    from renames
+    qualify dense_rank() over (
+        partition by lineage order by created_at desc, match_id desc
+    ) = 1
+),
+
+unmatched as (
+    select
+        error(
+            'heads_across_runs: side b''s run ' || s.run_id || ' (lineage ' || s.lineage
+            || ') has no stored matching of its heads to a run of side a''s lineages ('
+            || coalesce((select string_agg(lineage, ', ' order by lineage) from lineages_a),
+                'none') || '); attnstore match --run-a '
+            || coalesce((select min(run_id) from sides where side = 'a'), 'A')
+            || ' --run-b ' || s.run_id || ' makes one'
+        ) as refused,
+    from sides as s
+    where $matched and s.side = 'b' and s.lineage not in (from lineages_a)
+        and s.lineage not in (select lineage from chosen_renames)
 ),
 
 -- a summary metric from the latest analysis of each run with $view; a routing one needs none
@@ -88,29 +142,55 @@ run_values as (
         and run_id in (select run_id from sides)
 ),
 
+-- side b's heads renamed to side a's where $matched asks and a matching renames them
+named_values as (
+    select
+        s.side,
+        s.task,
+        s.seed,
+        s.train_seed,
+        s.train_step,
+        v.layer,
+        coalesce(r.renamed, v.head) as head,
+        v.head as stored_head,
+        r.match_id,
+        v.query_kind,
+        v.value,
+        v.standard_error,
+        v.has_interval,
+    from run_values as v
+    join sides as s using (run_id)
+    left join chosen_renames as r
+        on $matched and s.side = 'b' and s.lineage not in (from lineages_a)
+        and r.lineage = s.lineage and r.layer = v.layer and r.head = v.head
+),
+
 per_side as (
     select
         s.side,
-        v.layer,
-        v.head,
-        v.query_kind,
+        s.layer,
+        s.head,
+        s.query_kind,
         any_value(s.train_step) as train_step,
         list(distinct s.task order by s.task) as tasks,
         list(distinct s.seed order by s.seed) as seeds,
         list(distinct s.train_seed order by s.train_seed) filter (
             where s.train_seed is not null
         ) as train_seeds,
+        list(distinct s.stored_head order by s.stored_head) as stored_heads,
+        coalesce(list(distinct s.match_id order by s.match_id) filter (
+            where s.match_id is not null
+        ), []) as match_ids,
         count(*) as n_runs,
-        avg(v.value) as value,
+        avg(s.value) as value,
         -- independent runs: the mean's error from theirs; null if any run has none
         case
-            when count(v.standard_error) = count(*)
-                then sqrt(sum(v.standard_error ^ 2)) / count(*)
+            when count(s.standard_error) = count(*)
+                then sqrt(sum(s.standard_error ^ 2)) / count(*)
         end as standard_error,
-        bool_or(v.has_interval) as has_interval,
-    from run_values as v
-    join sides as s using (run_id)
-    group by s.side, v.layer, v.head, v.query_kind
+        bool_or(s.has_interval) as has_interval,
+    from named_values as s
+    group by s.side, s.layer, s.head, s.query_kind
 ),
 
 side_a as (select * from per_side where side = 'a'),
@@ -132,6 +212,8 @@ joined as (
         b.train_step as step_b,
         a.n_runs as n_runs_a,
         b.n_runs as n_runs_b,
+        b.stored_heads as heads_b,
+        coalesce(b.match_ids, []) as match_ids_b,
         a.value as value_a,
         b.value as value_b,
         se_interval(a.value, a.standard_error) as bounds_a,
@@ -163,6 +245,8 @@ select
     step_b,
     n_runs_a,
     n_runs_b,
+    heads_b,
+    match_ids_b,
     value_a,
     bounds_a.lower as value_a_lower,
     bounds_a.upper as value_a_upper,
@@ -175,4 +259,5 @@ select
     case when has_interval then 'standard_error' end as interval_method,
     bounds.lower > 0 or bounds.upper < 0 as interval_excludes_zero,
 from joined
+where (select count(refused) from unmatched) = 0  -- raises the refusal, if any
 order by rank

@@ -5,7 +5,7 @@
     tasks, model, transaction
     store, checkpoint, corruptions
     connection, outputs
-    training, extraction, analysis, queries, interventions
+    training, extraction, analysis, queries, interventions, matching
     attribution, patching
     plots
     report
@@ -32,7 +32,7 @@ LAYERS = [
     {"tasks", "model", "transaction"},
     {"store", "checkpoint", "corruptions"},
     {"connection", "outputs", "migration"},
-    {"training", "extraction", "analysis", "queries", "interventions"},
+    {"training", "extraction", "analysis", "queries", "interventions", "matching"},
     {"attribution", "patching"},  # they load a run's model as interventions do
     {"plots"},
     {"report"},

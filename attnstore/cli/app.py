@@ -12,6 +12,7 @@ import click
 from attnstore.cli.attribute import attribute
 from attnstore.cli.extract import analyze, extract, run_
 from attnstore.cli.intervene import intervene
+from attnstore.cli.match import match
 from attnstore.cli.migrate import migrate, recover, verify
 from attnstore.cli.options import ErrorGroup
 from attnstore.cli.patch import patch
@@ -39,6 +40,7 @@ for command in (
     intervene,
     attribute,
     patch,
+    match,
     plot,
     query_group,
     sql_,
