@@ -599,3 +599,29 @@ def _rows(stdout: str) -> list[list[str]]:
     lines = stdout.strip().splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith("item "))
     return [ln.split() for ln in lines[start + 1 :]]
+
+
+SHIPPED_SPECS = sorted((Path(__file__).parents[1] / "sweeps").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_SPECS, ids=lambda p: p.name)
+def test_shipped_specs_read_and_sweep_what_their_training_writes(path):
+    """Every spec in sweeps/ is a valid spec, and its checkpoints are the folders that the
+    `attnstore train` command in its header writes (--out, or --out/seed-N for --seeds)."""
+    from attnstore.sweep import read_spec
+    from attnstore.training import SEED_FOLDER
+
+    spec = make_spec(**read_spec(path))
+    header = " ".join(
+        ln.lstrip("#").strip().rstrip("\\")
+        for ln in path.read_text().splitlines()
+        if ln.startswith("#")
+    )
+    out = re.search(r"attnstore train .*?--out (\S+)", header).group(1)
+    seeds = re.search(r"attnstore train .*?--seeds (\S+)", header)
+    expected = (
+        [f"{out}/{SEED_FOLDER.format(seed=int(s))}" for s in seeds.group(1).split(",")]
+        if seeds
+        else [out]
+    )
+    assert list(spec.checkpoints) == expected
