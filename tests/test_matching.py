@@ -20,7 +20,7 @@ from attnstore.cli import cli
 from attnstore.errors import QueryError
 from attnstore.extraction import extract
 from attnstore.matching import match
-from attnstore.queries import query
+from attnstore.queries import query, sql
 from attnstore.store import Store
 
 # Per layer of the bundled model (3 layers x 4 heads): head h of the permuted model is head
@@ -260,3 +260,37 @@ def test_the_report_builds_on_a_store_holding_a_matching(tiny_analysed_store, tm
     res = CliRunner().invoke(cli, ["report", "--store", str(path), "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r" / "index.html").is_file()
+
+
+def test_matched_emergence_reads_every_step_through_one_matching(pair, tmp_path):
+    """Each training gets an earlier step 4000 (the bundled weights scaled by 0.9, and their
+    head-permuted copy: the same lineages, other weights); the one matching of the final runs
+    renames the permuted training's heads at both steps, so the two seeds agree on every
+    reference head at every step, and each training's value is head_emergence's."""
+    path = tmp_path / "store"
+    shutil.copytree(pair["path"], path)
+    loaded = load_checkpoint("default")
+    earlier = copy.deepcopy(loaded.model)
+    with torch.no_grad():
+        for p in earlier.parameters():
+            p.mul_(0.9)
+    for name, model, seed in [("a", earlier, 0), ("b", permute_heads(earlier, PERMS), 99)]:
+        card = copy.deepcopy(loaded.card) | {"step": 4000}
+        card["train"]["seed"] = seed
+        save_checkpoint(model, card, tmp_path / f"{name}-4000")
+        extract(path, checkpoint=str(tmp_path / f"{name}-4000"), samples=SAMPLES, seed=1)
+    lineage = dict(sql(path, "select run_id, lineage from run_lineages").values.tolist())
+    df = query(path, "matched_emergence", metric="lift", seed=1, lineage=lineage[pair["a"]])
+    assert sorted(set(df.train_step)) == [4000, 8000] and len(df) == 2 * 3 * 4 * 2
+    assert (df.reference_lineage == lineage[pair["a"]]).all()
+    assert (df.n_seeds == 2).all() and all(list(s) == [0, 99] for s in df.train_seeds)
+    assert ((df.seed_max - df.seed_min) < 1e-5).all()
+    assert all(list(lo) == [lineage[pair["tiny"]]] for lo in df.left_out)
+    for row in df.itertuples():
+        own = {m["lineage"]: m["head"] for m in row.matched_heads}
+        assert own[lineage[pair["a"]]] == row.head
+        assert PERMS[row.layer][own[lineage[pair["b"]]]] == row.head
+    single = query(path, "head_emergence", metric="lift", lineage=lineage[pair["a"]])
+    got = df.set_index(["layer", "head", "query_kind", "train_step"]).seed_mean
+    want = single.set_index(["layer", "head", "query_kind", "train_step"]).value
+    assert np.allclose(got.sort_index(), want.sort_index(), atol=1e-5)
