@@ -26,6 +26,7 @@ KEY = {
     "run": "0123456789abcdef",
     "analysis": "fedcba9876543210",
     "intervention": "a1b2c3d4e5f60718",
+    "match": "0f1e2d3c4b5a6978",
 }
 # A writer of fake rows for every table of a level: n rows each, distinct grain values.
 WRITER = """
@@ -121,7 +122,7 @@ def where(request, tmp_path):
 CASES = [
     (where, level, overwrite, step)
     for where in ("local", "s3")
-    for level in ("run", "analysis", "intervention")
+    for level in ("run", "analysis", "intervention", "match")
     for overwrite in (False, True)
     for step in ("written", "committed")
     if where == "local" or level == "run"

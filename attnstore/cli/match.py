@@ -33,7 +33,8 @@ def match(store: str, run_a: str, run_b: str, samples: int | None, overwrite: bo
     layer, each head of b with the head of a it is matched to, its cost and margin (the
     least cost of either head with any other, minus its own: positive where each prefers
     its partner), the layer's null cost (the mean cost of its unmatched pairs), and last the
-    matching's id. The queries head_matches and heads_across_runs (-p matched=true) read it.
+    matching's id. The queries head_matches, heads_across_runs (-p matched=true) and
+    matched_emergence read it.
     """
     from attnstore.matching import match as run_match
     from attnstore.provenance import command_line
