@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from attnstore.errors import ConfigError
+from attnstore.errors import ConfigError, NotFoundError
 from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
 from attnstore.schema import SCHEMA_VERSION, TABLES, full_rows
@@ -178,7 +178,7 @@ def _rows(s: Store, r: dict[str, Any], layer: int, n: int) -> np.ndarray:
         layer=layer,
     ).sort_by([("head", "ascending"), ("sample", "ascending"), ("query_pos", "ascending")])
     if t.num_rows != H * n * T:
-        raise ConfigError(
+        raise NotFoundError(
             f"run {r['run_id']} holds {t.num_rows} attention rows of layer {layer} in samples "
             f"0..{n - 1}, {H * n * T} expected; extract it again (--overwrite)"
         )
