@@ -218,14 +218,14 @@ def connect(
     for name, t in TABLES.items():
         urls = files.urls(name)
         if urls:
-            hive = ", ".join(f"'{k}': '{_DUCKDB_TYPES[str(ty)]}'" for k, ty in t.partition)
+            hive = ", ".join(f"'{k}': '{duckdb_type(ty)}'" for k, ty in t.partition)
             source = (
                 f"read_parquet({_sql_list(urls)}, hive_partitioning = true, "
                 f"hive_types = {{{hive}}}"
             )
             if later := LATER_COLUMNS.get(name):  # null in files written before them
                 nulls = ", ".join(
-                    f"null::{_DUCKDB_TYPES[str(t.schema.field(c).type)]} as {c}" for c in later
+                    f"null::{duckdb_type(t.schema.field(c).type)} as {c}" for c in later
                 )
                 source = (
                     f"(select * from {source}, union_by_name = true) "
@@ -234,10 +234,11 @@ def connect(
             else:
                 source += ")"
             con.execute(f"create view {name} as select {', '.join(t.columns)} from {source}")
-        else:  # no file yet: the declared columns, no rows
-            con.from_arrow(t.full_schema.empty_table()).select(
-                *(duckdb.ColumnExpression(c) for c in t.columns)
-            ).create_view(name)
+        else:  # no file yet: the declared columns, no rows (SQL: an Arrow relation loads pandas)
+            nulls = ", ".join(
+                f"null::{duckdb_type(t.full_schema.field(c).type)} as {c}" for c in t.columns
+            )
+            con.execute(f"create view {name} as select {nulls} where false")
     for name in SHARED_MACROS:
         con.execute(macro_sql(name))
     for name in SHARED_VIEWS:
@@ -263,9 +264,25 @@ def connect(
 # DuckDB optimizers that give wrong answers on the store's SQL (see connect()).
 DISABLED_OPTIMIZERS = "window_self_join"
 
-# The DuckDB type of each partition column's Arrow type (hive_types of read_parquet), and of
-# each LATER_COLUMNS column's.
-_DUCKDB_TYPES = {"string": "VARCHAR", "int16": "SMALLINT", "int64": "BIGINT"}
+# The DuckDB type of each Arrow type the schema declares (hive_types of read_parquet, the
+# LATER_COLUMNS, the views of tables with no file yet): what DuckDB reads each as.
+_DUCKDB_TYPES = {
+    "bool": "BOOLEAN",
+    "int8": "TINYINT",
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "string": "VARCHAR",
+    "timestamp[us, tz=UTC]": "TIMESTAMP WITH TIME ZONE",
+}
+
+
+def duckdb_type(arrow_type: Any) -> str:
+    """The DuckDB type of a column the schema declares (``list<item: float>``: ``FLOAT[]``)."""
+    item = getattr(arrow_type, "value_type", None)  # a list's items
+    return f"{duckdb_type(item)}[]" if item is not None else _DUCKDB_TYPES[str(arrow_type)]
 
 
 def _sql_list(items: list[str]) -> str:

@@ -63,6 +63,7 @@ from attnstore.store import READ_ATTEMPTS, Store, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 QUERY_PATH_ENV = "ATTNSTORE_QUERY_PATH"
 TYPES = ("bool", "float", "int", "str")
@@ -441,10 +442,13 @@ def run_query(
     timeout_s: float | None = None,
     memory_limit: str | None = None,
     reader: Reader | None = None,
-) -> pd.DataFrame:
+    as_frame: bool = True,
+) -> pd.DataFrame | pa.Table:
     """:func:`query` with the parameters as one dict (what the command line passes), and the
     bounds of :class:`Bounds` (``attnstore query`` gives defaults; none here); on
-    ``reader``'s connection where given (:class:`Reader`), else on a new one."""
+    ``reader``'s connection where given (:class:`Reader`), else on a new one. With
+    ``as_frame=False`` the answer is the pyarrow Table it is fetched as, before DuckDB turns
+    it into a DataFrame (the command line prints most answers from it, without pandas)."""
     bounds = Bounds(timeout_s, memory_limit)
     q = get_query(name, extra_dirs) if reader is None else reader.named(name)
     values = q.bind(params or {})
@@ -455,7 +459,7 @@ def run_query(
     def run(con):
         bound = _resolve(con, s if reader is None else reader.lookups, q, values)
         used = {n: bound[n] for n in q.used_params}
-        return _execute(con, q.sql, used, f"query '{name}'", bounds)
+        return _execute(con, q.sql, used, f"query '{name}'", bounds, as_frame)
 
     return _on_fresh_files(s, run, bounds=bounds, reader=reader)
 
@@ -538,26 +542,30 @@ def sql(
     *,
     timeout_s: float | None = None,
     memory_limit: str | None = None,
-) -> pd.DataFrame:
-    """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame.
-    ``describe NAME`` of a table or view adds each column's meaning (``comment``).
-    ``timeout_s`` and ``memory_limit`` bound it (:class:`Bounds`; ``attnstore sql`` gives
-    defaults, none here)."""
+    as_frame: bool = True,
+) -> pd.DataFrame | pa.Table:
+    """Ad hoc SQL over the store's views (one read-only statement); a pandas DataFrame (a
+    pyarrow Table with ``as_frame=False``, as :func:`run_query`). ``describe NAME`` of a table
+    or view adds each column's meaning (``comment``). ``timeout_s`` and ``memory_limit`` bound
+    it (:class:`Bounds`; ``attnstore sql`` gives defaults, none here)."""
     bounds = Bounds(timeout_s, memory_limit)
     _check_read_only(text, "SQL")
 
     def run(con):
-        frame = _execute(con, text, None, "SQL", bounds)
+        import pyarrow as pa
+
+        answer = _execute(con, text, None, "SQL", bounds, as_frame=False)
         described = _DESCRIBE.fullmatch(text)
-        if described and "column_name" in frame.columns:
+        if described and "column_name" in answer.column_names:
             meaning = dict(
                 con.execute(
                     "select column_name, comment from duckdb_columns() where table_name = $t",
                     {"t": described["name"]},
                 ).fetchall()
             )
-            frame["comment"] = frame["column_name"].map(meaning)
-        return frame
+            names = answer.column("column_name").to_pylist()
+            answer = answer.append_column("comment", pa.array(map(meaning.get, names), pa.string()))
+        return frame(answer, con) if as_frame else answer
 
     return _on_fresh_files(open_store(store), run, comments=True, bounds=bounds)
 
@@ -567,11 +575,11 @@ _DESCRIBE = re.compile(r"\s*(?:describe|desc)\s+(?P<name>[A-Za-z_]\w*)\s*;?\s*",
 
 def _on_fresh_files(
     s: Store,
-    run: Callable[[Any], pd.DataFrame],
+    run: Callable[[Any], Any],
     comments: bool = False,
     bounds: Bounds | None = None,
     reader: Reader | None = None,
-) -> pd.DataFrame:
+) -> Any:
     """``run(con)`` on a new connection (``reader``'s where given); again on a newer one if a
     commit (an ``--overwrite``) replaced the store's files between listing and reading them,
     so that a reader sees the old version or the new one, never an error."""
@@ -743,11 +751,17 @@ _BATCH_ROWS = 8192  # rows per Arrow batch of an answer: the grain of the memory
 
 
 def _execute(
-    con, text: str, params: dict[str, Any] | None, what: str, bounds: Bounds | None = None
-) -> pd.DataFrame:
-    """The answer of one statement as a DataFrame (DuckDB's own conversion), within
-    ``bounds``: QueryError at the time limit, when DuckDB runs out of its memory, or when the
-    answer outgrows the memory limit, each naming the limit and how to raise it."""
+    con,
+    text: str,
+    params: dict[str, Any] | None,
+    what: str,
+    bounds: Bounds | None = None,
+    as_frame: bool = True,
+) -> pd.DataFrame | pa.Table:
+    """The answer of one statement as a DataFrame (:func:`frame`; its Arrow table with
+    ``as_frame=False``), within ``bounds``: QueryError at the time limit, when DuckDB runs out
+    of its memory, or when the answer outgrows the memory limit, each naming the limit and how
+    to raise it."""
     import duckdb
     import pyarrow as pa
 
@@ -770,7 +784,7 @@ def _execute(
                 )
             batches.append(batch)
         answer = pa.Table.from_batches(batches, schema=reader.schema)
-        return con.from_arrow(answer).df()
+        return frame(answer, con) if as_frame else answer
     except duckdb.InterruptException as e:
         raise QueryError(
             f"{what} stopped at its time limit of {bounds.timeout_s:g} s; narrow it or raise "
@@ -787,6 +801,14 @@ def _execute(
     finally:
         if timer is not None:
             timer.cancel()
+
+
+def frame(answer: pa.Table, con=None) -> pd.DataFrame:
+    """An answer as a DataFrame, by DuckDB's own conversion (on ``con`` where given; it loads
+    pandas): a column of ints with nulls becomes a nullable Int64, of lists one of numpy arrays."""
+    import duckdb
+
+    return (duckdb.connect() if con is None else con).from_arrow(answer).df()
 
 
 def _first_line(e: Exception) -> str:

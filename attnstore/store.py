@@ -19,6 +19,7 @@ import errno
 import json
 import re
 import time
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePath
@@ -77,6 +78,21 @@ def _check_place(fs: FileSystem, root: PurePath, shown: str) -> None:
             f"{STORE_FILE}; attnstore makes a store only in a new or empty folder: give one, "
             f"e.g. --store {shown.rstrip('/')}/attnstore"
         )
+
+
+def _text(values: list[str], type_: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array of ``type_``; a string array is made from its buffers:
+    ``pa.array`` first asks pyarrow's pandas shim whether a list is a pandas object, which
+    imports pandas (a fifth of a second of every ``attnstore query``)."""
+    if type_ != pa.string():
+        return pa.array(values, type_)
+    data = [v.encode() for v in values]
+    offsets = [0]
+    for d in data:
+        offsets.append(offsets[-1] + len(d))
+    return pa.StringArray.from_buffers(
+        len(data), pa.py_buffer(array("i", offsets).tobytes()), pa.py_buffer(b"".join(data))
+    )
 
 
 class Store:
@@ -212,10 +228,11 @@ class Store:
         rows = []
         for key, entry in self._read_records(t.level, keys).items():
             if entry[3] is None:
-                data = pq.read_table(pa.BufferReader(entry[2]))
+                # ParquetFile, not read_table: pyarrow.dataset loads pandas (0.2 s of a query)
+                data = pq.ParquetFile(pa.BufferReader(entry[2])).read()
                 data = with_later_columns(t, data.replace_schema_metadata(None))
                 data = data.select(t.schema.names).cast(t.schema)
-                entry[3] = data.add_column(0, key_name, pa.array([key], key_type))
+                entry[3] = data.add_column(0, key_name, _text([key], key_type))
             rows.append(entry[3])
         return pa.concat_tables(rows) if rows else t.full_schema.empty_table()
 

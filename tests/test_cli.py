@@ -293,3 +293,91 @@ def test_sql_and_query_say_their_bounds(command):
     text = " ".join(_run(*command, "--help").stdout.split())
     assert "--timeout SECONDS" in text and "[default: 60.0]" in text
     assert "--memory-limit SIZE" in text and "[default: 1GB]" in text
+
+
+# --- attnstore query prints without pandas (issue 20) -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("query", "heads_by_cluster_quality"),
+        ("query", "heads_by_label_routing", "--format", "csv"),
+        ("sql", "select run_id, task, n_layers from runs"),
+    ],
+    ids=" ".join,
+)
+def test_query_loads_nothing_heavy(tiny_analysed_store, command):
+    """A query whose answer holds numbers and text is printed straight from Arrow: neither
+    pandas (a fifth of a second of its start) nor torch, sklearn or matplotlib is loaded."""
+    store, _, _ = tiny_analysed_store
+    code = (
+        "import sys\n"
+        "from attnstore.cli import main\n"
+        f"sys.argv = ['attnstore', *{list(command)!r}, '--store', {str(store)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "heavy = {'matplotlib', 'torch', 'pandas', 'sklearn', 'scipy'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) > 2  # the answer, then the modules
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+EDGE_CASES = [  # answers whose text pandas writes in its own way
+    "select 1 as a, 2.5::double as b, 'x' as c, true as d, -3::tinyint as e",
+    "select * from (values (1, 1.0::float, 1e-5, 'a,b', 'q\"uote'),"
+    " (2, 0.85::float, 1e16, 'new\nline', 'tab\there'),"
+    " (3, -0.0::float, 123456.789::double, null, 'cr\rx')) t(i, f, d, s, s2)",
+    "select x::double / 7 as d, (x / 3)::float as f, x::varchar as s from range(-5, 30) r(x)",
+    "select 'nan'::double as n, 'inf'::double as i, '-inf'::double as j, 1e300 as big, "
+    "1e-300 as small, 0.1::double + 0.2 as s, 123456789012345678::double as p "
+    "union all select null, 2, 3, 4, 5, 6, 7",
+    "select 'αβγ' as greek, '日本語' as cjk, '' as empty, ' lead' as lead, "
+    "repeat('long', 20) as long_text, 9223372036854775807 as big",
+    'select 1 as "my col", 2.5::float as "tab\tname", \'x\' as "comma,name"',
+    "select 'a' as s, false as b union all select null, true",
+]
+
+
+def test_query_text_is_what_pandas_writes(tiny_analysed_store):
+    """The table and CSV printed from Arrow are, byte for byte, what pandas writes of the
+    DataFrame the library returns: for every named query of the store and for answers that
+    test pandas' corners (NaN, inf, float32, quotes, tabs, wide characters); an answer of
+    other columns goes through pandas itself."""
+    import duckdb
+
+    from attnstore.cli import answers
+    from attnstore.cli.query import frame_text
+    from attnstore.queries import Reader, frame, load_queries, run_query
+
+    store, _, _ = tiny_analysed_store
+    found = []
+    with Reader(store) as reader:
+        for name, q in load_queries().items():
+            values = {p.name: 0 for p in q.params if p.required}
+            try:
+                found.append(run_query(store, name, values, reader=reader, as_frame=False))
+            except Exception:  # noqa: BLE001 - a query this store cannot answer (two runs)
+                continue
+    con = duckdb.connect()
+    found += [con.sql(text).to_arrow_table() for text in EDGE_CASES]
+    printed = [a for a in found if a.num_rows and answers.plain(a)]
+    assert len(printed) >= 20
+    for answer in printed:
+        df = frame(answer)
+        assert answers.table_text(answer) == frame_text(df, "table"), answer.column_names
+        assert answers.csv_text(answer) == frame_text(df, "csv"), answer.column_names
+    lists = con.sql("select [1, 2] as l").to_arrow_table()
+    assert not answers.plain(lists)  # a list column: printed by pandas
+
+
+def test_query_of_other_columns_prints_through_pandas(tiny_analysed_store):
+    """head_attention's full_weights is a list per row: the answer is printed by pandas."""
+    store, _, _ = tiny_analysed_store
+    r = _run("query", "head_attention", "--store", str(store), "-p", "layer=0", "-p", "head=0")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].split() == [
+        "run_id", "layer", "head", "sample", "query_pos", "query_kind", "point", "full_weights",
+    ]  # fmt: skip

@@ -80,7 +80,7 @@ def _empty_note(store: str, name: str, values: dict[str, str], query_dirs, bound
     relaxed = {**values, **{p.name: loose for p, loose in thresholds}}
 
     def rows(params: dict[str, Any]) -> int:
-        return len(run_query(store, name, params, query_dirs, **bounds))
+        return run_query(store, name, params, query_dirs, **bounds, as_frame=False).num_rows
 
     given = " and ".join(f"{p.name}={applied[p.name]:g}" for p, _ in thresholds)
     loosest = ", ".join(f"{p.name}={loose:g}" for p, loose in thresholds)
@@ -97,27 +97,44 @@ def _empty_note(store: str, name: str, values: dict[str, str], query_dirs, bound
     )
 
 
-def _write_frame(df, fmt: str, out: str | None, store: str) -> None:
-    """Print (or write to ``out``, outside any store) a query result as a table, CSV, JSON
-    records or Parquet."""
-    from attnstore.outputs import write_output
+def frame_text(df, fmt: str) -> str:
+    """A query result (a DataFrame) as a table, CSV or JSON records, as pandas writes them."""
+    from attnstore.cli.answers import FLOAT_FORMAT
 
-    if fmt == "parquet":
-        if out is None:
-            raise ConfigError("--format parquet writes a file: give --out FILE")
-        write_output(out, lambda f: df.to_parquet(f, index=False), store)
-        return
     if fmt == "csv":
-        text = df.to_csv(index=False)
-    elif fmt == "json":
-        text = df.to_json(orient="records", date_format="iso", indent=2) + "\n"
-    elif df.empty:
-        text = "  ".join(df.columns) + "\n(no rows)\n"
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", date_format="iso", indent=2) + "\n"
+    return df.to_string(index=False, float_format=FLOAT_FORMAT.format) + "\n"
+
+
+def _write_answer(answer, fmt: str, out: str | None, store: str) -> None:
+    """Print (or write to ``out``, outside any store) a query result (its Arrow table) as a
+    table, CSV, JSON records or Parquet: a table or CSV of plain columns straight from Arrow
+    (:mod:`attnstore.cli.answers`), anything else through pandas, as the library returns it."""
+    from attnstore.cli import answers
+
+    if fmt == "parquet" and out is None:
+        raise ConfigError("--format parquet writes a file: give --out FILE")
+    if fmt == "table" and answer.num_rows == 0:
+        text = "  ".join(answer.column_names) + "\n(no rows)\n"
+    elif fmt in ("table", "csv") and answers.plain(answer):
+        text = answers.table_text(answer) if fmt == "table" else answers.csv_text(answer)
     else:
-        text = df.to_string(index=False, float_format=lambda v: f"{v:.4g}") + "\n"
+        from attnstore.queries import frame
+
+        df = frame(answer)
+        if fmt == "parquet":
+            from attnstore.outputs import write_output
+
+            write_output(out, lambda f: df.to_parquet(f, index=False), store)
+            return
+        text = frame_text(df, fmt)
     if out is None:
         click.echo(text, nl=False)
     else:
+        from attnstore.outputs import write_output
+
         write_output(out, lambda f: f.write(text.encode()), store)
 
 
@@ -200,9 +217,9 @@ def query_run(
         check_output(out, store)  # before the query runs
     values = parse_query_params(params)
     bounds = {"timeout_s": timeout_s, "memory_limit": memory_limit}
-    frame = run_query(store, name, values, query_dirs, **bounds)
-    _write_frame(frame, fmt, out, store)
-    if frame.empty:
+    answer = run_query(store, name, values, query_dirs, **bounds, as_frame=False)
+    _write_answer(answer, fmt, out, store)
+    if answer.num_rows == 0:
         try:
             note = _empty_note(store, name, values, query_dirs, bounds)
         except AttnStoreError as e:  # the answer stands; only the note is missing
@@ -242,5 +259,5 @@ def sql_(
 
     if out is not None:
         check_output(out, store)  # before the query runs
-    frame = sql(store, text, timeout_s=timeout_s, memory_limit=memory_limit)
-    _write_frame(frame, fmt, out, store)
+    answer = sql(store, text, timeout_s=timeout_s, memory_limit=memory_limit, as_frame=False)
+    _write_answer(answer, fmt, out, store)
