@@ -193,11 +193,15 @@ def connect(
     verify: bool = False,
     comments: bool = True,
     memory_limit: str | None = None,
+    for_sql: str | None = None,
 ):
     """A DuckDB connection with one view per table (same names), committed rows only, then the
     shared macros of ``queries/macros`` and the shared views of ``queries/views``. Every table
     and shared view, and each of their columns, carries its one-line meaning as a DuckDB
     comment (``duckdb_columns().comment``; ``attnstore sql "describe attention"`` shows it).
+    ``for_sql``: the one statement the connection is made for (a named query's): only the
+    shared macros and views it names, and those they name in turn, are made (:func:`shared_for`;
+    DuckDB binds each view as it is made, reading its tables' schemas).
 
     Each table reads exactly its committed files (:class:`StoreFiles`): no SQL can see an
     uncommitted or replaced file, nor open any other.
@@ -239,12 +243,13 @@ def connect(
                 f"null::{duckdb_type(t.full_schema.field(c).type)} as {c}" for c in t.columns
             )
             con.execute(f"create view {name} as select {nulls} where false")
-    for name in SHARED_MACROS:
+    macros, views = (SHARED_MACROS, SHARED_VIEWS) if for_sql is None else shared_for(for_sql)
+    for name in macros:
         con.execute(macro_sql(name))
-    for name in SHARED_VIEWS:
+    for name in views:
         con.execute(f"create view {name} as {view_sql(name)}")
     if comments:
-        _add_comments(con)
+        _add_comments(con, views)
     if memory_limit is not None:  # DuckDB's own bound, e.g. '1GB'; locked with the rest
         con.execute("set memory_limit = $limit", {"limit": memory_limit})
     # A file's bytes never change while the connection shows it (StoreFiles.modified): its
@@ -470,22 +475,40 @@ class _ReadAt:
         _handle`)."""
 
 
-def _add_comments(con) -> None:
-    """Every table's and shared view's meaning, and each of their columns', as DuckDB
-    comments, in one batch of statements."""
+def shared_for(sql: str) -> tuple[list[str], list[str]]:
+    """The shared macros and views ``sql`` names, and those they name in turn, each in the
+    order they are made. A name counts wherever it stands (in a comment too): one made for
+    nothing costs a little time, one missing would be an error."""
+    texts = {name: macro_sql(name) for name in SHARED_MACROS}
+    texts |= {name: view_sql(name) for name in SHARED_VIEWS}
+    needed: set[str] = set()
+    todo = [sql]
+    while todo:
+        for word in set(_WORD.findall(todo.pop())) & texts.keys() - needed:
+            needed.add(word)
+            todo.append(texts[word])
+    return [m for m in SHARED_MACROS if m in needed], [v for v in SHARED_VIEWS if v in needed]
+
+
+_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+def _add_comments(con, views: tuple[str, ...] | list[str] = SHARED_VIEWS) -> None:
+    """Every table's and shared view's (of ``views``) meaning, and each of their columns', as
+    DuckDB comments, in one batch of statements."""
     statements = []
     for name, t in TABLES.items():
         statements.append(_comment(f"view {name}", t.doc))
         statements += [_comment(f'column {name}."{c}"', d) for c, d in t.column_docs.items()]
     docs = {}
-    for name in SHARED_VIEWS:
+    for name in views:
         sql = view_sql(name)
         statements.append(_comment(f"view {name}", header_description(sql)))
         docs[name] = output_column_docs(sql)
     for view, column in con.execute(
         "select table_name, column_name from duckdb_columns() where table_name in "
         "(select unnest($views))",
-        {"views": list(SHARED_VIEWS)},
+        {"views": list(views)},
     ).fetchall():
         if column in docs[view]:
             statements.append(_comment(f'column {view}."{column}"', docs[view][column]))

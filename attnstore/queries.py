@@ -461,7 +461,7 @@ def run_query(
         used = {n: bound[n] for n in q.used_params}
         return _execute(con, q.sql, used, f"query '{name}'", bounds, as_frame)
 
-    return _on_fresh_files(s, run, bounds=bounds, reader=reader)
+    return _on_fresh_files(s, run, bounds=bounds, reader=reader, for_sql=q.sql)
 
 
 class Reader:
@@ -580,14 +580,16 @@ def _on_fresh_files(
     comments: bool = False,
     bounds: Bounds | None = None,
     reader: Reader | None = None,
+    for_sql: str | None = None,
 ) -> Any:
     """``run(con)`` on a new connection (``reader``'s where given); again on a newer one if a
     commit (an ``--overwrite``) replaced the store's files between listing and reading them,
-    so that a reader sees the old version or the new one, never an error."""
+    so that a reader sees the old version or the new one, never an error. ``for_sql``: the
+    one statement to run, whose shared views alone the new connection makes."""
     memory = None if bounds is None or bounds.max_bytes is None else f"{bounds.max_bytes}B"
     for attempt in range(READ_ATTEMPTS):
         if reader is None:
-            con = connect(s, comments=comments, memory_limit=memory)
+            con = connect(s, comments=comments, memory_limit=memory, for_sql=for_sql)
         else:
             con = reader.connection()
         try:

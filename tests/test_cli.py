@@ -381,3 +381,24 @@ def test_query_of_other_columns_prints_through_pandas(tiny_analysed_store):
     assert r.stdout.splitlines()[0].split() == [
         "run_id", "layer", "head", "sample", "query_pos", "query_kind", "point", "full_weights",
     ]  # fmt: skip
+
+
+def test_a_named_query_connection_makes_the_shared_views_it_reads(tiny_analysed_store):
+    """A named query's connection makes only the shared macros and views its SQL names, and
+    theirs in turn (shared_for): each view alone, so made, reads (a view or macro missing from
+    the closure is an error as the view is made); every named query's closure is a subset."""
+    from attnstore.connection import SHARED_VIEWS, connect, shared_for, view_sql
+    from attnstore.queries import load_queries
+
+    store, _, _ = tiny_analysed_store
+    for view in SHARED_VIEWS:
+        con = connect(store, comments=False, for_sql=f"select * from {view}")
+        con.execute(f"select * from {view} limit 0").fetchall()
+        made = {r[0] for r in con.execute("select view_name from duckdb_views()").fetchall()}
+        con.close()
+        assert made & set(SHARED_VIEWS) == set(shared_for(f"select * from {view}")[1]), view
+    assert shared_for(view_sql("head_summary"))[1] == [
+        "problem_fits", "literal_hits", "head_fits", "head_literals", "head_summary",
+    ]  # fmt: skip
+    sizes = [len(shared_for(q.sql)[1]) for q in load_queries().values()]
+    assert max(sizes) <= len(SHARED_VIEWS) and min(sizes) < len(SHARED_VIEWS) // 2
