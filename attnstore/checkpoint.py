@@ -66,19 +66,29 @@ def default_checkpoint_dir() -> Path:
     return Path(str(resources.files("attnstore") / "models" / DEFAULT))
 
 
+def weights_bytes(model: InContextModel) -> bytes:
+    """The bytes of a model's ``model.safetensors``: the same weights are the same bytes, and
+    so the same checkpoint (run ids hash them)."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # One metadata key: safetensors writes its metadata map in no fixed order.
+    meta = {META_KEY: json.dumps({"format": FORMAT, "config": model.cfg.to_dict()}, sort_keys=True)}
+    return save(tensors, metadata=meta)
+
+
+def card_text(card: dict[str, Any]) -> str:
+    """A card as ``card.json`` holds it."""
+    return json.dumps(card, indent=2, sort_keys=True) + "\n"
+
+
 def save_checkpoint(model: InContextModel, card: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``model.safetensors`` and ``card.json`` into ``out_dir``; returns the weights path."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    # One metadata key: safetensors writes its metadata map in no fixed order, and a
-    # checkpoint's bytes are its identity (run ids hash them).
-    meta = {META_KEY: json.dumps({"format": FORMAT, "config": model.cfg.to_dict()}, sort_keys=True)}
     weights = out / WEIGHTS_FILE
-    save_file(tensors, str(weights), metadata=meta)
-    (out / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n")
+    weights.write_bytes(weights_bytes(model))
+    (out / CARD_FILE).write_text(card_text(card))
     return weights
 
 

@@ -31,12 +31,17 @@ from attnstore.checkpoint import (
     CARD_FILE,
     WEIGHTS_FILE,
     LoadedModel,
+    card_text,
+    load_checkpoint,
     save_checkpoint,
     save_step,
+    train_seed,
+    weights_bytes,
 )
 from attnstore.errors import ConfigError
 from attnstore.limits import MAX_PROMPT_VALUES, check_at_most
 from attnstore.model import InContextModel, ModelConfig, check_device
+from attnstore.outputs import check_output_folder, write_output
 from attnstore.progress import progress_bar
 from attnstore.provenance import versions
 
@@ -105,6 +110,15 @@ def _to_torch(batch: tasks.TaskBatch, device: str) -> tuple[torch.Tensor, torch.
     return torch.from_numpy(batch.x).to(device), torch.from_numpy(batch.y).to(device)
 
 
+def init_model(model_cfg: ModelConfig, seed: int) -> InContextModel:
+    """The untrained model of a training of this shape and training seed: torch's generator
+    seeded with ``seed``, then the model built on the CPU (so its weights are the same
+    whatever device trains it). The one definition of a training's step 0: :func:`train`
+    starts from it, and :func:`save_untrained` writes it for a training that kept none."""
+    torch.manual_seed(seed)
+    return InContextModel(model_cfg)
+
+
 def train(
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -121,9 +135,8 @@ def train(
     model is the same bytes with or without it."""
     cfg.validate()
     check_device(device)
-    torch.manual_seed(cfg.seed)
     model_cfg = ModelConfig(cfg.n_dims, 2 * cfg.n_points, cfg.n_layers, cfg.n_heads, cfg.d_model)
-    model = InContextModel(model_cfg).to(device)
+    model = init_model(model_cfg, cfg.seed).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses: list[float] = []
     start = time.perf_counter()
@@ -236,6 +249,85 @@ def finished_training(cfg: TrainConfig, folder: Path) -> bool:
                 f"{value!r}; give another --out, or the config it was trained with"
             )
     return True
+
+
+FRESH_INIT = "fresh"  # card["init"] of a model written by save_untrained
+
+
+def save_untrained(
+    checkpoint: str | Path, out_dir: str | Path, command: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Write the untrained model of the training that made ``checkpoint`` into ``out_dir``:
+    :func:`init_model` of its shape and training seed, the very bytes ``train --save-every``
+    keeps as step 0, for a training that kept none (trained without it, or a single final
+    checkpoint). Its card is a step-0 card whose ``train`` entry is the checkpoint card's, so
+    the runs extracted from it on a lineage's prompts join that lineage; ``"init": "fresh"``
+    and ``init_for_sha256`` (the checkpoint's) say what it is (structure_null's null_source).
+
+    ConfigError, and nothing written: a checkpoint whose card records no training seed (an
+    incontext-bool one, a .safetensors without its card), ``out_dir`` inside a store, or one
+    that holds another model. One holding this very model already is left as it is. Returns
+    the card and whether anything was written."""
+    if str(checkpoint).endswith(".pt"):  # incontext-bool's: no card, hence no training seed
+        raise _no_seed(checkpoint, "is an incontext-bool .pt: it")
+    loaded = load_checkpoint(checkpoint)
+    seed = train_seed(loaded)
+    if seed is None:
+        raise _no_seed(checkpoint)
+    kept = {k: loaded.card[k] for k in ("task", "task_params", "steps") if k in loaded.card}
+    card = {
+        "format": "attnstore-card-v1",
+        "model": loaded.config.to_dict(),
+        **kept,
+        "train": loaded.card["train"],
+        "seed": seed,
+        "step": 0,
+        "running_loss": None,
+        "init": FRESH_INIT,
+        "init_for_sha256": loaded.sha256,
+        "versions": versions(),
+        "command": command or "attnstore.training.save_untrained(...)",
+    }
+    data = weights_bytes(init_model(loaded.config, seed))
+    out = check_output_folder(out_dir)
+    weights, card_file = out / WEIGHTS_FILE, out / CARD_FILE
+    held = weights.read_bytes() if weights.is_file() else None
+    held_card = _held_card(card_file)
+    if held is not None or card_file.exists():
+        same = held == data and (
+            held_card is None  # a write killed between the weights and the card: finish it
+            or (held_card.get("init") == FRESH_INIT and held_card.get("train") == card["train"])
+        )
+        if not same:
+            raise ConfigError(
+                f"'{out_dir}' already holds another model; give a new folder for the "
+                "untrained model"
+            )
+        if held_card is not None:
+            return held_card, False
+    if held is None:
+        write_output(weights, lambda f: f.write(data))
+    write_output(card_file, lambda f: f.write(card_text(card).encode()))
+    return card, True
+
+
+def _held_card(path: Path) -> dict[str, Any] | None:
+    """The card a folder holds already: None where there is none, {} for one that is no
+    readable JSON object (so not this model's)."""
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return card if isinstance(card, dict) else {}
+
+
+def _no_seed(checkpoint: str | Path, what: str = "") -> ConfigError:
+    return ConfigError(
+        f"checkpoint '{checkpoint}' {what or '(its card has no train.seed)'} records no "
+        "training seed; accepted: a model written by 'attnstore train', or one of its steps"
+    )
 
 
 RUNNING_LOSS_STEPS = 100  # the running loss of a card: the mean over this many last steps

@@ -5,10 +5,14 @@
 -- model trained for one step already splits its y-query rows by their own label (NMI with y
 -- 0.61-0.95) and clusters its x-query rows (silhouette 0.23-0.30). The null of a lineage (runs
 -- that differ only by train_step, as head_emergence groups them: one training, the same
--- prompts) is its run at train_step 0 (train --save-every keeps step 0); a lineage with no
--- step 0 run has null null columns. Values are read as head_emergence reads them (the latest
--- analysis of each run with $view; a label routing metric needs none); where runs of a
--- lineage share a step, value is their mean and its standard error the mean of theirs.
+-- prompts) is its run at train_step 0: the saved step 0 (train --save-every keeps it), else
+-- the run of its fresh initialisation (attnstore untrained: the same weights for the same
+-- shape and training seed, its card "init": "fresh"); where a lineage holds both (weights
+-- drawn by another torch may differ), the saved one, and the fresh run is left out of every
+-- step. A lineage with no step 0 run has null null columns. Values are read as head_emergence
+-- reads them (the latest analysis of each run with $view; a label routing metric needs
+-- none); where runs of a lineage share a step, value is their mean and its standard error
+-- the mean of theirs.
 -- Intervals (95%, interval_method 'standard_error') for a metric that is a mean over samples
 -- (head_metric_errors): value ± 1.96 standard errors over samples; the excess's from
 -- sqrt(se^2 + se_null^2), the two taken as independent (they share prompts, so this is
@@ -38,6 +42,8 @@
 --   value_lower, value_upper  its 95% interval (interval_method); null where it has none
 --   null_value           the metric at train_step 0 of the lineage: the untrained weights
 --   null_lower, null_upper  null_value's 95% interval; null where it has none
+--   null_source          where the null came from: 'saved step 0' or 'fresh initialisation'
+--                        (attnstore untrained); null where there is none
 --   excess               value - null_value: what training added
 --   excess_lower, excess_upper  its 95% interval; null where it has none
 --   excess_excludes_zero the excess's interval lies wholly above or below 0; null where
@@ -49,11 +55,17 @@ chosen_metric as (select head_metric_source($metric) as source),
 
 chosen_runs as (
     select l.run_id, l.train_step, l.task, l.seed, r.train_seed, l.lineage,
+        -- a model written by attnstore untrained: its card says "init": "fresh"
+        coalesce(json_extract_string(r.card_json, '$.init') = 'fresh', false) as is_fresh,
     from run_lineages as l
     join runs as r using (run_id)
     where l.train_step is not null
         and ($task is null or l.task = $task) and ($seed is null or l.seed = $seed)
         and ($lineage is null or l.lineage = $lineage)
+    -- a fresh initialisation stands in for a lineage's step 0 only where none was saved
+    qualify not is_fresh or not bool_or(l.train_step = 0 and not is_fresh) over (
+        partition by l.lineage
+    )
 ),
 
 -- a summary metric from the latest analysis of each run with $view; a routing one needs none
@@ -78,6 +90,7 @@ per_step as (
         -- the runs of a step: the same model on the same prompts, so not independent
         avg(v.standard_error) as standard_error,
         bool_or(v.has_interval) as has_interval,
+        bool_or(r.is_fresh) as is_fresh,
     from run_values as v
     join chosen_runs as r using (run_id)
     where $query_kind is null or v.query_kind = $query_kind
@@ -89,6 +102,8 @@ with_null as (
         s.*,
         z.value as null_value,
         z.standard_error as null_standard_error,
+        case when z.is_fresh then 'fresh initialisation' when not z.is_fresh then 'saved step 0'
+        end as null_source,
         se_interval(s.value, s.standard_error) as bounds,
         se_interval(z.value, z.standard_error) as null_bounds,
         se_interval(
@@ -117,6 +132,7 @@ select
     null_value,
     null_bounds.lower as null_lower,
     null_bounds.upper as null_upper,
+    null_source,
     value - null_value as excess,
     excess_bounds.lower as excess_lower,
     excess_bounds.upper as excess_upper,

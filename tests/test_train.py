@@ -370,3 +370,113 @@ def test_sweep_takes_the_training_folders_of_several_seeds(grid, tmp_path):
         "select train_seed, train_step, seed from runs order by train_seed, train_step"
     ).fetchall()
     assert rows == [(s, step, 5) for s in (1, 2) for step in (0, 2, 4)]
+
+
+# --- attnstore untrained: the fresh initialisation of a training --------------------------------
+
+
+def _untrained(checkpoint, out):
+    from click.testing import CliRunner
+
+    from attnstore.cli import cli
+
+    args = ["untrained", "--checkpoint", str(checkpoint), "--out", str(out)]
+    return CliRunner().invoke(cli, args)
+
+
+@pytest.mark.parametrize("made_from", [".", "steps/step-00000002"])
+def test_untrained_is_step_zero_of_the_training_bit_for_bit(grid, tmp_path, made_from):
+    """The untrained model of a training's final (or any) checkpoint is its saved step 0: every
+    tensor and the file's bytes; its card is a step-0 card with the checkpoint's "train" entry
+    (the same JSON text), saying it is a fresh initialisation made for that checkpoint."""
+    from attnstore.checkpoint import train_seed
+
+    out, _ = grid
+    made_for = out / "seed-2" / made_from
+    result = _untrained(made_for, tmp_path / "fresh")
+    assert result.exit_code == 0, result.output
+    saved = out / "seed-2" / "steps" / "step-00000000"
+    fresh, step0 = load_checkpoint(tmp_path / "fresh"), load_checkpoint(saved)
+    a, b = fresh.model.state_dict(), step0.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert fresh.sha256 == step0.sha256
+    card = json.loads((tmp_path / "fresh" / "card.json").read_text())
+    final = json.loads((out / "seed-2" / "card.json").read_text())
+    assert json.dumps(card["train"], sort_keys=True) == json.dumps(final["train"], sort_keys=True)
+    assert card["init"] == "fresh" and card["step"] == 0 and card["running_loss"] is None
+    assert card["init_for_sha256"] == load_checkpoint(made_for).sha256
+    assert train_seed(fresh) == 2 and card["task_params"] == final["task_params"]
+    assert json.loads(result.stdout)["written"] is True
+
+
+def test_untrained_again_into_the_same_folder_changes_nothing(grid, tmp_path):
+    out, _ = grid
+    assert _untrained(out / "seed-1", tmp_path / "fresh").exit_code == 0
+    before = _files(tmp_path / "fresh")
+    result = _untrained(out / "seed-1", tmp_path / "fresh")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["written"] is False and _files(tmp_path / "fresh") == before
+
+
+def test_untrained_of_the_bundled_model_is_its_seeds_initialisation(tmp_path):
+    """The bundled model's card records its training seed (0): its untrained model is
+    init_model of its shape and seed, in its lineage."""
+    from attnstore.checkpoint import DEFAULT, default_checkpoint_dir
+    from attnstore.training import init_model
+
+    result = _untrained(DEFAULT, tmp_path / "fresh")
+    assert result.exit_code == 0, result.output
+    fresh = load_checkpoint(tmp_path / "fresh")
+    bundled = json.loads((default_checkpoint_dir() / "card.json").read_text())
+    assert fresh.card["train"] == bundled["train"] and bundled["train"]["seed"] == 0
+    expected = init_model(load_checkpoint(DEFAULT).config, 0).state_dict()
+    got = fresh.model.state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def _no_seed(card):
+    del card["train"]["seed"]
+    return card
+
+
+@pytest.mark.parametrize(
+    "case,named",
+    [
+        ("no training seed in the card", "no training seed"),
+        ("no card", "no training seed"),
+        ("an incontext-bool .pt", "no training seed"),
+        ("out inside a store", "inside the store"),
+        ("out holds another model", "already holds another model"),
+        ("out holds another training's untrained model", "already holds another model"),
+    ],
+)
+def test_untrained_refusals_are_one_line_and_write_nothing(grid, tmp_path, case, named):
+    import shutil
+
+    out, _ = grid
+    checkpoint, target = tmp_path / "checkpoint", tmp_path / "fresh"
+    shutil.copytree(out / "seed-1", checkpoint, ignore=shutil.ignore_patterns("steps"))
+    card = json.loads((checkpoint / "card.json").read_text())
+    if case == "no training seed in the card":
+        (checkpoint / "card.json").write_text(json.dumps(_no_seed(card)))
+    elif case == "no card":
+        (checkpoint / "card.json").unlink()
+    elif case == "an incontext-bool .pt":
+        checkpoint = checkpoint / "model_0.pt"
+        torch.save({"_read_in.weight": torch.zeros(1)}, checkpoint)
+    elif case == "out inside a store":
+        from attnstore.extraction import extract
+
+        extract(tmp_path / "store", checkpoint=str(checkpoint), samples=1, seed=0)
+        target = tmp_path / "store" / "fresh"
+    elif case == "out holds another model":
+        target = checkpoint  # the trained model itself
+    else:
+        assert _untrained(out / "seed-2", target).exit_code == 0
+    before = _files(tmp_path)
+    result = _untrained(checkpoint, target)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
+    assert str(target if "out" in case else checkpoint) in lines[0], lines
+    assert "Traceback" not in result.output and _files(tmp_path) == before

@@ -21,6 +21,7 @@ from attnstore.cli.query import query_group, sql_
 from attnstore.cli.report import report
 from attnstore.cli.sweep import sweep
 from attnstore.cli.train import eval_, train
+from attnstore.cli.untrained import untrained
 
 
 @click.group(cls=ErrorGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -34,6 +35,7 @@ def cli() -> None:
 
 for command in (
     train,
+    untrained,
     eval_,
     extract,
     analyze,
