@@ -18,7 +18,14 @@ and a fresh process of that version measures on the copy, imports excluded:
 - three named queries on an open connection (``Reader``), median of ``--repeats``, each
   next to the same SQL on a plain DuckDB connection whose views read the same committed files
   by their real paths with ``read_parquet`` (ratio: named / plain);
-- ``query e2e``: ``attnstore.query()`` end to end (open, connect, resolve, run) for the first.
+- ``query e2e``: ``attnstore.query()`` end to end (open, connect, resolve, run) for the first;
+- ``cli`` and ``plain``: the same query as a user runs it, each a fresh process timed from
+  start to exit (median of ``--repeats``, alternated, after one warm-up each, bytecode cached
+  as an installed package has it): ``attnstore query NAME --store S --format csv`` against
+  ``python -c`` with DuckDB alone that creates the same views over the same committed files
+  by their real paths with ``read_parquet``, runs the same SQL and writes CSV (``diff``:
+  cli - plain, target 0.3 s; the summary adds each one's CPU seconds, which other work on
+  the machine sways less).
 
 Then the ratios the store is held to: ``+run`` at the largest size over the same at 10 runs
 (target 1.2x), named over plain (target 1.5x), and the build: the time to grow the store to its
@@ -39,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,25 +64,73 @@ from attnstore.queries import Reader, _resolve, query
 from attnstore.schema import TABLES
 from attnstore.store import Store
 
-def plain_connection(store):
-    con = duckdb.connect()
+def plain_statements(store):
+    # what a plain DuckDB session runs to see the store: a view per table over its committed
+    # files by their real paths (read_parquet), the shared macros and views
     types = {"run_id": "VARCHAR", "analysis_id": "VARCHAR", "intervention_id": "VARCHAR",
              "layer": "SMALLINT"}
+    out = []
     for name, t in TABLES.items():
         cols = ", ".join(f'"{c}"' for c in t.columns)
         files = [store.fs.url(f) if args["s3"] else str(f) for f in store.files(name)]
         if files:
             hive = ", ".join(f"'{k}': {types[k]}" for k, _ in t.partition)
             src = f"read_parquet({files!r}, hive_partitioning = true, hive_types = {{{hive}}})"
-        else:
-            con.register(f"__empty_{name}", t.full_schema.empty_table())
-            src = f"__empty_{name}"
-        con.execute(f"create view {name} as select {cols} from {src}")
-    for name in SHARED_MACROS:
-        con.execute(macro_sql(name))
-    for name in SHARED_VIEWS:
-        con.execute(f"create view {name} as {view_sql(name)}")
+            out.append(f"create view {name} as select {cols} from {src}")
+        else:  # no file yet: the declared columns (DuckDB's types of them), no rows
+            empty = duckdb.from_arrow(t.full_schema.empty_table())
+            nulls = ", ".join(f'null::{ty} as "{c}"' for c, ty in zip(empty.columns, empty.types)
+                              if c in t.columns)
+            out.append(f"create view {name} as select {nulls} where false")
+    out += [macro_sql(name) for name in SHARED_MACROS]
+    out += [f"create view {name} as {view_sql(name)}" for name in SHARED_VIEWS]
+    return out
+
+def plain_connection(store):
+    con = duckdb.connect()
+    for statement in plain_statements(store):
+        con.execute(statement)
     return con
+
+def e2e(store, name, params, bound):
+    # attnstore query and a plain DuckDB script, each a fresh process, alternated
+    import os, resource, subprocess, tempfile
+    job = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    json.dump({"statements": plain_statements(store), "sql": store_sql[name], "params": bound}, job)
+    job.close()
+    cli = [sys.executable, "-m", "attnstore", "query", name, "--store", path, "--format", "csv"]
+    cli += [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    runs = {"cli": cli, "plain": [sys.executable, "-c", PLAIN, job.name]}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = args["pycache"]  # cached bytecode, outside the repository
+    times = {k: [] for k in [*runs, *(f"{k}_cpu" for k in runs)]}
+    for i in range(args["repeats"] + 1):
+        for key, command in runs.items():
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+            took = time.perf_counter() - t
+            now = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if i:  # the first round writes the bytecode and warms the file cache
+                times[key].append(took)  # CPU seconds too: less swayed by other work
+                cpu = now.ru_utime + now.ru_stime - used.ru_utime - used.ru_stime
+                times[f"{key}_cpu"].append(cpu)
+    os.unlink(job.name)
+    return times
+
+PLAIN = '''
+import csv, json, sys
+import duckdb
+job = json.load(open(sys.argv[1]))
+con = duckdb.connect()
+for statement in job["statements"]:
+    con.execute(statement)
+cursor = con.execute(job["sql"], job["params"] or None)
+out = csv.writer(sys.stdout, lineterminator="\\n")
+out.writerow([d[0] for d in cursor.description])
+out.writerows(cursor.fetchall())
+'''
+store_sql = {}
 
 def requests():
     return sum(1 for _ in open(args["log"])) if args["log"] else 0
@@ -105,13 +159,14 @@ n0 = requests()
 t = time.perf_counter(); con = connect(s); out["connect_s"] = time.perf_counter() - t
 out["connect_requests"] = requests() - n0
 con.close()
-queries = {}
+queries, queries_bound = {}, {}
 with Reader(s) as reader:
     plain = None if args["s3"] else plain_connection(s)
     for name, params in args["queries"]:
         q = reader.named(name)
         values = _resolve(reader.connection(), s, q, q.bind(params))
         bound = {n: values[n] for n in q.used_params}
+        store_sql[name], queries_bound[name] = q.sql, bound
         n0 = requests()
         reader.connection().execute(q.sql, bound or None).fetchall()
         row = {"requests": requests() - n0, "named_s": [], "plain_s": []}
@@ -125,6 +180,8 @@ with Reader(s) as reader:
 out["queries"] = queries
 name, params = args["queries"][0]
 t = time.perf_counter(); query(path, name, **params); out["e2e_s"] = time.perf_counter() - t
+if args.get("pycache") and not args["s3"]:
+    out["cli_e2e"] = e2e(s, name, params, queries_bound[name])
 if args["grow"]:
     from attnstore.analysis.run import analyze
     from attnstore.extraction import extract
@@ -226,6 +283,7 @@ def main() -> None:
                     samples=args.samples,
                     seed=100_000 + size,
                     log=None,
+                    pycache=str(work / "pycache"),
                 )
                 r.update(version=name, size=size)
                 if args.s3:
@@ -261,7 +319,7 @@ def header() -> None:
     names = "  ".join(f"{q[:14]:>14s} named/plain" for q, _ in QUERIES)
     print(
         f"{'version':>8s} {'runs':>5s} {'files':>6s} {'open ms':>8s} {'conn ms':>8s} "
-        f"{'+run s':>7s} {'e2e ms':>8s}  {names}"
+        f"{'+run s':>7s} {'e2e ms':>8s} {'cli ms':>7s} {'plain ms':>8s} {'diff s':>6s}  {names}"
     )
 
 
@@ -272,9 +330,11 @@ def report_row(r: dict) -> None:
         named = statistics.median(row["named_s"])
         plain = statistics.median(row["plain_s"])
         cells.append(f"{named * 1e3:8.1f} ms {named / plain:5.2f}x")
+    cli, plain = (statistics.median(r["cli_e2e"][k]) for k in ("cli", "plain"))
     print(
         f"{r['version'][:8]:>8s} {r['size']:5d} {r['files']:6d} {_ms(r['open_s'])} "
-        f"{_ms(r['connect_s'])} {r['add_run_s']:7.2f} {_ms(r['e2e_s'])}  " + "  ".join(cells)
+        f"{_ms(r['connect_s'])} {r['add_run_s']:7.2f} {_ms(r['e2e_s'])} {cli * 1e3:7.0f} "
+        f"{plain * 1e3:8.0f} {cli - plain:6.2f}  " + "  ".join(cells)
     )
     if "s3" in r:
         s3 = r["s3"]
@@ -301,8 +361,20 @@ def summary(rows: list[dict], built: list[float], versions: dict) -> None:
             for r in mine.values()
             for q in r["queries"].values()
         ]
-        print(f"{name}: named / plain DuckDB, median over sizes and queries: "
-              f"{statistics.median(ratios):.2f}x (target 1.5x)")
+        print(
+            f"{name}: named / plain DuckDB, median over sizes and queries: "
+            f"{statistics.median(ratios):.2f}x (target 1.5x)"
+        )
+        for size, r in sorted(mine.items()):
+            cli, plain, cli_cpu, plain_cpu = (
+                statistics.median(r["cli_e2e"][k]) for k in ("cli", "plain", "cli_cpu", "plain_cpu")
+            )
+            print(
+                f"{name}: attnstore query {QUERIES[0][0]} end to end at {size} runs: "
+                f"{cli:.2f} s against {plain:.2f} s for plain DuckDB: +{cli - plain:.2f} s "
+                f"(target 0.3 s); CPU {cli_cpu:.2f} s against {plain_cpu:.2f} s: "
+                f"+{cli_cpu - plain_cpu:.2f} s"
+            )
     if len(built) >= 20:
         tens = sum(built[:10]) * len(built) / 10
         print(
