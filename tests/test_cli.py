@@ -338,6 +338,12 @@ EDGE_CASES = [  # answers whose text pandas writes in its own way
     "repeat('long', 20) as long_text, 9223372036854775807 as big",
     'select 1 as "my col", 2.5::float as "tab\tname", \'x\' as "comma,name"',
     "select 'a' as s, false as b union all select null, true",
+    "select * from (values (1::int, true, null::varchar, null::int), (null, null, null, null),"
+    " (300, false, null, null)) t(i, a_long_boolean_name, s, n)",
+    "select null::varchar as s, null::bigint as n, null::boolean as b, null::double as d",
+    "select case when x < 10000 then null else x::varchar end as s, case when x >= 10000 then"
+    " null else x end as i, case when x % 3 = 0 then null else x % 2 = 0 end as b"
+    " from range(0, 20000) r(x)",
 ]
 
 

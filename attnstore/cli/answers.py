@@ -4,10 +4,11 @@ fifth of a second of a command that takes half a second), and byte for byte what
 of the DataFrame the library returns (``to_string(index=False, float_format=...)``,
 ``to_csv(index=False)``).
 
-That holds for the columns DuckDB turns into plain numpy columns or text: integers and booleans
-without nulls, floats (a null is NaN), and text. :func:`plain` says whether every column of an
-answer is one of those; any other (a list, a timestamp, a decimal, an integer with nulls, a name
-given twice) sends the whole answer through pandas, as do JSON and Parquet.
+That holds for the columns DuckDB turns into numbers or text: integers and booleans (a null is
+``<NA>``: pandas' nullable types), floats (a null is NaN), and text (a null is NaN, or None in a
+column of nulls alone). :func:`plain` says whether every column of an answer is one of those;
+any other (a list, a timestamp, a decimal, a name given twice) sends the whole answer through
+pandas, as do JSON and Parquet.
 """
 
 from __future__ import annotations
@@ -33,14 +34,22 @@ def plain(answer: pa.Table) -> bool:
         if t.is_floating(kind) and not t.is_float16(kind):
             continue
         if t.is_string(kind) or t.is_large_string(kind):
-            # every value null: DuckDB gives an object column of None, not NaN
-            if column.null_count < len(column) or len(column) == 0:
-                continue
-            return False
-        if (t.is_signed_integer(kind) or t.is_boolean(kind)) and column.null_count == 0:
+            continue
+        if t.is_signed_integer(kind) or t.is_boolean(kind):
             continue
         return False
     return True
+
+
+def _missing(column: pa.ChunkedArray) -> str:
+    """What pandas shows for a null of this column in a table: DuckDB turns a float null into
+    NaN, an integer or boolean one into ``<NA>`` (a nullable column), a text one into NaN, or
+    into None where the column holds nothing else."""
+    import pyarrow.types as t
+
+    if t.is_string(column.type) or t.is_large_string(column.type):
+        return "None" if column.null_count == len(column) else "NaN"
+    return "NaN" if t.is_floating(column.type) else "<NA>"
 
 
 def _floats(column: pa.ChunkedArray):
@@ -60,8 +69,6 @@ def _cells(column: pa.ChunkedArray) -> list[str | None]:
     if t.is_floating(column.type):
         values = _floats(column)
         return [None if v != v else s for v, s in zip(values, values.astype(str), strict=True)]
-    if t.is_boolean(column.type):
-        return ["True" if v else "False" for v in column.to_pylist()]
     return [None if v is None else str(v) for v in column.to_pylist()]
 
 
@@ -85,7 +92,7 @@ def table_text(answer: pa.Table) -> str:
     """``answer`` as pandas' ``to_string(index=False, float_format=FLOAT_FORMAT.format)`` writes
     it, with a final newline: each column right-aligned to its widest cell or name (a number's
     name one space wider), the columns one space apart; a float in four significant digits, a
-    missing float NaN (:func:`plain` answers with rows only)."""
+    null as :func:`_missing` says (:func:`plain` answers with rows only)."""
     import pyarrow.types as t
 
     columns = []
@@ -93,7 +100,8 @@ def table_text(answer: pa.Table) -> str:
         if t.is_floating(column.type):
             cells = ["NaN" if v != v else FLOAT_FORMAT.format(v) for v in _floats(column).tolist()]
         else:
-            cells = [("NaN" if v is None else _escaped(v)) for v in _cells(column)]
+            missing = _missing(column)
+            cells = [(missing if v is None else _escaped(v)) for v in _cells(column)]
         header = _escaped(name)
         if not (t.is_string(column.type) or t.is_large_string(column.type)):
             header = " " + header  # pandas gives a numeric column's name a space
