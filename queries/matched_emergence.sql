@@ -6,9 +6,10 @@
 -- the latest stored matching between one of its runs and one of the reference's, either way
 -- round (attnstore match; latest_matchings): head identity is stable within a lineage, so
 -- one matching of two trainings' final runs names the heads of all their steps. At each
--- training step and reference head, the trainings' values (each the mean of its runs at the
--- step, as head_emergence's value) give the mean over seeds, their min and max, and the
--- standard error of that mean over seeds with its 95% interval (null with one training). A
+-- training step and head (layer, head: the reference's indices), the trainings' values (each
+-- the mean of its runs at the step, as head_emergence's value) give the mean over seeds,
+-- their min and max, and the standard error of that mean over seeds with its 95% interval
+-- (null with one training). A
 -- lineage with no matching to the reference (another shape, or never matched) is left out
 -- and named in left_out. The metric is read as head_emergence reads it: a head_summary metric
 -- from the latest analysis of each run with $view, a label routing metric with no analysis.
@@ -26,8 +27,7 @@
 -- Grain: layer, head, query_kind, train_step.
 -- Columns:
 --   reference_lineage    the lineage whose head indices the rows use
---   layer, head          a head of the reference lineage
---   query_kind,
+--   layer, head, query_kind,
 --   metric               the metric, as known_head_metrics() names it
 --   train_step,
 --   n_seeds              trainings (lineages) with a value at this step: the reference and
