@@ -95,6 +95,18 @@ def _text(values: list[str], type_: pa.DataType) -> pa.Array:
     )
 
 
+def _equal(rows: pa.Table, filters: dict[str, str]) -> pa.Table:
+    """The rows whose columns equal ``filters``' values, as slices of ``rows``."""
+    if not filters:
+        return rows
+    keep = [
+        i
+        for i, row in enumerate(rows.select(list(filters)).to_pylist())
+        if all(row[c] == v for c, v in filters.items())
+    ]
+    return pa.concat_tables([rows.slice(i, 1) for i in keep]) if keep else rows.slice(0, 0)
+
+
 class Store:
     """A store: a folder, or an object store URL (``s3://bucket/prefix``). ``Store(location)``
     opens one; ``Store(location, create=True)`` makes it too."""
@@ -231,7 +243,9 @@ class Store:
                 # ParquetFile, not read_table: pyarrow.dataset loads pandas (0.2 s of a query)
                 data = pq.ParquetFile(pa.BufferReader(entry[2])).read()
                 data = with_later_columns(t, data.replace_schema_metadata(None))
-                data = data.select(t.schema.names).cast(t.schema)
+                data = data.select(t.schema.names)
+                if data.schema != t.schema:  # cast only where needed: it loads pyarrow.compute
+                    data = data.cast(t.schema)
                 entry[3] = data.add_column(0, key_name, _text([key], key_type))
             rows.append(entry[3])
         return pa.concat_tables(rows) if rows else t.full_schema.empty_table()
@@ -496,8 +510,6 @@ class Store:
     ) -> pa.Table:
         """One table as Arrow, committed rows only: ``columns`` to read, ``where`` a pyarrow
         compute expression, and ``column=value`` equality filters."""
-        import pyarrow.compute as pc
-
         t = TABLES.get(name)
         if t is None:
             raise NotFoundError(f"unknown table '{name}'; known: {known(sorted(TABLES))}")
@@ -507,15 +519,25 @@ class Store:
                 raise NotFoundError(
                     f"table {name} has no column '{col}'; known: {known(schema.names)}"
                 )
+        # An id asked for by name: its record alone is read, whatever the store's size.
+        key = filters.get(t.partition[0][0])
+        keys = [key] if isinstance(key, str) else None
+        texts = all(
+            isinstance(v, str) and schema.field(c).type == pa.string() for c, v in filters.items()
+        )
+        if t.name == PRIMARY[t.level] and where is None and texts:
+            # the lookups (Store.ids, run, analysis): filtered here, without pyarrow.compute,
+            # whose import is 30 ms of every attnstore query
+            rows = _equal(self._primary_rows(t, keys), filters)
+            return rows if columns is None else rows.select(columns)
+        import pyarrow.compute as pc
+
         expr = None
         for col, value in filters.items():
             term = pc.field(col) == value
             expr = term if expr is None else expr & term
         if where is not None:
             expr = where if expr is None else expr & where
-        # An id asked for by name: its record alone is read, whatever the store's size.
-        key = filters.get(t.partition[0][0])
-        keys = [key] if isinstance(key, str) else None
         if t.name == PRIMARY[t.level]:  # the records' own rows, read with the records
             rows = self._primary_rows(t, keys)
             rows = rows if expr is None else rows.filter(expr)
@@ -620,8 +642,13 @@ class Store:
         primary = TABLES[PRIMARY[level]]
         key = primary.partition[0][0]
         rows = self.read(primary.name, [key, "created_at"], **equal)
-        ordered = rows.sort_by([("created_at", "descending"), (key, "descending")])
-        return ordered.column(key).to_pylist()
+        # sorted here, the times as their integers: Arrow's sort loads pyarrow.compute, and
+        # timestamps as Python objects load pandas (30 and 200 ms of every attnstore query)
+        times = [
+            x for c in rows.column("created_at").chunks for x in c.view(pa.int64()).to_pylist()
+        ]
+        ids = rows.column(key).to_pylist()
+        return [k for _, k in sorted(zip(times, ids, strict=True), reverse=True)]
 
     def run(self, run_id: str | None = None) -> dict[str, Any]:
         """The runs row of ``run_id`` as a dict, or of the latest run when None."""
