@@ -71,6 +71,8 @@ SHARED_MACROS: tuple[str, ...] = (
     "se_interval",  # an estimate ± 1.96 standard errors
     "normal_interval",  # an aggregate: a mean ± 1.96 standard errors
     "rank_key",  # a score as rankings order by it: rounded, so equal sums rank equal
+    "t_quantile",  # Student's t 97.5% quantile for few degrees of freedom
+    "t_interval",  # a mean over few replicates (training seeds) ± t standard errors
 )
 # Shared views, each a file queries/views/<name>.sql holding one select, created in this order;
 # a view may read the macros and the views before it.

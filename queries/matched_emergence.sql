@@ -39,7 +39,9 @@
 --   seed_min, seed_max   the least and the greatest of them
 --   seed_se              the standard error of seed_mean over trainings (sample standard
 --                        deviation / sqrt(n_seeds)); null with one training
---   seed_lower, seed_upper  seed_mean's 95% interval over trainings; null with one training
+--   seed_lower, seed_upper  seed_mean's 95% interval over trainings, ± Student's t (n_seeds - 1
+--                        degrees of freedom: 4.30 standard errors for 3 seeds); null with one
+--                        training
 --   left_out             lineages of the chosen runs with no stored matching to the reference,
 --                        left out (attnstore match makes one)
 with
@@ -162,8 +164,8 @@ select
     seed_min,
     seed_max,
     seed_se,
-    se_interval(seed_mean, seed_se).lower as seed_lower,
-    se_interval(seed_mean, seed_se).upper as seed_upper,
+    t_interval(seed_mean, seed_se, n_seeds - 1).lower as seed_lower,
+    t_interval(seed_mean, seed_se, n_seeds - 1).upper as seed_upper,
     (select lineages from left_out) as left_out,
 from per_step
 order by layer, head, query_kind, train_step

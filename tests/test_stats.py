@@ -137,7 +137,7 @@ def con():
     from attnstore.connection import macro_sql
 
     c = duckdb.connect()
-    for name in ("mix32", "bootstrap_draws", "bootstrap_interval"):
+    for name in ("mix32", "bootstrap_draws", "bootstrap_interval", "t_quantile", "t_interval"):
         c.execute(macro_sql(name))
     yield c
     c.close()
@@ -150,6 +150,22 @@ def test_mix32_in_sql_is_mix32_in_numpy(con):
         {"h": [int(v) for v in h]},
     ).fetchone()[0]
     assert got == [int(v) for v in mix32(h)]
+
+
+def test_t_quantile_is_students_t(con):
+    """The macro's t quantiles are scipy's to 6 decimals; beyond 30 degrees of freedom the
+    normal quantile, within 4% of t; no interval for df < 1 or a null standard error."""
+    from scipy.stats import norm, t
+
+    for df in (1, 2, 3, 10, 30, 31, 200):
+        q = con.execute("select t_quantile($df)", {"df": df}).fetchone()[0]
+        expected = t.ppf(0.975, df) if df <= 30 else norm.ppf(0.975)
+        assert q == pytest.approx(expected, abs=1e-6), df
+        assert q == pytest.approx(t.ppf(0.975, df), rel=0.04), df
+    lo, hi = con.execute("select unnest(t_interval(1.0, 0.5, 2))").fetchone()
+    assert (lo, hi) == pytest.approx((1 - 0.5 * t.ppf(0.975, 2), 1 + 0.5 * t.ppf(0.975, 2)))
+    assert con.execute("select unnest(t_interval(1.0, 0.5, 0))").fetchone() == (None, None)
+    assert con.execute("select unnest(t_interval(1.0, null, 3))").fetchone() == (None, None)
 
 
 def test_the_sql_draws_are_the_numpy_draws(con):
