@@ -204,9 +204,11 @@ def local_checkpoint(spec: str | Path) -> str | Path:
         staging.mkdir(parents=True)
         try:
             for n in wanted:
-                with fs.errors(f"{root}/{n}", "reading a checkpoint from"):
-                    with arrow.open_input_stream(f"{root}/{n}") as src:
-                        (staging / n).write_bytes(src.read())
+                with (
+                    fs.errors(f"{root}/{n}", "reading a checkpoint from"),
+                    arrow.open_input_stream(f"{root}/{n}") as src,
+                ):
+                    (staging / n).write_bytes(src.read())
             try:
                 staging.rename(folder)  # whole or not at all; a concurrent copy may win
             except OSError:

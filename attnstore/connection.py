@@ -226,8 +226,7 @@ def connect(
         if urls:
             hive = ", ".join(f"'{k}': '{duckdb_type(ty)}'" for k, ty in t.partition)
             source = (
-                f"read_parquet({_sql_list(urls)}, hive_partitioning = true, "
-                f"hive_types = {{{hive}}}"
+                f"read_parquet({_sql_list(urls)}, hive_partitioning = true, hive_types = {{{hive}}}"
             )
             if later := LATER_COLUMNS.get(name):  # null in files written before them
                 nulls = ", ".join(

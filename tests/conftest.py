@@ -26,6 +26,16 @@ def pytest_configure(config):
         os.environ.setdefault(k, v)
 
 
+def store_bytes(path: Path) -> dict[str, bytes]:
+    """Every file of a store folder with its bytes, the lock files (``.locks``) left out:
+    equal before and after a command that must change nothing."""
+    return {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and ".locks" not in p.relative_to(path).parts
+    }
+
+
 @pytest.fixture(scope="session")
 def ray_local():
     """One local Ray for every test that needs one (it takes seconds to start): 2 CPUs, no

@@ -16,16 +16,9 @@ from attnstore.checkpoint import load_checkpoint
 from attnstore.cli import cli
 from attnstore.store import Store
 from attnstore.vocab import ATTRIBUTION_COMPONENTS
+from tests.conftest import store_bytes
 
 TOLERANCE = 1e-4  # |sum of the components - (logit - read-out bias)|, float32 rounding
-
-
-def _snapshot(path):
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and ".locks" not in p.parts
-    }
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +111,11 @@ def test_each_component_equals_a_reading_through_plain_forward_hooks(attributed)
 
 def test_the_command_prints_the_id_and_says_when_it_is_stored(attributed):
     path, run_id, result, _ = attributed
-    before = _snapshot(path)
+    before = store_bytes(path)
     out = CliRunner().invoke(cli, ["attribute", "--store", str(path), "--run", run_id])
     assert out.exit_code == 0, out.output
     assert result.attribution_id in out.stdout and "already in the store" in out.stderr
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 @pytest.mark.parametrize(
@@ -137,9 +130,9 @@ def test_bad_input_is_one_line_and_changes_nothing(attributed, tmp_path, args, n
     path, _, _, _ = attributed
     store = tmp_path / "store"
     shutil.copytree(path, store)
-    before = _snapshot(store)
+    before = store_bytes(store)
     out = CliRunner().invoke(cli, ["attribute", "--store", str(store), "--overwrite", *args])
     assert out.exit_code == 2, out.output
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
-    assert _snapshot(store) == before
+    assert store_bytes(store) == before

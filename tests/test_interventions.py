@@ -23,14 +23,7 @@ from attnstore.model import HeadEdit
 from attnstore.queries import run_query
 from attnstore.stats import normal_interval, paired_bootstrap
 from attnstore.store import Store
-
-
-def _snapshot(path: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and ".locks" not in p.parts
-    }
+from tests.conftest import store_bytes
 
 
 def _copy(src: Path, tmp_path: Path, name: str = "store") -> Path:
@@ -180,10 +173,10 @@ def test_the_same_command_gives_the_same_ids_and_rows(tiny_analysed_store, tmp_p
     assert ra == rb
     for r in ra:
         assert _prompt_effects(a, r.intervention_id).equals(_prompt_effects(b, r.intervention_id))
-    before = _snapshot(a)
+    before = store_bytes(a)
     again = intervene(a, run_id, **kw)
     assert [r.existed for r in again] == [True, True]
-    assert _snapshot(a) == before
+    assert store_bytes(a) == before
     # another seed is another resample, the same zero ablation
     other = intervene(a, run_id, methods=["zero", "resample"], seed=5)
     assert other[0].intervention_id == ra[0].intervention_id and other[0].existed
@@ -207,11 +200,11 @@ def test_a_checkpoint_no_longer_at_its_path_is_named(own_checkpoint_store):
     path, run_id, ckpt = own_checkpoint_store
     sha = Store(path).run(run_id)["checkpoint_sha256"]
     shutil.rmtree(ckpt)
-    before = _snapshot(path)
+    before = store_bytes(path)
     with pytest.raises(CheckpointError) as e:
         intervene(path, run_id)
     assert str(ckpt) in str(e.value) and sha in str(e.value) and "\n" not in str(e.value)
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 def test_a_checkpoint_whose_bytes_changed_names_both_hashes(own_checkpoint_store):
@@ -222,11 +215,11 @@ def test_a_checkpoint_whose_bytes_changed_names_both_hashes(own_checkpoint_store
         loaded.model.read_out.bias += 1.0
     save_checkpoint(loaded.model, loaded.card, ckpt)
     now = load_checkpoint(str(ckpt)).sha256
-    before = _snapshot(path)
+    before = store_bytes(path)
     with pytest.raises(CheckpointError) as e:
         intervene(path, run_id)
     assert sha in str(e.value) and now in str(e.value)
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 @pytest.mark.parametrize(
@@ -241,25 +234,25 @@ def test_a_checkpoint_whose_bytes_changed_names_both_hashes(own_checkpoint_store
 )
 def test_bad_methods_and_targets_name_what_is_accepted(iv_store, kwargs, accepted):
     path, run_id, _ = iv_store
-    before = _snapshot(path)
+    before = store_bytes(path)
     with pytest.raises(ConfigError, match=accepted.replace("-", r"\-")):
         intervene(path, run_id, **kwargs)
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 def test_an_unknown_run_or_one_without_prompts_writes_nothing(iv_store, tmp_path):
     path, run_id, _ = iv_store
-    before = _snapshot(path)
+    before = store_bytes(path)
     with pytest.raises(NotFoundError, match="unknown run 'nope'"):
         intervene(path, "nope")
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
     bare = _copy(path, tmp_path)
     shutil.rmtree(bare / "inputs" / f"run_id={run_id}")
-    before = _snapshot(bare)
+    before = store_bytes(bare)
     # the run's commit record names its prompts' file: a run without it is damaged, named
     with pytest.raises(StoreError, match="inputs/.*which is missing: the run is damaged"):
         intervene(bare, run_id, methods=["mean"])
-    assert _snapshot(bare) == before
+    assert store_bytes(bare) == before
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -272,7 +265,7 @@ def test_cli_intervene_prints_ids_and_refuses_bad_input(iv_store, tmp_path):
     ok = runner.invoke(cli, ["intervene", "--store", str(store), "--run", run_id])
     assert ok.exit_code == 0, ok.output
     assert ok.stdout.strip() == f"{ids['zero', 'z']}\tzero\tz"
-    before = _snapshot(store)
+    before = store_bytes(store)
     for args, named in [
         (["--method", "zap"], "'zap'"),
         (["--method", "knockout", "--target", "x_to_q"], "'x_to_q'"),
@@ -284,7 +277,7 @@ def test_cli_intervene_prints_ids_and_refuses_bad_input(iv_store, tmp_path):
         lines = bad.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
         assert "Traceback" not in bad.output
-    assert _snapshot(store) == before
+    assert store_bytes(store) == before
 
 
 # --- the SQL ---------------------------------------------------------------------------------
@@ -375,7 +368,7 @@ def test_an_intervention_without_per_prompt_outcomes_names_the_command_that_meas
             .cast(TABLES["effects"].schema),
         )
         txn.write("prompt_effects", TABLES["prompt_effects"].schema.empty_table())
-    before = _snapshot(old)
+    before = store_bytes(old)
     with connect(old, comments=False) as con:  # the store still opens and reads
         assert con.execute("select count(*) from interventions").fetchone()[0] == 5
     runner = CliRunner()
@@ -390,7 +383,7 @@ def test_an_intervention_without_per_prompt_outcomes_names_the_command_that_meas
         assert len(lines) == 1 and legacy in lines[0], lines
         assert f"attnstore intervene --run {run_id} --method knockout --target x_to_y" in lines[0]
         assert "--overwrite" in lines[0] and "Traceback" not in r.output
-    assert _snapshot(old) == before
+    assert store_bytes(old) == before
     # measuring it again with --overwrite makes the store whole (the same id)
     [again] = intervene(old, run_id, methods=["knockout"], targets=["x_to_y"], overwrite=True)
     assert again.intervention_id == legacy
@@ -524,7 +517,7 @@ def test_the_additivity_gap_is_the_joint_change_minus_the_sum_of_the_single_ones
 
 def test_bad_heads_and_positions_are_one_line_and_change_nothing(joint_store, tmp_path):
     path, run_id, _, _, _ = joint_store
-    before = _snapshot(path)
+    before = store_bytes(path)
     runner = CliRunner()
     for args, named in [
         (["--heads", "L5H0"], "'L5H0'"),
@@ -540,4 +533,4 @@ def test_bad_heads_and_positions_are_one_line_and_change_nothing(joint_store, tm
         lines = bad.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
         assert "Traceback" not in bad.output
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before

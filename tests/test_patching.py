@@ -24,16 +24,9 @@ from attnstore.queries import run_query
 from attnstore.stats import resample_indices
 from attnstore.store import Store
 from attnstore.tasks import evaluate, sample_task
+from tests.conftest import store_bytes
 
 RTOL, ATOL = 1e-5, 1e-5  # the fused attention kernel against the explicit one
-
-
-def _snapshot(path):
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and ".locks" not in p.parts
-    }
 
 
 @pytest.fixture(scope="module")
@@ -349,32 +342,32 @@ def test_bad_input_is_one_line_and_changes_nothing(patched, tmp_path, args, name
     path, _, _, _ = patched
     store = tmp_path / "store"
     shutil.copytree(path, store)
-    before = _snapshot(store)
+    before = store_bytes(store)
     out = CliRunner().invoke(cli, ["patch", "--store", str(store), "--overwrite", *args])
     assert out.exit_code == 2, out.output
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and named in lines[0], lines
-    assert _snapshot(store) == before
+    assert store_bytes(store) == before
 
 
 def test_a_corruption_the_task_cannot_make_is_refused(parity_store):
     path, run_id = parity_store
-    before = _snapshot(path)
+    before = store_bytes(path)
     out = CliRunner().invoke(
         cli, ["patch", "--store", str(path), "--run", run_id, "--corruption", "drop_literal"]
     )
     assert out.exit_code == 2, out.output
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "'parity'" in lines[0] and "drop_literal" in lines[0], lines
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 def test_the_command_prints_the_id_and_says_when_it_is_stored(patched):
     path, run_id, act_id, _ = patched
-    before = _snapshot(path)
+    before = store_bytes(path)
     out = CliRunner().invoke(
         cli, ["patch", "--store", str(path), "--run", run_id, "--corruption", "flip_label"]
     )
     assert out.exit_code == 0, out.output
     assert act_id in out.stdout and "already in the store" in out.stderr
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before

@@ -12,15 +12,7 @@ from attnstore.cli import cli
 from attnstore.connection import connect
 from attnstore.errors import QueryError
 from attnstore.queries import query, sql
-from tests.conftest import TINY, TINY_SAMPLES
-
-
-def _snapshot(path):
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and p.relative_to(path).parts[0] != ".locks"
-    }
+from tests.conftest import TINY, TINY_SAMPLES, store_bytes
 
 
 @pytest.fixture
@@ -47,21 +39,21 @@ def attacks(path, run_id):
 @pytest.mark.parametrize("i", range(6))
 def test_statements_that_touch_files_fail_in_one_line(store, i):
     path, run_id = store
-    before = _snapshot(path)
+    before = store_bytes(path)
     with pytest.raises(QueryError) as err:
         sql(path, attacks(path, run_id)[i])
     assert "\n" not in str(err.value)
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 def test_the_cli_refuses_them_with_one_line_and_leaves_the_store(store):
     path, run_id = store
-    before = _snapshot(path)
+    before = store_bytes(path)
     for text in attacks(path, run_id):
         out = CliRunner().invoke(cli, ["sql", "--store", str(path), text])
         assert out.exit_code != 0 and "Traceback" not in out.output, out.output
         assert len([line for line in out.output.splitlines() if line.strip()]) == 1, out.output
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
     assert len(sql(path, "select * from runs")) == 1
 
 
@@ -94,10 +86,10 @@ def test_a_users_query_folder_cannot_write_but_can_read(store, tmp_path):
         "-- mine: heads by mean entropy\n"
         "select layer, head, avg(entropy) as entropy from attention group by all order by all\n"
     )
-    before = _snapshot(path)
+    before = store_bytes(path)
     with pytest.raises(QueryError):
         query(path, "plant", extra_dirs=[folder])
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
     df = query(path, "mine", extra_dirs=[folder])
     assert len(df) == TINY["n_layers"] * TINY["n_heads"]
 
@@ -166,7 +158,7 @@ def test_the_engine_reads_the_committed_files_only_and_never_writes_them(store):
     rel = data.relative_to(path).as_posix()
     stray = data.with_name("part-0123456789abcdef.parquet")  # in the layout, committed by none
     shutil.copy(data, stray)
-    before = _snapshot(path)
+    before = store_bytes(path)
     con = connect(path)
     assert con.execute("select count(*) from attention").fetchone()[0] > 0
     for text in (
@@ -186,7 +178,7 @@ def test_the_engine_reads_the_committed_files_only_and_never_writes_them(store):
     con.execute("create table other.t as select 1 as a")
     con.execute("checkpoint other")
     con.close()
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 def test_the_tables_keep_their_declared_types(store):
@@ -199,9 +191,13 @@ def test_the_tables_keep_their_declared_types(store):
     con = connect(path)
     for name, t in TABLES.items():
         got = con.sql(f"select * from {name} limit 0").to_arrow_table().schema
-        want = duckdb.connect().from_arrow(t.full_schema.empty_table()).select(
-            *(duckdb.ColumnExpression(c) for c in t.columns)
-        ).to_arrow_table().schema
+        want = (
+            duckdb.connect()
+            .from_arrow(t.full_schema.empty_table())
+            .select(*(duckdb.ColumnExpression(c) for c in t.columns))
+            .to_arrow_table()
+            .schema
+        )
         assert got.names == want.names, name
         assert [str(x) for x in got.types] == [str(x) for x in want.types], name
 

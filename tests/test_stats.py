@@ -35,7 +35,8 @@ def _synthetic(repetitions: int, n_prompts: int, seed: int):
 
 def test_the_95_percent_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time():
     """1000 synthetic experiments of 100 prompts (one call: the columns share the draws, each
-    experiment's prompts are independent): coverage 0.93..0.97 (measured: 0.940; the normal interval 0.948)."""
+    experiment's prompts are independent): coverage 0.93..0.97 (measured: 0.940; the normal
+    interval 0.948)."""
     changed, base, truth = _synthetic(REPETITIONS, N_PROMPTS, seed=11)
     iv = paired_bootstrap(changed, base)
     covered = (iv.lower <= truth) & (truth <= iv.upper)

@@ -21,19 +21,9 @@ from attnstore.extraction import extract
 from attnstore.schema import SCHEMA_VERSION, TABLES, full_rows
 from attnstore.store import Store
 from attnstore.transaction import CRASH_ENV
-from tests.conftest import TINY, TINY_SAMPLES
+from tests.conftest import TINY, TINY_SAMPLES, store_bytes
 
 ROWS_PER_SAMPLE = TINY["n_layers"] * TINY["n_heads"] * 2 * TINY["n_points"]
-
-
-def _snapshot(path):
-    """Every file under the store with its bytes, staging and locks excepted."""
-    out = {}
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path)
-        if p.is_file() and rel.parts[0] not in {".staging", ".locks"}:
-            out[str(rel)] = p.read_bytes()
-    return out
 
 
 def test_attention_rows_are_the_models(tiny_store):
@@ -147,19 +137,19 @@ def test_one_head_is_read_without_the_rest(tiny_store):
 
 def test_same_extraction_again_writes_nothing(tiny_checkpoint, tmp_path):
     first = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0)
-    before = _snapshot(tmp_path)
+    before = store_bytes(tmp_path)
     again = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0)
     assert again.existed and again.run_id == first.run_id
-    assert _snapshot(tmp_path) == before
+    assert store_bytes(tmp_path) == before
 
 
 def test_overwrite_replaces_the_run(tiny_checkpoint, tmp_path):
     first = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0)
     other = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=1)
-    before = _snapshot(tmp_path)
+    before = store_bytes(tmp_path)
     again = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=3, seed=0, overwrite=True)
     assert not again.existed and again.run_id == first.run_id
-    after = _snapshot(tmp_path)
+    after = store_bytes(tmp_path)
 
     def untokened(keys):  # data files are named by their transaction's token
         return {re.sub(r"part-[0-9a-f]{16}", "part-T", k) for k in keys}
@@ -305,12 +295,12 @@ def test_unwritable_store_path(tiny_checkpoint, tmp_path):
 def test_newer_schema_version(tiny_checkpoint, tmp_path):
     extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2)
     (tmp_path / "attnstore.json").write_text(json.dumps({"schema_version": 99}))
-    before = _snapshot(tmp_path)
+    before = store_bytes(tmp_path)
     with pytest.raises(SchemaVersionError, match="99"):
         extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=5)
     with pytest.raises(SchemaVersionError):
         connect(tmp_path)
-    assert _snapshot(tmp_path) == before
+    assert store_bytes(tmp_path) == before
 
 
 def test_corrupted_parquet_file_is_named(tiny_checkpoint, tmp_path):
@@ -320,7 +310,7 @@ def test_corrupted_parquet_file_is_named(tiny_checkpoint, tmp_path):
     first = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2).run_id
     victim = next((tmp_path / "predictions").glob("**/*.parquet"))
     victim.write_bytes(victim.read_bytes()[:-20])
-    before = _snapshot(tmp_path)
+    before = store_bytes(tmp_path)
     with pytest.raises(StoreError, match=str(victim.name)) as err:
         Store(tmp_path).read("predictions", run_id=first)
     assert str(victim) in str(err.value) and "commit record" in str(err.value)
@@ -328,10 +318,10 @@ def test_corrupted_parquet_file_is_named(tiny_checkpoint, tmp_path):
         connect(tmp_path)
     with pytest.raises(StoreError, match=str(victim.name)):
         Store(tmp_path).verify()
-    assert _snapshot(tmp_path) == before
+    assert store_bytes(tmp_path) == before
     other = extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, seed=9).run_id
     assert other != first and Store(tmp_path).read("predictions", run_id=other).num_rows > 0
-    after = _snapshot(tmp_path)
+    after = store_bytes(tmp_path)
     assert {k: v for k, v in after.items() if first in k} == {
         k: v for k, v in before.items() if first in k
     }
@@ -345,7 +335,7 @@ def test_zero_samples(tiny_checkpoint, tmp_path):
 
 def test_n_dims_contradicting_the_checkpoint(tiny_checkpoint, tmp_path):
     extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2)
-    before = _snapshot(tmp_path)
+    before = store_bytes(tmp_path)
     with pytest.raises(ConfigError, match="n_dims=7"):
         extract(tmp_path, checkpoint=str(tiny_checkpoint), samples=2, n_dims=7)
     with pytest.raises(ConfigError, match="k=9"):
@@ -356,7 +346,7 @@ def test_n_dims_contradicting_the_checkpoint(tiny_checkpoint, tmp_path):
             task="sparse_disjunction",
             task_params={"k": 9},
         )
-    assert _snapshot(tmp_path) == before
+    assert store_bytes(tmp_path) == before
 
 
 def test_not_a_store(tmp_path):

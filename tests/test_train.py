@@ -366,9 +366,11 @@ def test_sweep_takes_the_training_folders_of_several_seeds(grid, tmp_path):
     args += ["--checkpoints", str(out / "seed-1"), "--checkpoints", str(out / "seed-2")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    rows = connect(store).execute(
-        "select train_seed, train_step, seed from runs order by train_seed, train_step"
-    ).fetchall()
+    rows = (
+        connect(store)
+        .execute("select train_seed, train_step, seed from runs order by train_seed, train_step")
+        .fetchall()
+    )
     assert rows == [(s, step, 5) for s in (1, 2) for step in (0, 2, 4)]
 
 
