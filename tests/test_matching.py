@@ -7,6 +7,8 @@ heads as side a's; bad input is one line with nothing stored."""
 from __future__ import annotations
 
 import copy
+import html
+import re
 import shutil
 
 import numpy as np
@@ -21,6 +23,7 @@ from attnstore.errors import QueryError
 from attnstore.extraction import extract
 from attnstore.matching import match
 from attnstore.queries import query, sql
+from attnstore.report import build_report
 from attnstore.store import Store
 
 # Per layer of the bundled model (3 layers x 4 heads): head h of the permuted model is head
@@ -252,14 +255,63 @@ def test_heads_across_runs_refuses_a_side_with_no_matching(pair):
 
 
 def test_the_report_builds_on_a_store_holding_a_matching(tiny_analysed_store, tmp_path):
+    """Without a matching, and with one of a run to itself (one training: nothing to compare
+    across seeds), the index page has no section across training seeds."""
     path = tmp_path / "store"
     shutil.copytree(tiny_analysed_store[0], path)
     run = tiny_analysed_store[1]
-    match(path, run, run)
-    Store(path).verify(deep=True)
-    res = CliRunner().invoke(cli, ["report", "--store", str(path), "--out", str(tmp_path / "r")])
-    assert res.exit_code == 0, res.output
-    assert (tmp_path / "r" / "index.html").is_file()
+    for matched in (False, True):
+        if matched:
+            match(path, run, run)
+            Store(path).verify(deep=True)
+        out = tmp_path / f"r{matched}"
+        res = CliRunner().invoke(cli, ["report", "--store", str(path), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "Across training seeds" not in (out / "index.html").read_text()
+
+
+def _seed_rows(page: str) -> list[list[str]]:
+    """The cells of the index page's table across training seeds, as text."""
+    section = page.split("<h2>Across training seeds</h2>", 1)[1].split("</table>", 1)[0]
+    body = section.split("<tbody>", 1)[1]
+    return [
+        [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body)
+    ]
+
+
+def test_the_report_compares_matched_heads_across_training_seeds(pair, tmp_path):
+    """The index page's section holds query matched_emergence's rows of the report's run's
+    task and prompt seed at the last common step, for positive_mass_share and quality: the
+    mean over seeds [t interval], min, max, and each training's own head (the permuted
+    training's the permutation's)."""
+    out = build_report(pair["path"], tmp_path / "r", run_id=pair["a"], n_workers=1)
+    rows = _seed_rows(out.index.read_text())
+    want = {}
+    for metric in ("positive_mass_share", "quality"):
+        df = query(pair["path"], "matched_emergence", metric=metric, seed=1)
+        df = df[df.train_step == df.train_step.max()]
+        assert (df.n_seeds == 2).all()
+        for r in df.itertuples():
+            want[(r.layer, r.head, r.query_kind, metric)] = r
+    assert len(rows) == len(want) == 2 * 3 * 4 * 2
+    lineage = dict(sql(pair["path"], "select run_id, lineage from run_lineages").values.tolist())
+    for cells in rows:
+        layer, head, kind, metric, step, n, estimate, low, high, heads = cells
+        r = want[(int(layer), int(head), kind, metric)]
+        assert (int(step), int(n)) == (r.train_step, 2)
+        mean, lower, upper = map(float, re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", estimate).groups())
+        for got, value in [
+            (mean, r.seed_mean),
+            (lower, r.seed_lower),
+            (upper, r.seed_upper),
+            (float(low), r.seed_min),
+            (float(high), r.seed_max),
+        ]:
+            assert got == pytest.approx(value, abs=1e-3), (cells, value)
+        own = dict(re.findall(r"(\S+) \(train_seed \d+\): head (\d+)", heads))
+        assert int(own[lineage[pair["a"]]]) == r.head
+        assert PERMS[r.layer][int(own[lineage[pair["b"]]])] == r.head
 
 
 def test_matched_emergence_reads_every_step_through_one_matching(pair, tmp_path):

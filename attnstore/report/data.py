@@ -413,6 +413,59 @@ def rankings(c: Context) -> dict[str, dict[str, Any]]:
     return out
 
 
+# --- across training seeds ------------------------------------------------------------------
+
+SEED_METRICS = ("positive_mass_share", "quality")  # the index page's table over training seeds
+SEED_COLUMNS = [
+    "layer",
+    "head",
+    "query_kind",
+    "metric",
+    "train_step",
+    "n_seeds",
+    "seed_mean",
+    "seed_mean_lower",
+    "seed_mean_upper",
+    "seed_min",
+    "seed_max",
+    "matched_heads",
+]
+
+
+def _own_heads(matched: Any) -> str:
+    """query matched_emergence's matched_heads as text: each training's own head index."""
+    return "; ".join(
+        f"{m['lineage']} (train_seed {m['train_seed']}): head {m['head']}" for m in matched
+    )
+
+
+def across_seeds(c: Context) -> dict[str, Any] | None:
+    """Per reference head, query kind and metric of SEED_METRICS, query matched_emergence's
+    row at the last step every training matched to the reference has (its mean over seeds with
+    the t interval as ``seed_mean_lower``/``_upper``, min, max and each training's own head
+    index), for the run's task and prompt seed; None when the store holds no matching (one
+    read of the matchings' ids) or no step has two matched trainings."""
+    if not c.store.ids("match"):
+        return None
+    view = c.analysis["view"] if c.analysis is not None else "shared_keys"
+    parts = []
+    for metric in SEED_METRICS:
+        df = c.query(
+            "matched_emergence", metric=metric, view=view, task=c.run["task"], seed=c.run["seed"]
+        )
+        if df.empty or df.n_seeds.max() < 2:
+            continue
+        step = df[df.n_seeds == df.n_seeds.max()].train_step.max()  # the last common step
+        parts.append(df[df.train_step == step])
+    if not parts:
+        return None
+    df = pd.concat(parts, ignore_index=True)
+    df = df.rename(columns={"seed_lower": "seed_mean_lower", "seed_upper": "seed_mean_upper"})
+    df["matched_heads"] = [_own_heads(m) for m in df.matched_heads]
+    table = records(df.sort_values(["metric", "layer", "head", "query_kind"]), SEED_COLUMNS)
+    return {"reference_lineage": str(df.reference_lineage.iloc[0]), "table": table}
+
+
 # --- one head ----------------------------------------------------------------------------------
 
 

@@ -2,7 +2,8 @@
 
 ::
 
-    DIR/index.html                  the run's card, accuracy by point, the store's contents
+    DIR/index.html                  the run's card, accuracy by point, the store's contents;
+                                    matched heads across training seeds, if matched
     DIR/heads.html                  layer × head maps of every head metric, intervention and
                                     activation patch; heads changed together, path patches,
                                     the rankings
@@ -268,7 +269,8 @@ def _assets(out: Path, files: list[Path]) -> None:
         _write(out / "assets" / name, text, files)
 
 
-def _index(c: d.Context, o: dict[str, Any], out: Path, files: list[Path]) -> None:
+def _index(c: d.Context, pages: Pages, out: Path, files: list[Path]) -> None:
+    o = pages.overview
     card = "".join(f"<tr><th>{_h(k)}</th><td>{_cell(v)}</td></tr>" for k, v in o["card"].items())
     body = (
         (_no_analysis(c) if c.analysis is None else "")
@@ -280,9 +282,28 @@ def _index(c: d.Context, o: dict[str, Any], out: Path, files: list[Path]) -> Non
         + '<p>Query <code>contents</code>.</p><div class="scroll">'
         + _table(o["contents"], "sortable")
         + "</div>"
+        + _seeds(pages.seeds)
     )
     data = {"page": "index", "accuracy": o["accuracy"]}
     _write(out / "index.html", _page(f"attnstore report: run {c.run_id}", body, data), files)
+
+
+def _seeds(seeds: dict[str, Any] | None) -> str:
+    """The index page's table of matched heads across training seeds (none without a
+    matching)."""
+    if seeds is None:
+        return ""
+    return (
+        "<h2>Across training seeds</h2><p>Query <code>matched_emergence</code> at the last "
+        "step every training has: trainings with other seeds name the same computation with "
+        "other head indices, so each is read in the head indices of the reference lineage "
+        f"{_h(seeds['reference_lineage'])} through the stored matching of its heads (<code>"
+        "attnstore match</code>: each head paired with the head whose attention is nearest; "
+        "matched_heads gives each training's own index); a low margin in query <code>"
+        "head_matches</code> means a weak correspondence. Per head and metric: the mean over "
+        "seeds with its 95% interval (Student's t over seeds), the least and the greatest "
+        'seed.</p><div class="scroll">' + _table(seeds["table"], "sortable seeds") + "</div>"
+    )
 
 
 def _heads(c: d.Context, pages: Pages, out: Path, files: list[Path]) -> None:
@@ -475,8 +496,8 @@ def _why_this_sample(c: d.Context, r: dict[str, Any]) -> str:
 @dataclass(frozen=True)
 class Pages:
     """Every page's data, read before anything is written: the overview, the run's
-    interventions and patches, the heads page's maps, joint interventions and rankings, and
-    each head's page."""
+    interventions and patches, the heads page's maps, joint interventions and rankings,
+    each head's page, and the index page's table across training seeds."""
 
     overview: dict[str, Any]
     causal: d.Causal
@@ -484,6 +505,7 @@ class Pages:
     joint: dict[str, Any] | None
     rankings: dict[str, dict[str, Any]]
     heads: list[d.HeadPage]
+    seeds: dict[str, Any] | None  # matched heads across training seeds
 
 
 def _read(c: d.Context, draw: Drawer, progress: bool) -> Pages:
@@ -510,7 +532,8 @@ def _read(c: d.Context, draw: Drawer, progress: bool) -> Pages:
             draw.submit((layer, head), heads[-1].figure)
     _check_query_kinds(heads)
     maps = d.head_maps(c, causal)
-    return Pages(overview, causal, maps, d.joint_table(causal), d.rankings(c), heads)
+    joint, rankings = d.joint_table(causal), d.rankings(c)
+    return Pages(overview, causal, maps, joint, rankings, heads, d.across_seeds(c))
 
 
 def build_report(
@@ -536,7 +559,7 @@ def build_report(
         with Drawer(workers(drawn) if n_workers is None else n_workers) as draw:
             pages = _read(c, draw, progress)  # refuses an undeclared value: nothing written
             _assets(out, files)
-            _index(c, pages.overview, out, files)
+            _index(c, pages, out, files)
             _heads(c, pages, out, files)
             for page in pages.heads:
                 _head(c, page, draw, out, files)
