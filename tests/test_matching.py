@@ -25,6 +25,7 @@ from attnstore.matching import match
 from attnstore.queries import query, sql
 from attnstore.report import build_report
 from attnstore.store import Store
+from tests.conftest import store_bytes
 
 # Per layer of the bundled model (3 layers x 4 heads): head h of the permuted model is head
 # PERMS[layer][h] of the bundled one.
@@ -50,14 +51,6 @@ def permute_heads(model, perms):
             block.attn.qkv.bias.copy_(block.attn.qkv.bias[qkv].clone())
             block.attn.out.weight.copy_(block.attn.out.weight[:, cols].clone())
     return out
-
-
-def _snapshot(path):
-    return {
-        str(p.relative_to(path)): p.read_bytes()
-        for p in sorted(path.rglob("*"))
-        if p.is_file() and ".locks" not in p.parts
-    }
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +136,9 @@ def test_a_model_matched_to_itself_is_the_identity_at_cost_0(pair, tmp_path):
     # the same store gives the same rows; a second match writes nothing
     again = match(path, pair["a"], pair["a"], overwrite=True)
     assert again.match_id == r.match_id and again.pairs.equals(r.pairs)
-    before = _snapshot(path)
+    before = store_bytes(path)
     assert match(path, pair["a"], pair["a"]).existed
-    assert _snapshot(path) == before
+    assert store_bytes(path) == before
 
 
 def test_the_command_prints_the_matching_and_the_store_verifies(pair, tmp_path):
@@ -189,7 +182,7 @@ def test_bad_input_is_one_line_and_stores_nothing(pair, case, needles):
         "zero": pair["b"],
     }[case]
     extra = {"samples": ["--samples", "7"], "zero": ["--samples", "0"]}.get(case, [])
-    before = _snapshot(pair["path"])
+    before = store_bytes(pair["path"])
     res = CliRunner().invoke(
         cli, ["match", "--store", str(pair["path"]), "--run-a", a, "--run-b", b, *extra]
     )
@@ -198,7 +191,7 @@ def test_bad_input_is_one_line_and_stores_nothing(pair, case, needles):
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
-    assert _snapshot(pair["path"]) == before
+    assert store_bytes(pair["path"]) == before
 
 
 def test_head_matches_gives_the_stored_matching(pair):
