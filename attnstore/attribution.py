@@ -39,7 +39,7 @@ from attnstore.interventions import _load
 from attnstore.model import HeadEdit, InContextModel, check_device
 from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
-from attnstore.schema import SCHEMA_VERSION, TABLES
+from attnstore.schema import TABLES, written_by
 from attnstore.store import Store, open_store
 
 
@@ -173,11 +173,7 @@ def attribute(
             "n_components": n_components,
             "max_abs_error": error,
             "device": device,
-            "attnstore_version": v["attnstore"],
-            "torch_version": v["torch"],
-            "python_version": v["python"],
-            "schema_version": SCHEMA_VERSION,
-            "command": command,
+            **written_by(v, command),
         }
         txn.write("attributions", TABLES["attributions"].row(row))
     return AttributionResult(key, error, existed=False)

@@ -31,7 +31,7 @@ from attnstore.checkpoint import LoadedModel, load_checkpoint, train_seed, train
 from attnstore.errors import CommitConflict, ConfigError
 from attnstore.model import check_device
 from attnstore.provenance import content_id, versions
-from attnstore.schema import SCHEMA_VERSION, TABLES
+from attnstore.schema import TABLES, written_by
 from attnstore.store import Store
 from attnstore.vocab import PRECISIONS, QUERY_KINDS
 
@@ -474,10 +474,6 @@ def _runs_row(e: Extraction, totals: _Totals, command: str) -> pa.Table:
         "train_step": train_step(loaded),
         "train_seed": train_seed(loaded),
         "sweep_id": c.sweep_id,
-        "attnstore_version": v["attnstore"],
-        "torch_version": v["torch"],
-        "python_version": v["python"],
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
+        **written_by(v, command),
     }
     return TABLES["runs"].row(row)

@@ -41,7 +41,7 @@ from attnstore.errors import CheckpointError, ConfigError, known
 from attnstore.model import HeadEdit, check_device
 from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
-from attnstore.schema import SCHEMA_VERSION, TABLES
+from attnstore.schema import TABLES, written_by
 from attnstore.store import Store, open_store
 from attnstore.tasks import SEED_MAX
 from attnstore.vocab import INTERVENTION_METHODS as METHODS  # re-exported: the plots use it
@@ -515,10 +515,6 @@ def _interventions_row(
         "n_samples": run["n_samples"],
         "kept_rows": kept,
         "device": params["device"],
-        "attnstore_version": v["attnstore"],
-        "torch_version": v["torch"],
-        "python_version": v["python"],
-        "schema_version": SCHEMA_VERSION,
-        "command": command,
+        **written_by(v, command),
     }
     return TABLES["interventions"].row(row)

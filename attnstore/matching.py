@@ -39,7 +39,7 @@ import pyarrow as pa
 from attnstore.errors import ConfigError, NotFoundError
 from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
-from attnstore.schema import SCHEMA_VERSION, TABLES, full_rows
+from attnstore.schema import TABLES, full_rows, written_by
 from attnstore.store import Store, open_store
 
 METHOD = "hungarian"
@@ -124,11 +124,7 @@ def match(
             "n_samples": n,
             "n_layers": L,
             "n_heads": H,
-            "attnstore_version": v["attnstore"],
-            "torch_version": v["torch"],
-            "python_version": v["python"],
-            "schema_version": SCHEMA_VERSION,
-            "command": command,
+            **written_by(v, command),
         }
         txn.write("matchings", TABLES["matchings"].row(row))
     return MatchResult(key, pairs, existed=False)

@@ -48,7 +48,7 @@ from attnstore.interventions import _load
 from attnstore.model import HeadEdit, InContextModel, check_device
 from attnstore.progress import progress_bar
 from attnstore.provenance import content_id, versions
-from attnstore.schema import SCHEMA_VERSION, TABLES
+from attnstore.schema import TABLES, written_by
 from attnstore.store import Store, open_store
 from attnstore.vocab import PATCH_TARGETS, PATH_INPUTS, QUERY_KINDS
 
@@ -374,11 +374,7 @@ def patch(
             "n_samples": S,
             "n_changed": n_changed,
             "device": device,
-            "attnstore_version": v["attnstore"],
-            "torch_version": v["torch"],
-            "python_version": v["python"],
-            "schema_version": SCHEMA_VERSION,
-            "command": command,
+            **written_by(v, command),
         }
         txn.write("patches", TABLES["patches"].row(row))
     return PatchResult(key, n_changed, existed=False)

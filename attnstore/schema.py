@@ -19,6 +19,7 @@ file's key-value metadata; it changes whenever a table below changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,31 @@ PRIMARY = {
 i8, i16, i32, i64 = pa.int8(), pa.int16(), pa.int32(), pa.int64()
 f32, f64, text, boolean = pa.float32(), pa.float64(), pa.string(), pa.bool_()
 utc = pa.timestamp("us", tz="UTC")
+
+
+def written_by_columns(activity: str, thing: str) -> list[tuple[str, pa.DataType, str]]:
+    """The columns of a primary table that say what wrote its row (the values:
+    :func:`written_by`): versions, store format and command line, each documented with the
+    ``activity`` that wrote it ('extraction') and the ``thing`` it made ('run')."""
+    return [
+        ("attnstore_version", text, f"attnstore's version at {activity}"),
+        ("torch_version", text, f"torch's version at {activity}"),
+        ("python_version", text, f"Python's version at {activity}"),
+        ("schema_version", i16, f"the store format the {thing} was written in"),
+        ("command", text, f"the command line that made the {thing}"),
+    ]
+
+
+def written_by(versions: dict[str, str], command: str) -> dict[str, Any]:
+    """The values of :func:`written_by_columns`, from ``attnstore.provenance.versions()`` and
+    the command line."""
+    return {
+        "attnstore_version": versions["attnstore"],
+        "torch_version": versions["torch"],
+        "python_version": versions["python"],
+        "schema_version": SCHEMA_VERSION,
+        "command": command,
+    }
 
 
 @dataclass(frozen=True)
@@ -235,11 +261,7 @@ TABLES: dict[str, Table] = {
                     "seed is another model; null where unknown. Not the prompt seed (seed)",
                 ),
                 ("sweep_id", text, "the sweep that wrote the run (attnstore sweep); else null"),
-                ("attnstore_version", text, "attnstore's version at extraction"),
-                ("torch_version", text, "torch's version at extraction"),
-                ("python_version", text, "Python's version at extraction"),
-                ("schema_version", i16, "the store format the run was written in"),
-                ("command", text, "the command line that made the run"),
+                *written_by_columns("extraction", "run"),
             ],
             ["run_id"],
             "One row per extraction: model, checkpoint, task, seed and provenance.",
@@ -465,11 +487,7 @@ TABLES: dict[str, Table] = {
                 ("n_samples", i32, "the run's prompts replayed"),
                 ("kept_rows", i64, "knockout: query rows left whole (all their mass removed)"),
                 ("device", text, "where the model ran"),
-                ("attnstore_version", text, "attnstore's version at intervention"),
-                ("torch_version", text, "torch's version at intervention"),
-                ("python_version", text, "Python's version at intervention"),
-                ("schema_version", i16, "the store format the intervention was written in"),
-                ("command", text, "the command line that made the intervention"),
+                *written_by_columns("intervention", "intervention"),
             ],
             ["intervention_id"],
             "One row per intervention: a run's heads changed one at a time (attnstore intervene).",
@@ -532,11 +550,7 @@ TABLES: dict[str, Table] = {
                     "prompt and point (completeness; float rounding only)",
                 ),
                 ("device", text, "where the model ran"),
-                ("attnstore_version", text, "attnstore's version at attribution"),
-                ("torch_version", text, "torch's version at attribution"),
-                ("python_version", text, "Python's version at attribution"),
-                ("schema_version", i16, "the store format the attribution was written in"),
-                ("command", text, "the command line that made the attribution"),
+                *written_by_columns("attribution", "attribution"),
             ],
             ["attribution_id"],
             "One row per direct logit attribution of a run (attnstore attribute).",
@@ -588,11 +602,7 @@ TABLES: dict[str, Table] = {
                 ("n_samples", i32, "the run's prompts replayed"),
                 ("n_changed", i32, "prompts the corruption changed (the others differ nowhere)"),
                 ("device", text, "where the model ran"),
-                ("attnstore_version", text, "attnstore's version at patching"),
-                ("torch_version", text, "torch's version at patching"),
-                ("python_version", text, "Python's version at patching"),
-                ("schema_version", i16, "the store format the patch was written in"),
-                ("command", text, "the command line that made the patch"),
+                *written_by_columns("patching", "patch"),
             ],
             ["patch_id"],
             "One row per patch: a run's clean activations patched into its corrupted prompts.",
@@ -661,11 +671,7 @@ TABLES: dict[str, Table] = {
                 ("n_samples", i32, "prompts compared (samples 0..n_samples-1 of both runs)"),
                 ("n_layers", i16, "transformer layers of the model"),
                 ("n_heads", i16, "attention heads per layer"),
-                ("attnstore_version", text, "attnstore's version at matching"),
-                ("torch_version", text, "torch's version at matching"),
-                ("python_version", text, "Python's version at matching"),
-                ("schema_version", i16, "the store format the matching was written in"),
-                ("command", text, "the command line that made the matching"),
+                *written_by_columns("matching", "matching"),
             ],
             ["match_id"],
             "One row per matching of two runs' heads (attnstore match): head indices are "
