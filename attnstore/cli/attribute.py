@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from attnstore.cli.options import device_option, show_progress, store_option
+from attnstore.cli.options import device_option, say_already_stored, show_progress, store_option
 
 
 @click.command()
@@ -28,11 +28,7 @@ def attribute(store: str, run_id: str | None, **kwargs: Any) -> None:
 
     r = run_attribute(store, run_id, **kwargs, progress=show_progress(), command=command_line())
     if r.existed:
-        click.echo(
-            f"attribution {r.attribution_id} is already in the store; nothing written "
-            "(--overwrite replaces it)",
-            err=True,
-        )
+        say_already_stored(f"attribution {r.attribution_id}")
         click.echo(r.attribution_id)
     else:
         click.echo(f"{r.attribution_id}\tmax_abs_error={r.max_abs_error:.3g}")

@@ -19,6 +19,7 @@ from attnstore.cli.options import (
     points_option,
     prompt_seed_option,
     prompt_task_option,
+    say_already_stored,
     show_progress,
     store_option,
     task_param_option,
@@ -98,11 +99,7 @@ def extract(
         command=command_line(),
     )
     if result.existed:
-        click.echo(
-            f"run {result.run_id} is already in the store; nothing written "
-            "(--overwrite replaces it)",
-            err=True,
-        )
+        say_already_stored(f"run {result.run_id}")
     if a is not None:
         click.echo(f"analysis {a.analysis_id} (backend {backend}, view {view})", err=True)
     click.echo(result.run_id)
@@ -146,11 +143,7 @@ def analyze(store: str, run_id: str | None, overwrite: bool, **kwargs: Any) -> N
         store, run_id, config, overwrite=overwrite, progress=progress, command=command
     )
     if result.existed:
-        click.echo(
-            f"analysis {result.analysis_id} is already in the store; nothing written "
-            "(--overwrite replaces it)",
-            err=True,
-        )
+        say_already_stored(f"analysis {result.analysis_id}")
     click.echo(result.analysis_id)
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from attnstore.cli.options import device_option, show_progress, store_option
+from attnstore.cli.options import device_option, say_already_stored, show_progress, store_option
 
 
 @click.command()
@@ -58,9 +58,5 @@ def intervene(store: str, run_id: str | None, **kwargs: Any) -> None:
     )
     for r in results:
         if r.existed:
-            click.echo(
-                f"intervention {r.intervention_id} ({r.method} {r.target}) is already in the "
-                "store; nothing written (--overwrite replaces it)",
-                err=True,
-            )
+            say_already_stored(f"intervention {r.intervention_id} ({r.method} {r.target})")
         click.echo(f"{r.intervention_id}\t{r.method}\t{r.target}")

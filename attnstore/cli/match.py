@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from attnstore.cli.options import show_progress, store_option
+from attnstore.cli.options import say_already_stored, show_progress, store_option
 
 
 @click.command()
@@ -49,11 +49,7 @@ def match(store: str, run_a: str, run_b: str, samples: int | None, overwrite: bo
         command=command_line(),
     )
     if r.existed:
-        click.echo(
-            f"matching {r.match_id} is already in the store; nothing written (--overwrite "
-            "replaces it)",
-            err=True,
-        )
+        say_already_stored(f"matching {r.match_id}")
     click.echo("layer  head_b -> head_a    cost  margin  null_cost")
     for row in r.pairs.filter(r.pairs.column("matched")).to_pylist():
         click.echo(

@@ -189,3 +189,11 @@ query_param_option = click.option(
     metavar="NAME=VALUE",
     help="A query parameter (repeatable); 'attnstore query show NAME' lists them.",
 )
+
+
+def say_already_stored(what: str) -> None:
+    """On stderr: ``what`` (e.g. 'run 0123abcd') was already in the store, so the command
+    wrote nothing; --overwrite replaces it."""
+    click.echo(
+        f"{what} is already in the store; nothing written (--overwrite replaces it)", err=True
+    )

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from attnstore.cli.options import device_option, show_progress, store_option
+from attnstore.cli.options import device_option, say_already_stored, show_progress, store_option
 from attnstore.vocab import CORRUPTIONS, PATCH_TARGETS
 
 
@@ -59,9 +59,5 @@ def patch(store: str, run_id: str | None, **kwargs: Any) -> None:
 
     r = run_patch(store, run_id, **kwargs, progress=show_progress(), command=command_line())
     if r.existed:
-        click.echo(
-            f"patch {r.patch_id} is already in the store; nothing written (--overwrite "
-            "replaces it)",
-            err=True,
-        )
+        say_already_stored(f"patch {r.patch_id}")
     click.echo(f"{r.patch_id}\tchanged_prompts={r.n_changed}")
